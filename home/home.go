@@ -1,0 +1,52 @@
+// Package home locates mb's state directory ($MB_HOME, default ~/.mb) and
+// the files inside it.
+package home
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Env is the environment variable that overrides the state directory.
+const Env = "MB_HOME"
+
+// Dir returns $MB_HOME, or ~/.mb when it is unset, as an absolute path.
+func Dir() (string, error) {
+	if d := os.Getenv(Env); d != "" {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return "", fmt.Errorf("resolve %s=%q: %w", Env, d, err)
+		}
+		return abs, nil
+	}
+	h, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find the home directory (set %s to choose mb's state directory): %w", Env, err)
+	}
+	return filepath.Join(h, ".mb"), nil
+}
+
+// VMsDir is the directory holding one directory per VM.
+func VMsDir(home string) string { return filepath.Join(home, "vms") }
+
+// VMDir is the directory of the named VM.
+func VMDir(home, name string) string { return filepath.Join(home, "vms", name) }
+
+// ImagesDir is the image cache.
+func ImagesDir(home string) string { return filepath.Join(home, "images") }
+
+// ImageDir is the directory of the named image.
+func ImageDir(home, name string) string { return filepath.Join(home, "images", name) }
+
+// Ensure creates dir (and parents) with mode 0700 and tightens an existing
+// directory to 0700.
+func Ensure(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("chmod %s: %w", dir, err)
+	}
+	return nil
+}

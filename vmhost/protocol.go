@@ -1,0 +1,125 @@
+// Package vmhost holds the control protocol of the per-VM supervisor: the
+// request and response types spoken as JSON lines over vmhost.sock, the
+// Client that speaks it, the Server that answers it, and the VMController
+// interface that a hypervisor backend implements.
+//
+// Wire format: one JSON object per line. A client writes a Request and reads
+// one Response, and may send any number of requests on one connection; they
+// are answered in order. A request line is limited to MaxRequestSize bytes.
+// Anyone can script it:
+//
+//	echo '{"method":"status"}' | socat - UNIX-CONNECT:vmhost.sock
+package vmhost
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Method names an operation of the control protocol.
+type Method string
+
+// The methods every vmhost serves.
+const (
+	MethodStatus    Method = "status"
+	MethodStop      Method = "stop"
+	MethodForceStop Method = "force_stop"
+	MethodInfo      Method = "info"
+)
+
+// Methods served only when the controller implements the matching optional
+// interface (Executor, MetricsReporter).
+const (
+	MethodExec    Method = "exec"
+	MethodMetrics Method = "metrics"
+)
+
+// Stop modes accepted in Request.Mode for MethodStop. ModeAuto runs every
+// phase the backend has, in order, inside one timeout; the others run a
+// single phase. Which single phases exist depends on the backend: QEMU has
+// agent, acpi, quit and kill; the fake backend has graceful and kill.
+const (
+	ModeAuto     = "auto"
+	ModeAgent    = "agent"
+	ModeACPI     = "acpi"
+	ModeQuit     = "quit"
+	ModeKill     = "kill"
+	ModeGraceful = "graceful"
+)
+
+// Limits of the protocol.
+const (
+	// MaxRequestSize is the longest request line a server accepts,
+	// newline included. A longer line is refused and the connection closed.
+	MaxRequestSize = 1 << 20
+	// MaxReplySize is the longest reply line a Client accepts. Replies can be
+	// much larger than requests (exec output is base64 in JSON), so the cap is
+	// generous: two 16 MiB output streams fit after base64 encoding.
+	MaxReplySize = 64 << 20
+	// DefaultStopTimeout is used for a stop request without timeout_seconds.
+	DefaultStopTimeout = 30 * time.Second
+)
+
+// Request is one line sent to vmhost.sock.
+type Request struct {
+	Method         Method `json:"method"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty"`
+
+	// Mode picks the stop phase for MethodStop (ModeAuto when empty).
+	Mode string `json:"mode,omitempty"`
+
+	// Exec arguments (MethodExec).
+	Argv  []string `json:"argv,omitempty"`
+	Env   []string `json:"env,omitempty"`
+	Stdin []byte   `json:"stdin,omitempty"`
+}
+
+// Response is one line answered by vmhost.sock. OK is false exactly when
+// Error is set. Fields a method does not fill are omitted.
+type Response struct {
+	OK      bool   `json:"ok"`
+	Error   string `json:"error,omitempty"`
+	State   string `json:"state,omitempty"`
+	SSHPort int    `json:"ssh_port,omitempty"`
+	Backend string `json:"backend,omitempty"`
+
+	// StoppedBy names the phase that brought the VM down (stop, force_stop).
+	StoppedBy string `json:"stopped_by,omitempty"`
+
+	// Info fields.
+	Name          string         `json:"name,omitempty"`
+	PID           int            `json:"pid,omitempty"`
+	StartedAt     *time.Time     `json:"started_at,omitempty"`
+	UptimeSeconds float64        `json:"uptime_seconds,omitempty"`
+	Details       map[string]any `json:"details,omitempty"`
+
+	// Agent is the guest agent's liveness and what it reported, when the
+	// controller has an agent channel (status and info).
+	Agent *AgentInfo `json:"agent,omitempty"`
+
+	// Exec results. Output is bytes, base64 in JSON, so binary output
+	// survives.
+	ExitCode     *int   `json:"exit_code,omitempty"`
+	Stdout       []byte `json:"stdout,omitempty"`
+	Stderr       []byte `json:"stderr,omitempty"`
+	OutTruncated bool   `json:"out_truncated,omitempty"`
+	ErrTruncated bool   `json:"err_truncated,omitempty"`
+
+	// Metrics is the guest's metrics document (MethodMetrics).
+	Metrics json.RawMessage `json:"metrics,omitempty"`
+}
+
+// AgentInfo describes the guest agent as vmhost sees it.
+type AgentInfo struct {
+	// State is "ok", "unresponsive" or "none".
+	State    string     `json:"state"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// RTTMs is the last ping round trip; RTTAvgMs a smoothed average.
+	RTTMs    float64  `json:"rtt_ms,omitempty"`
+	RTTAvgMs float64  `json:"rtt_avg_ms,omitempty"`
+	Hostname string   `json:"hostname,omitempty"`
+	OS       string   `json:"os,omitempty"`
+	IPs      []string `json:"ips,omitempty"`
+	// Kind is "mb-agent" or "qemu-ga" when known.
+	Kind string `json:"kind,omitempty"`
+}
