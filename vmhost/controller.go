@@ -61,6 +61,13 @@ type ForceStopReporter interface {
 	ForceStopResult(ctx context.Context) (StopResult, error)
 }
 
+// StoppedByReporter is implemented by controllers that remember how the VM
+// went down ("agent", "acpi", "quit", "kill", "graceful", or "guest" for a
+// guest that powered itself off); vmhost writes it into exit.json.
+type StoppedByReporter interface {
+	StoppedBy() string
+}
+
 // Describer is implemented by controllers that know more about their VM than
 // VMController says: the name, accelerator, process IDs, paths. Describe
 // must not block for long; it feeds the info method.
