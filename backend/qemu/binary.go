@@ -1,0 +1,121 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"time"
+)
+
+// arch is a guest architecture as QEMU names it.
+type arch string
+
+const (
+	archX86_64  arch = "x86_64"
+	archAArch64 arch = "aarch64"
+)
+
+// hostArch maps GOARCH to the QEMU architecture.
+func hostArch(goarch string) (arch, error) {
+	switch goarch {
+	case "amd64":
+		return archX86_64, nil
+	case "arm64":
+		return archAArch64, nil
+	}
+	return "", fmt.Errorf("no QEMU backend for host architecture %s: mb supports amd64 and arm64", goarch)
+}
+
+// binaryName is the qemu-system binary for an architecture.
+func binaryName(a arch) string { return "qemu-system-" + string(a) }
+
+// qemuVersion is a parsed `qemu-system-* --version`.
+type qemuVersion struct {
+	Major, Minor, Micro int
+}
+
+func (v qemuVersion) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Micro) }
+
+// atLeast reports whether v >= major.minor.
+func (v qemuVersion) atLeast(major, minor int) bool {
+	return v.Major > major || (v.Major == major && v.Minor >= minor)
+}
+
+// minVersion is the oldest QEMU mb runs: -action (6.0) and
+// panic=exit-failure (7.1) are needed for crash reporting.
+var minVersion = qemuVersion{7, 1, 0}
+
+var versionRE = regexp.MustCompile(`QEMU emulator version (\d+)\.(\d+)(?:\.(\d+))?`)
+
+// parseVersion reads the first line of `qemu-system-* --version`.
+func parseVersion(out []byte) (qemuVersion, error) {
+	m := versionRE.FindSubmatch(out)
+	if m == nil {
+		return qemuVersion{}, fmt.Errorf("unrecognised version output %q", firstLine(out))
+	}
+	var v qemuVersion
+	v.Major, _ = strconv.Atoi(string(m[1]))
+	v.Minor, _ = strconv.Atoi(string(m[2]))
+	if len(m[3]) > 0 {
+		v.Micro, _ = strconv.Atoi(string(m[3]))
+	}
+	return v, nil
+}
+
+// installHint says how to install QEMU on this host.
+func installHint(a arch) string {
+	if runtime.GOOS == "darwin" {
+		return "install it with: brew install qemu"
+	}
+	pkg := "qemu-system-x86"
+	if a == archAArch64 {
+		pkg = "qemu-system-arm"
+	}
+	return "install it with: sudo apt-get install " + pkg + " (or your distribution's QEMU package)"
+}
+
+// qemuBinary is a located and version-checked QEMU binary.
+type qemuBinary struct {
+	Path    string
+	Version qemuVersion
+}
+
+// findBinary locates name (a bare name is looked up in PATH) and checks its
+// version. vmhost runs one VM, so this runs once per binary per process.
+func findBinary(ctx context.Context, name string, a arch) (qemuBinary, error) {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return qemuBinary{}, fmt.Errorf("QEMU binary %s not found: %w; %s", name, err, installHint(a))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, firstLine(ee.Stderr))
+		}
+		return qemuBinary{}, fmt.Errorf("run %s --version: %w; reinstall QEMU (%s)", path, err, installHint(a))
+	}
+	v, err := parseVersion(out)
+	if err != nil {
+		return qemuBinary{}, fmt.Errorf("%s --version: %w", path, err)
+	}
+	if !v.atLeast(minVersion.Major, minVersion.Minor) {
+		return qemuBinary{}, fmt.Errorf("%s is QEMU %s, mb needs %d.%d or newer; %s", path, v, minVersion.Major, minVersion.Minor, installHint(a))
+	}
+	return qemuBinary{Path: path, Version: v}, nil
+}
+
+func firstLine(b []byte) string {
+	for i, c := range b {
+		if c == '\n' {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
