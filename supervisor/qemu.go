@@ -2,13 +2,17 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
+	"github.com/mbvm/mb/backend/qemu"
 	"github.com/mbvm/mb/spec"
 )
 
 // startQEMU starts the QEMU backend.
 func startQEMU(ctx context.Context, dir, home string, sp *spec.Spec, log *slog.Logger) (*runningVM, error) {
-	return nil, errors.New("the qemu backend is not built yet")
+	c, err := qemu.Start(ctx, qemu.Options{Dir: dir, Spec: sp, Home: home, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return &runningVM{ctrl: c}, nil
 }
