@@ -1,0 +1,66 @@
+// Command mb-agent is mb's guest agent. As PID 1 of the mini image it runs
+// the init role (package guestinit), which starts mb-agent again as its
+// child in the agent role. Anywhere else it runs the agent role only (package
+// agent): an ordinary service of the distribution's init that speaks the
+// QEMU guest agent protocol on the virtio-serial port or on vsock.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mbvm/mb/agent"
+	"github.com/mbvm/mb/guestinit"
+)
+
+func main() {
+	if os.Getpid() == 1 {
+		// The kernel passes unknown command line words as arguments; PID 1
+		// must not fail on them, so it parses none.
+		guestinit.Run(guestinit.Options{})
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("mb-agent", flag.ContinueOnError)
+	role := fs.String("role", "agent", "agent (the guest agent service); the init role runs automatically when mb-agent is PID 1")
+	device := fs.String("device", "", "virtio-serial port to serve (default: the port named org.qemu.guest_agent.0)")
+	vsockPort := fs.Int("vsock-port", 0, "listen on this vsock port instead of the virtio-serial port")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "mb-agent: bad --log-level %q: use debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "mb-agent")
+	if *role != "agent" {
+		fmt.Fprintf(os.Stderr, "mb-agent: --role=%s: only the agent role can be asked for; the init role runs when mb-agent is started as PID 1\n", *role)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := agent.Serve(ctx, agent.Options{
+		VsockPort: *vsockPort,
+		Device:    *device,
+		Logger:    logger,
+		PID1:      os.Getenv(guestinit.EnvPID1) == "1",
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error("agent stopped", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,221 @@
+package guestinit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ReadyLine is printed on the console, once, when init is done and the
+// agent child is started. Hosts wait for it in serial.log.
+const ReadyLine = "mb-agent: ready"
+
+// EnvPID1 is set to "1" in the agent child's environment, so the agent
+// knows that PID 1 is guestinit and asks it to shut down with signals.
+const EnvPID1 = "MB_AGENT_PID1"
+
+// AgentRoleFlag is the flag the agent child is started with.
+const AgentRoleFlag = "--role=agent"
+
+// DefaultHostname is the hostname when the command line has no mb.hostname=.
+const DefaultHostname = "mb"
+
+// searchPath is PATH for every process PID 1 starts.
+const searchPath = "/sbin:/bin:/usr/sbin:/usr/bin"
+
+// Options configures the init role. The zero value is the mini image's
+// layout.
+type Options struct {
+	// Busybox is the busybox binary; default /bin/busybox.
+	Busybox string
+	// DHCPScript is udhcpc's script; default /etc/udhcpc.script.
+	DHCPScript string
+	// ModuleOrder lists the modules to load; default /etc/modules.order.
+	ModuleOrder string
+	// AgentArgs are extra arguments for the agent child.
+	AgentArgs []string
+	// Logger receives init's log; default: info and worse as text on
+	// the console.
+	Logger *slog.Logger
+}
+
+// initProc is the state of PID 1.
+type initProc struct {
+	opts    Options
+	log     *slog.Logger
+	console *os.File
+
+	agentPID     int
+	agentStarted time.Time
+	backoff      time.Duration
+	restart      *time.Timer
+	shuttingDown bool
+}
+
+// Run is PID 1: it prepares the guest, starts the agent child, prints the
+// ready line and then supervises, reaps and waits for a shutdown request.
+// It never returns: a failing step is logged and the boot goes on, since
+// PID 1 exiting would panic the kernel.
+func Run(opts Options) {
+	if opts.Busybox == "" {
+		opts.Busybox = "/bin/busybox"
+	}
+	if opts.DHCPScript == "" {
+		opts.DHCPScript = "/etc/udhcpc.script"
+	}
+	if opts.ModuleOrder == "" {
+		opts.ModuleOrder = "/etc/modules.order"
+	}
+	// Catch the signals first: one sent during boot is handled after it.
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGUSR2)
+
+	in := &initProc{opts: opts, console: os.Stdout, backoff: minBackoff}
+	mountErr := mountAll()
+	if c, err := openConsole(); err == nil {
+		in.console = c
+	}
+	in.log = opts.Logger
+	if in.log == nil {
+		in.log = slog.New(slog.NewTextHandler(in.console, &slog.HandlerOptions{
+			Level:       slog.LevelInfo,
+			ReplaceAttr: dropTime,
+		})).With("component", "mb-agent-init")
+	}
+	if mountErr != nil {
+		in.log.Error("mounting the pseudo filesystems", "err", mountErr)
+	}
+	in.boot()
+
+	pressed := make(chan struct{}, 1)
+	go watchPowerButton(context.Background(), in.log, pressed)
+	in.startAgent()
+	fmt.Fprintln(in.console, ReadyLine)
+
+	cmdline := readCmdline()
+	switch cmdline.Selftest {
+	case "":
+	case "poweroff":
+		in.stop(PowerOff, "selftest")
+	case "panic":
+		in.log.Warn("mb.selftest=panic: crashing the kernel on purpose")
+		if err := os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0o200); err != nil {
+			in.log.Error("trigger a kernel panic", "err", err)
+		}
+	default:
+		in.log.Warn("unknown mb.selftest value, ignored (known: poweroff, panic)", "value", cmdline.Selftest)
+	}
+	in.loop(sigs, pressed)
+}
+
+// boot runs the init steps that happen before the agent starts.
+func (in *initProc) boot() {
+	start := time.Now()
+	// Ctrl-Alt-Del sends SIGINT to PID 1 (a clean reboot) instead of
+	// rebooting at once.
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		in.log.Warn("disable Ctrl-Alt-Del reboot", "err", err)
+	}
+	cmdline := readCmdline()
+	host := cmdline.Hostname
+	if host == "" {
+		host = DefaultHostname
+	}
+	if err := unix.Sethostname([]byte(host)); err != nil {
+		in.log.Error("set hostname", "hostname", host, "err", err)
+	}
+	nmod := 0
+	if rel, err := kernelRelease(); err != nil {
+		in.log.Error("find the module directory", "err", err)
+	} else {
+		n, err := loadModules(in.log, "/lib/modules/"+rel, in.opts.ModuleOrder)
+		nmod = n
+		if err != nil {
+			in.log.Error("loading kernel modules", "err", err)
+		}
+	}
+	modsDone := time.Now()
+	nc := netConfig{log: in.log, busybox: in.opts.Busybox, dhcpScript: in.opts.DHCPScript}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	iface, how, err := nc.up(ctx)
+	cancel()
+	if err != nil {
+		in.log.Error("network setup", "iface", iface, "err", err)
+	}
+	in.log.Info("guest initialised", "hostname", host, "modules", nmod,
+		"modules_took", modsDone.Sub(start).Round(time.Millisecond),
+		"iface", iface, "net", how, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// loop handles signals, the power button and agent restarts for ever.
+func (in *initProc) loop(sigs <-chan os.Signal, pressed <-chan struct{}) {
+	for {
+		var restart <-chan time.Time
+		if in.restart != nil {
+			restart = in.restart.C
+		}
+		select {
+		case s := <-sigs:
+			switch s {
+			case unix.SIGCHLD:
+				in.reap()
+			case unix.SIGTERM, unix.SIGUSR2:
+				in.stop(PowerOff, "signal "+unix.SignalName(s.(unix.Signal)))
+			case unix.SIGINT:
+				in.stop(Reboot, "signal SIGINT")
+			case unix.SIGUSR1:
+				in.stop(Halt, "signal SIGUSR1")
+			}
+		case <-pressed:
+			in.stop(PowerOff, "acpi button")
+		case <-restart:
+			in.restart = nil
+			if !in.shuttingDown {
+				in.startAgent()
+			}
+		}
+	}
+}
+
+// stop shuts the guest down; it returns only when reboot(2) failed.
+func (in *initProc) stop(a Action, reason string) {
+	if in.shuttingDown {
+		return
+	}
+	in.shuttingDown = true
+	if err := in.shutdown(a, reason); err != nil {
+		in.log.Error("shutdown failed; the guest stays up without its agent", "err", err)
+	}
+}
+
+func readCmdline() Cmdline {
+	data, _ := os.ReadFile("/proc/cmdline")
+	return ParseCmdline(string(data))
+}
+
+// openConsole opens /dev/console and makes it stdin, stdout and stderr,
+// whether or not the initramfs had a /dev/console node for the kernel.
+func openConsole() (*os.File, error) {
+	c, err := os.OpenFile("/dev/console", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open console: %w", err)
+	}
+	for fd := 0; fd <= 2; fd++ {
+		if err := unix.Dup3(int(c.Fd()), fd, 0); err != nil {
+			return nil, fmt.Errorf("dup console to fd %d: %w", fd, err)
+		}
+	}
+	return c, nil
+}
+
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}

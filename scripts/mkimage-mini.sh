@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# mkimage-mini.sh builds mb's mini image: Debian's cloud kernel, the virtio
+# modules it needs, busybox and mb-agent as /init, packed as vmlinuz +
+# initrd.img with an image.yaml manifest. `make image` runs it.
+#
+#   scripts/mkimage-mini.sh [--out DIR] [--arch x86_64|aarch64] [--agent BIN] [--force]
+#
+#   --out DIR    write the image to DIR (default $MB_HOME/images/mini,
+#                $MB_HOME defaulting to ~/.mb)
+#   --arch ARCH  target architecture (default: the host's)
+#   --agent BIN  use this mb-agent binary instead of building cmd/mb-agent
+#   --cmdline S  kernel command line to put in image.yaml
+#   --force      rebuild the initrd even when its inputs did not change
+#
+# Environment: MB_CACHE (default /var/cache/mb, or ~/.cache/mb when that is
+# not writable) holds the downloaded packages and the extracted kernel;
+# SOURCE_DATE_EPOCH fixes the file times in the initrd (default 1).
+#
+# The build is reproducible (sorted cpio, fixed times and owners, gzip -n)
+# and skips work already done: the kernel package is downloaded and
+# extracted once, and the initrd is rebuilt only when the hash of its inputs
+# changes. Outputs are written to a temporary file and renamed into place.
+set -euo pipefail
+
+say() { printf 'mkimage-mini: %s\n' "$*" >&2; }
+die() { printf 'mkimage-mini: error: %s\n' "$*" >&2; exit 1; }
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=""
+ARCH=$(uname -m)
+AGENT_BIN=""
+CMDLINE=""
+FORCE=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--out) OUT=$2; shift 2 ;;
+	--out=*) OUT=${1#*=}; shift ;;
+	--arch) ARCH=$2; shift 2 ;;
+	--arch=*) ARCH=${1#*=}; shift ;;
+	--agent) AGENT_BIN=$2; shift 2 ;;
+	--agent=*) AGENT_BIN=${1#*=}; shift ;;
+	--cmdline) CMDLINE=$2; shift 2 ;;
+	--cmdline=*) CMDLINE=${1#*=}; shift ;;
+	--force) FORCE=1; shift ;;
+	-h | --help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+	*) die "unknown argument $1 (see --help)" ;;
+	esac
+done
+
+case "$ARCH" in
+x86_64 | amd64) ARCH=x86_64 DEBARCH=amd64 GOARCH=amd64 CONSOLE=ttyS0 ;;
+aarch64 | arm64) ARCH=aarch64 DEBARCH=arm64 GOARCH=arm64 CONSOLE=ttyAMA0 ;;
+*) die "unsupported architecture $ARCH (use x86_64 or aarch64)" ;;
+esac
+HOSTDEBARCH=$(dpkg --print-architecture)
+# quiet: the kernel's boot messages cost seconds on a slow serial console
+# under TCG. panic=-1: reboot at once on a panic (after pvpanic reported it).
+[ -n "$CMDLINE" ] || CMDLINE="console=$CONSOLE panic=-1 quiet"
+
+if [ -z "$OUT" ]; then
+	MBH=${MB_HOME:-$HOME/.mb}
+	OUT=$MBH/images/mini
+fi
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+if [ -z "${MB_CACHE:-}" ]; then
+	MB_CACHE=/var/cache/mb
+	if ! mkdir -p "$MB_CACHE/pkgs" 2>/dev/null || [ ! -w "$MB_CACHE/pkgs" ]; then
+		MB_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/mb
+	fi
+fi
+PKGS=$MB_CACHE/pkgs
+mkdir -p "$PKGS" "$MB_CACHE/kernel"
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1}
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+# Host tools, installed with apt when missing.
+need=()
+for p in busybox-static cpio; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	say "installing ${need[*]} with apt-get"
+	if ! apt-cache show "${need[@]}" >/dev/null 2>&1; then
+		$SUDO apt-get update -qq
+	fi
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+for t in dpkg-deb gzip sha256sum cpio go; do
+	command -v "$t" >/dev/null || die "$t not found in PATH (install it: apt-get install dpkg gzip coreutils cpio golang)"
+done
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# 1. The kernel package, downloaded once into the cache.
+meta=linux-image-cloud-$DEBARCH
+KPKG=$(apt-cache depends "$meta:$DEBARCH" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}' || true)
+KPKG=${KPKG%:*}
+DEB=""
+if [ -n "$KPKG" ]; then
+	KVERSION=$(apt-cache policy "$KPKG:$DEBARCH" 2>/dev/null | awk '/Candidate:/{print $2; exit}')
+	DEB=$PKGS/${KPKG}_${KVERSION//:/%3a}_${DEBARCH}.deb
+	if [ -s "$DEB" ]; then
+		say "kernel package $KPKG $KVERSION: cached in $PKGS"
+	else
+		say "downloading $KPKG $KVERSION into $PKGS"
+		aptopts=()
+		[ "$(id -u)" = 0 ] && aptopts+=(-o APT::Sandbox::User=root)
+		(cd "$WORK" && apt-get download -qq "${aptopts[@]}" "$KPKG:$DEBARCH") ||
+			die "apt-get download $KPKG failed (check the network and /etc/apt/sources.list)"
+		mv "$WORK/"*.deb "$DEB.tmp" && mv "$DEB.tmp" "$DEB"
+	fi
+else
+	# Offline, or apt does not know the architecture: use the newest cached package.
+	DEB=$(ls "$PKGS"/linux-image-*-cloud-"${DEBARCH}"_*_"${DEBARCH}".deb 2>/dev/null | sort -V | tail -n 1 || true)
+	[ -n "$DEB" ] || die "apt knows no $meta and $PKGS has no kernel package (run apt-get update; for another architecture: dpkg --add-architecture $DEBARCH && apt-get update)"
+	KPKG=$(basename "$DEB" | cut -d_ -f1)
+	say "apt knows no $meta; using the cached $(basename "$DEB")"
+fi
+KVER=${KPKG#linux-image-}
+
+# 2. The kernel and its module tree, extracted once, decompressed, with a
+#    modules.dep (Debian leaves that to depmod at install time).
+KDIR=$MB_CACHE/kernel/$(basename "$DEB" .deb)
+if [ -f "$KDIR/.complete" ]; then
+	say "kernel $KVER: extracted in $KDIR"
+else
+	say "extracting $(basename "$DEB") into $KDIR"
+	x=$WORK/kx
+	dpkg-deb -x "$DEB" "$x"
+	kt=$WORK/ktree
+	mkdir -p "$kt"
+	cp "$x/boot/vmlinuz-$KVER" "$kt/vmlinuz"
+	mods=$x/lib/modules/$KVER
+	[ -d "$mods" ] || mods=$x/usr/lib/modules/$KVER
+	[ -d "$mods" ] || die "$(basename "$DEB") has no lib/modules/$KVER"
+	mv "$mods" "$kt/modules"
+	find "$kt/modules" -name '*.ko.xz' -exec xz -d {} + 2>/dev/null || true
+	find "$kt/modules" -name '*.ko.zst' -exec zstd -q -d --rm {} + 2>/dev/null || true
+	find "$kt/modules" -name '*.ko.gz' -exec gzip -d {} + 2>/dev/null || true
+	if find "$kt/modules" -name '*.ko.*' | grep -q .; then
+		die "compressed modules left in $(basename "$DEB") (install xz-utils and zstd)"
+	fi
+	(cd "$REPO" && go run ./scripts/mini-modorder -tree "$kt/modules") >/dev/null
+	touch "$kt/.complete"
+	rm -rf "$KDIR.tmp"
+	mv "$kt" "$KDIR.tmp"
+	mv -T "$KDIR.tmp" "$KDIR"
+fi
+
+# 3. The modules the guest loads, dependencies first.
+WANTED=(virtio_pci virtio_console virtio_net virtio_rng virtio_blk button evdev
+	pvpanic_pci pvpanic_mmio vmw_vsock_virtio_transport)
+(cd "$REPO" && go run ./scripts/mini-modorder -tree "$KDIR/modules" "${WANTED[@]}") >"$WORK/modules.order"
+say "modules: $(wc -l <"$WORK/modules.order") ($(xargs -n1 basename <"$WORK/modules.order" | sed 's/\.ko$//' | tr '\n' ' '))"
+
+# 4. mb-agent, static.
+if [ -z "$AGENT_BIN" ]; then
+	say "building mb-agent for linux/$GOARCH"
+	(cd "$REPO" && CGO_ENABLED=0 GOOS=linux GOARCH=$GOARCH go build -trimpath -buildvcs=false \
+		-ldflags='-s -w' -o "$WORK/mb-agent" ./cmd/mb-agent) ||
+		die "building cmd/mb-agent failed"
+	AGENT_BIN=$WORK/mb-agent
+fi
+[ -x "$AGENT_BIN" ] || die "mb-agent binary $AGENT_BIN is missing or not executable"
+
+# 5. busybox, static, for the target architecture.
+if [ "$DEBARCH" = "$HOSTDEBARCH" ]; then
+	BUSYBOX=/bin/busybox
+	BBVERSION=$(dpkg-query -W -f='${Version}' busybox-static)
+	"$BUSYBOX" --list-full | LC_ALL=C sort >"$WORK/applets"
+else
+	bdeb=$(ls "$PKGS"/busybox-static_*_"$DEBARCH".deb 2>/dev/null | sort -V | tail -n 1 || true)
+	if [ -z "$bdeb" ]; then
+		(cd "$PKGS" && apt-get download -qq "busybox-static:$DEBARCH") ||
+			die "apt-get download busybox-static:$DEBARCH failed (dpkg --add-architecture $DEBARCH && apt-get update)"
+		bdeb=$(ls "$PKGS"/busybox-static_*_"$DEBARCH".deb | sort -V | tail -n 1)
+	fi
+	dpkg-deb -x "$bdeb" "$WORK/bb"
+	BUSYBOX=$WORK/bb/bin/busybox
+	BBVERSION=$(basename "$bdeb" | cut -d_ -f2)
+	printf '%s\n' bin/sh bin/ash bin/cat bin/ls bin/mkdir bin/mount bin/ps bin/rm bin/sleep \
+		bin/dmesg bin/ip bin/kill bin/ln bin/cp bin/mv bin/echo bin/grep bin/sed \
+		sbin/udhcpc usr/bin/nc usr/sbin/httpd usr/bin/wget usr/bin/top usr/bin/free >"$WORK/applets"
+fi
+[ -x "$BUSYBOX" ] || die "busybox binary $BUSYBOX not found (apt-get install busybox-static)"
+
+# 6. The initrd, rebuilt only when its inputs changed.
+INPUTS=$( {
+	echo "format 1 arch $ARCH epoch $SOURCE_DATE_EPOCH"
+	sha256sum "$0" "$REPO/scripts/mini-udhcpc.script" "$REPO/scripts/mini-shutdown.sh" \
+		"$AGENT_BIN" "$BUSYBOX" "$KDIR/vmlinuz" | cut -d' ' -f1
+	cat "$WORK/modules.order" "$WORK/applets"
+	(cd "$KDIR/modules" && sha256sum $(cat "$WORK/modules.order"))
+} | sha256sum | cut -d' ' -f1)
+STAMP=$OUT/.initrd.inputs
+if [ "$FORCE" = 0 ] && [ -s "$OUT/initrd.img" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$INPUTS" ]; then
+	say "initrd.img: up to date (inputs $INPUTS)"
+else
+	R=$WORK/root
+	mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,proc,sys,dev,run,var/tmp,lib/modules/"$KVER"}
+	install -m 0755 "$AGENT_BIN" "$R/init"
+	install -m 0755 "$BUSYBOX" "$R/bin/busybox"
+	while read -r a; do
+		case "$a" in bin/busybox | */poweroff | */reboot | */halt | linuxrc | */init) continue ;; esac
+		mkdir -p "$R/$(dirname "$a")"
+		[ -e "$R/$a" ] || ln -s /bin/busybox "$R/$a"
+	done <"$WORK/applets"
+	for c in poweroff reboot halt; do
+		install -m 0755 "$REPO/scripts/mini-shutdown.sh" "$R/sbin/$c"
+	done
+	while read -r m; do
+		mkdir -p "$R/lib/modules/$KVER/$(dirname "$m")"
+		install -m 0644 "$KDIR/modules/$m" "$R/lib/modules/$KVER/$m"
+	done <"$WORK/modules.order"
+	# modules.dep of the modules that are there, for busybox modprobe.
+	grep -F -f <(sed 's/$/:/' "$WORK/modules.order") "$KDIR/modules/modules.dep" >"$R/lib/modules/$KVER/modules.dep" || true
+	install -m 0644 "$WORK/modules.order" "$R/etc/modules.order"
+	install -m 0755 "$REPO/scripts/mini-udhcpc.script" "$R/etc/udhcpc.script"
+	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
+	printf 'root:x:0:\ntty:x:5:\n' >"$R/etc/group"
+	printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >"$R/etc/hosts"
+	printf 'nameserver 10.0.2.3\n' >"$R/etc/resolv.conf"
+	cat >"$R/etc/os-release" <<-EOF
+		PRETTY_NAME="mb mini (Debian kernel $KVER)"
+		NAME="mb mini"
+		ID=mb-mini
+		ID_LIKE=debian
+		VERSION_ID="1"
+		HOME_URL="https://github.com/mbvm/mb"
+	EOF
+	chmod 0644 "$R"/etc/{passwd,group,hosts,resolv.conf,os-release}
+	chmod 1777 "$R/tmp" "$R/var/tmp"
+	chmod 0700 "$R/root"
+	find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+	(cd "$R" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+		cpio --null --create --format=newc --owner=0:0 --reproducible --quiet) |
+		gzip -n -6 >"$OUT/.initrd.img.tmp"
+	mv "$OUT/.initrd.img.tmp" "$OUT/initrd.img"
+	echo "$INPUTS" >"$STAMP.tmp" && mv "$STAMP.tmp" "$STAMP"
+	say "initrd.img: built, $(du -k "$OUT/initrd.img" | cut -f1) KiB, sha256 $(sha256sum "$OUT/initrd.img" | cut -c1-16)…"
+fi
+
+# 7. The kernel and the manifest.
+if ! cmp -s "$KDIR/vmlinuz" "$OUT/vmlinuz"; then
+	cp "$KDIR/vmlinuz" "$OUT/.vmlinuz.tmp" && mv "$OUT/.vmlinuz.tmp" "$OUT/vmlinuz"
+	say "vmlinuz: copied ($KVER)"
+fi
+cat >"$OUT/.image.yaml.tmp" <<EOF
+# Written by scripts/mkimage-mini.sh; rebuild with make image.
+name: mini
+arch: $ARCH
+kernel: vmlinuz
+initrd: initrd.img
+cmdline: "$CMDLINE"
+ready_line: "mb-agent: ready"
+agent: mb-agent
+source: "debian $(basename "$DEB" .deb), busybox-static $BBVERSION"
+EOF
+mv "$OUT/.image.yaml.tmp" "$OUT/image.yaml"
+say "image ready in $OUT"
