@@ -93,8 +93,10 @@ func UserData(c Config) ([]byte, error) {
 	base := map[string]any{
 		"hostname":          c.hostname(),
 		"preserve_hostname": false,
-		"ssh_pwauth":        false,
-		"disable_root":      true,
+		// sudo resolves the hostname; without this it warns on every call.
+		"manage_etc_hosts": true,
+		"ssh_pwauth":       false,
+		"disable_root":     true,
 		"users": []any{map[string]any{
 			"name":                c.user(),
 			"gecos":               "mb",
@@ -105,9 +107,9 @@ func UserData(c Config) ([]byte, error) {
 		}},
 	}
 	if c.HostKeyPrivate != "" {
+		// With ssh_keys given, cloud-init deletes the image's host keys
+		// and generates none: sshd offers only the injected key.
 		base["ssh_deletekeys"] = true
-		// Only the injected key: sshd offers no other host key to check.
-		base["ssh_genkeytypes"] = []any{}
 		base["ssh_keys"] = map[string]any{
 			"ed25519_private": strings.TrimRight(c.HostKeyPrivate, "\n") + "\n",
 			"ed25519_public":  strings.TrimSpace(c.HostKeyPublic),

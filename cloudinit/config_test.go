@@ -42,8 +42,11 @@ func TestUserDataCarriesUserKeysAndHostKey(t *testing.T) {
 	if m["ssh_pwauth"] != false {
 		t.Error("password login is not disabled")
 	}
-	if g, ok := m["ssh_genkeytypes"].([]any); !ok || len(g) != 0 {
-		t.Errorf("ssh_genkeytypes = %v, want [] so only the injected key is offered", m["ssh_genkeytypes"])
+	if m["ssh_deletekeys"] != true {
+		t.Error("ssh_deletekeys is not set: the image's own host keys would stay")
+	}
+	if m["manage_etc_hosts"] != true {
+		t.Error("manage_etc_hosts is not set: sudo cannot resolve the hostname")
 	}
 }
 

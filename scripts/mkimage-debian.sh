@@ -23,7 +23,7 @@ MIRROR=${MB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 DISK_SIZE=${MB_DEBIAN_DISK_SIZE:-2G}
 # Bump RECIPE when the steps below change, so cached images are rebuilt.
-RECIPE=3
+RECIPE=4
 PACKAGES=systemd,systemd-sysv,dbus,libpam-systemd,udev,openssh-server,sudo,cloud-init,python3-cffi-backend,qemu-guest-agent,linux-image-cloud-amd64,initramfs-tools,iproute2,netbase,ca-certificates
 CMDLINE="root=/dev/vda rw console=ttyS0 net.ifnames=0"
 
@@ -79,6 +79,8 @@ mkdir -p "$rootfs/etc/cloud/cloud.cfg.d"
 cat >"$rootfs/etc/cloud/cloud.cfg.d/90-mb.cfg" <<'CFG'
 # mb: only the NoCloud seed ISO, no network metadata probing.
 datasource_list: [ NoCloud, None ]
+# minbase has no locales package (no update-locale): leave the locale alone.
+locale: false
 CFG
 # Networking: systemd-networkd (cloud-init renders to it), with a DHCP
 # fallback for boots without a seed.
