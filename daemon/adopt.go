@@ -1,0 +1,150 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/lockfile"
+	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/supervisor"
+	"github.com/mbvm/mb/vmhost"
+)
+
+// adoptAll reads $MB_HOME/vms/* at daemon start: a VM whose vmhost holds its
+// lock is re-adopted as running and watched; one with stale files is marked
+// stopped or crashed (as its exit record says) and cleaned; VMs with
+// restart policy always that the user did not stop are started.
+func (d *Daemon) adoptAll() {
+	entries, err := os.ReadDir(home.VMsDir(d.cfg.Home))
+	if err != nil {
+		d.log.Warn("cannot read the VM directory", "err", err)
+		return
+	}
+	var toStart []*vm
+	for _, e := range entries {
+		if !e.IsDir() || spec.ValidateName(e.Name()) != nil {
+			continue
+		}
+		v := d.load(e.Name())
+		d.mu.Lock()
+		d.vms[v.name] = v
+		d.mu.Unlock()
+		if d.adopt(v) {
+			continue
+		}
+		v.mu.Lock()
+		always := v.spec != nil && v.spec.Restart == spec.RestartAlways
+		v.mu.Unlock()
+		if always && !v.userStopped() {
+			toStart = append(toStart, v)
+		}
+	}
+	for _, v := range toStart {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			ctx, cancel := context.WithTimeout(d.ctx, 5*time.Minute)
+			defer cancel()
+			d.log.Info("starting VM with restart policy always", "vm", v.name)
+			if _, err := d.startVM(ctx, v, 0, false); err != nil {
+				d.log.Warn("cannot start VM", "vm", v.name, "err", err)
+			}
+		}()
+	}
+}
+
+// load reads a VM's spec (and image manifest) into a new record.
+func (d *Daemon) load(name string) *vm {
+	v := &vm{name: name, dir: home.VMDir(d.cfg.Home, name), state: api.StateStopped}
+	s, err := spec.Load(v.dir)
+	if err != nil {
+		v.specErr = err
+		return v
+	}
+	v.spec = s
+	if s.Image != "" {
+		if m, err := image.Load(d.cfg.Home, s.Image); err == nil {
+			v.manifest = m
+		}
+	}
+	return v
+}
+
+// adopt re-adopts a live vmhost, or records how the last run ended and
+// cleans its stale files. It reports whether a vmhost runs.
+func (d *Daemon) adopt(v *vm) bool {
+	lockPath := v.file(supervisor.LockName)
+	held, pid, err := lockfile.Probe(lockPath)
+	if err != nil {
+		d.log.Warn("cannot probe the vmhost lock", "vm", v.name, "err", err)
+	}
+	if held {
+		r := &run{pid: pid, exited: make(chan struct{}), done: make(chan struct{})}
+		ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
+		resp, err := vmhost.NewClient(v.socket()).Call(ctx, vmhost.Request{Method: vmhost.MethodInfo})
+		cancel()
+		state, reason := api.StateStarting, "vmhost does not answer yet"
+		if err == nil {
+			state, reason = daemonState(resp.State), ""
+			if resp.StartedAt != nil {
+				r.started = *resp.StartedAt
+			}
+			if resp.PID > 0 {
+				r.pid = resp.PID
+			}
+		}
+		if r.started.IsZero() {
+			if st, err := os.Stat(lockPath); err == nil {
+				r.started = st.ModTime()
+			}
+		}
+		v.mu.Lock()
+		v.cur, v.state, v.reason = r, state, reason
+		v.mu.Unlock()
+		go func() {
+			if waitForExit(d.ctx, r.pid, lockPath) {
+				close(r.exited)
+			}
+		}()
+		go d.watch(v, r)
+		d.log.Info("re-adopted running VM", "vm", v.name, "vmhost_pid", r.pid, "state", state)
+		d.events.publish(api.Event{VM: v.name, Type: api.EventAdopted, State: state, Reason: reason})
+		return true
+	}
+	rec, _ := vmhost.ReadExitRecord(v.dir)
+	pidFile := v.file(supervisor.PIDName)
+	var o outcome
+	if st, err := os.Stat(pidFile); err == nil && (rec == nil || rec.Time.Before(st.ModTime())) {
+		// The last vmhost never removed its PID file and left no newer
+		// record: it was killed (or the host went down under it).
+		o = outcome{state: api.StateCrashed, kind: exitCrash, reason: "vmhost died without an exit record (killed, or the host went down)"}
+		// Keep the verdict for later daemons: the PID file goes below.
+		_ = vmhost.WriteExitRecord(v.dir, vmhost.ExitRecord{Time: time.Now().UTC(), ExitCode: 1, Crashed: true, Reason: o.reason})
+	} else if rec != nil {
+		o = classify(rec, 0, nil)
+	} else {
+		o = outcome{state: api.StateStopped}
+	}
+	v.mu.Lock()
+	if v.specErr == nil {
+		v.state, v.reason, v.exitCode, v.stoppedBy = o.state, o.reason, o.exitCode, o.stoppedBy
+	}
+	v.mu.Unlock()
+	cleanStale(v.dir)
+	return false
+}
+
+// daemonState maps a vmhost state to the daemon's states.
+func daemonState(s string) string {
+	switch s {
+	case vmhost.StateRunning, vmhost.StateStarting, vmhost.StateStopping, vmhost.StateStopped:
+		return s
+	case vmhost.StateError:
+		return api.StateCrashed
+	}
+	return api.StateRunning
+}

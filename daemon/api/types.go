@@ -1,0 +1,158 @@
+// Package api holds the mb daemon's HTTP/JSON API: the types exchanged over
+// $MB_HOME/mb.sock under /v1/, and the Client the mb command line uses.
+//
+// Every field is snake_case in JSON. Errors are answered as
+// {"error": "..."} with a status that says what kind of error it is:
+// 400 for a bad spec or name, 404 for an unknown VM, 409 for a state
+// conflict, 500 for anything else.
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/mbvm/mb/vmhost"
+)
+
+// The VM states the daemon reports.
+const (
+	StateStopped  = "stopped"
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StateStopping = "stopping"
+	StateCrashed  = "crashed"
+)
+
+// VM is one VM as the daemon sees it: its spec summary, its state and, when
+// it runs, what its vmhost reports.
+type VM struct {
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Backend string `json:"backend,omitempty"`
+	Image   string `json:"image,omitempty"`
+	CPUs    int    `json:"cpus,omitempty"`
+	// Memory is the guest memory, "512M" style; MemoryBytes the same in bytes.
+	Memory      string `json:"memory,omitempty"`
+	MemoryBytes uint64 `json:"memory_bytes,omitempty"`
+	SSHPort     int    `json:"ssh_port,omitempty"`
+	Restart     string `json:"restart,omitempty"`
+	// ExitCode is the vmhost exit code of the last run, when it ended.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// StoppedBy is how the last run was brought down (agent, acpi, ...).
+	StoppedBy string `json:"stopped_by,omitempty"`
+	// Restarts counts the restarts the daemon made under the restart policy.
+	Restarts int `json:"restarts"`
+	// UserStopped is true when the user stopped the VM: it is not restarted.
+	UserStopped bool `json:"user_stopped,omitempty"`
+	// Ready is true once the guest is ready: its agent answers or, for an
+	// image without an agent, its ready line appeared on the console.
+	Ready     bool       `json:"ready"`
+	PID       int        `json:"pid,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	// UptimeSeconds is how long the current run has lasted.
+	UptimeSeconds float64           `json:"uptime_seconds,omitempty"`
+	IPs           []string          `json:"ips,omitempty"`
+	Agent         *vmhost.AgentInfo `json:"agent,omitempty"`
+	Dir           string            `json:"dir,omitempty"`
+
+	// Spec is the full spec (inspect only), with the spec.yaml field names.
+	Spec map[string]any `json:"spec,omitempty"`
+	// Details is what vmhost's info method says (inspect only).
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// AgentState is the agent column: "ok", "unresponsive", "none" or "".
+func (v *VM) AgentState() string {
+	if v.Agent == nil {
+		return ""
+	}
+	return v.Agent.State
+}
+
+// Error is the body of every error reply.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// StartRequest is the body of POST /v1/vms/{name}/start.
+type StartRequest struct {
+	// TimeoutSeconds bounds the wait for vmhost to report running.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+}
+
+// StopRequest is the body of POST /v1/vms/{name}/stop.
+type StopRequest struct {
+	// TimeoutSeconds is the graceful stop timeout; 0 uses the spec's.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+	// Force stops at once (like kill).
+	Force bool `json:"force,omitempty"`
+}
+
+// ExecRequest is the body of POST /v1/vms/{name}/exec.
+type ExecRequest struct {
+	Argv  []string `json:"argv"`
+	Env   []string `json:"env,omitempty"`
+	Stdin []byte   `json:"stdin,omitempty"`
+	// TimeoutSeconds bounds the command; 0 means no limit beyond the
+	// agent's own.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+}
+
+// ExecResult is the reply of POST /v1/vms/{name}/exec. Output is bytes
+// (base64 in JSON) so binary output survives.
+type ExecResult struct {
+	ExitCode     int    `json:"exit_code"`
+	Stdout       []byte `json:"stdout,omitempty"`
+	Stderr       []byte `json:"stderr,omitempty"`
+	OutTruncated bool   `json:"out_truncated,omitempty"`
+	ErrTruncated bool   `json:"err_truncated,omitempty"`
+}
+
+// Event is one lifecycle event, as streamed by GET /v1/events (one JSON
+// object per line).
+type Event struct {
+	Seq      int64     `json:"seq"`
+	Time     time.Time `json:"time"`
+	VM       string    `json:"vm,omitempty"`
+	Type     string    `json:"type"`
+	State    string    `json:"state,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	ExitCode *int      `json:"exit_code,omitempty"`
+	Restarts int       `json:"restarts,omitempty"`
+}
+
+// Event types.
+const (
+	EventCreated    = "created"
+	EventStarting   = "starting"
+	EventRunning    = "running"
+	EventStopping   = "stopping"
+	EventStopped    = "stopped"
+	EventCrashed    = "crashed"
+	EventRestarting = "restarting"
+	EventGaveUp     = "restart-limit"
+	EventAdopted    = "adopted"
+	EventDeleted    = "deleted"
+)
+
+// DaemonStatus is the reply of GET /v1/daemon.
+type DaemonStatus struct {
+	PID       int       `json:"pid"`
+	Version   string    `json:"version"`
+	Home      string    `json:"home"`
+	Socket    string    `json:"socket"`
+	StartedAt time.Time `json:"started_at"`
+	VMs       int       `json:"vms"`
+	Running   int       `json:"running"`
+}
+
+// DaemonStopRequest is the body of POST /v1/daemon/stop.
+type DaemonStopRequest struct {
+	// StopVMs stops every running VM before the daemon exits.
+	StopVMs bool `json:"stop_vms,omitempty"`
+}
+
+// Metrics is the reply of GET /v1/vms/{name}/metrics: the guest's metrics
+// document as the agent gives it.
+type Metrics = json.RawMessage

@@ -1,0 +1,352 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vmhost"
+	"go.yaml.in/yaml/v3"
+)
+
+// maxBody caps request bodies (exec stdin travels inside).
+const maxBody = 32 << 20
+
+// routes is the API under /v1/.
+func (d *Daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/daemon", d.handleDaemon)
+	mux.HandleFunc("POST /v1/daemon/stop", d.handleDaemonStop)
+	mux.HandleFunc("GET /v1/vms", d.handleList)
+	mux.HandleFunc("POST /v1/vms", d.handleCreate)
+	mux.HandleFunc("GET /v1/vms/{name}", d.withVM(d.handleInspect))
+	mux.HandleFunc("DELETE /v1/vms/{name}", d.withVM(d.handleDelete))
+	mux.HandleFunc("POST /v1/vms/{name}/start", d.withVM(d.handleStart))
+	mux.HandleFunc("POST /v1/vms/{name}/stop", d.withVM(d.handleStop))
+	mux.HandleFunc("POST /v1/vms/{name}/kill", d.withVM(d.handleKill))
+	mux.HandleFunc("POST /v1/vms/{name}/exec", d.withVM(d.handleExec))
+	mux.HandleFunc("GET /v1/vms/{name}/metrics", d.withVM(d.handleMetrics))
+	mux.HandleFunc("GET /v1/vms/{name}/logs", d.withVM(d.handleLogs))
+	mux.HandleFunc("GET /v1/events", d.handleEvents)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "no such endpoint %s %s: the API lives under /v1/ (see the README)", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	var he *httpError
+	if errors.As(err, &he) {
+		status = he.status
+	}
+	writeJSON(w, status, api.Error{Error: err.Error()})
+}
+
+func decodeBody(r *http.Request, v any) error {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "read request body: %v", err)
+	}
+	if len(data) > maxBody {
+		return errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes", maxBody)
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return errorf(http.StatusBadRequest, "bad JSON body: %v", err)
+	}
+	return nil
+}
+
+// withVM resolves {name}: 400 for a bad name, 404 for an unknown VM.
+func (d *Daemon) withVM(h func(http.ResponseWriter, *http.Request, *vm)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if err := spec.ValidateName(name); err != nil {
+			writeError(w, errorf(http.StatusBadRequest, "%v", err))
+			return
+		}
+		v := d.lookup(name)
+		if v == nil {
+			writeError(w, notFound(name))
+			return
+		}
+		h(w, r, v)
+	}
+}
+
+func (d *Daemon) handleDaemon(w http.ResponseWriter, r *http.Request) {
+	vms := d.list()
+	running := 0
+	for _, v := range vms {
+		if v.current() != nil {
+			running++
+		}
+	}
+	writeJSON(w, http.StatusOK, api.DaemonStatus{PID: os.Getpid(), Version: d.cfg.Version, Home: d.cfg.Home,
+		Socket: SocketPath(d.cfg.Home), StartedAt: d.started.UTC(), VMs: len(vms), Running: running})
+}
+
+func (d *Daemon) handleDaemonStop(w http.ResponseWriter, r *http.Request) {
+	var req api.DaemonStopRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"stopping": true, "stop_vms": req.StopVMs})
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	go d.requestStop(req.StopVMs)
+}
+
+func (d *Daemon) handleList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, d.viewAll(r.Context()))
+}
+
+func (d *Daemon) handleCreate(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, errorf(http.StatusBadRequest, "read spec: %v", err))
+		return
+	}
+	v, err := d.createVM(data)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, d.view(r.Context(), v, true))
+}
+
+func (d *Daemon) handleInspect(w http.ResponseWriter, r *http.Request, v *vm) {
+	out := d.view(r.Context(), v, true)
+	v.mu.Lock()
+	s := v.spec
+	v.mu.Unlock()
+	if s != nil {
+		m, err := specMap(s)
+		if err == nil {
+			out.Spec = m
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// specMap renders a spec with its spec.yaml field names.
+func specMap(s *spec.Spec) (map[string]any, error) {
+	data, err := s.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (d *Daemon) handleDelete(w http.ResponseWriter, r *http.Request, v *vm) {
+	force := r.URL.Query().Get("force") != ""
+	if err := d.deleteVM(r.Context(), v, force); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deleted": v.name})
+}
+
+func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request, v *vm) {
+	var req api.StartRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if _, err := d.startVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d.view(r.Context(), v, false))
+}
+
+func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request, v *vm) {
+	var req api.StopRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := d.stopVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, req.Force)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (d *Daemon) handleKill(w http.ResponseWriter, r *http.Request, v *vm) {
+	out, err := d.stopVM(r.Context(), v, 0, true)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// runningClient returns a vmhost client for a running VM, or a 409.
+func runningClient(v *vm, what string) (*vmhost.Client, error) {
+	if v.current() == nil {
+		return nil, errorf(http.StatusConflict, "VM %s is not running: start it with `mb start %s` before %s", v.name, v.name, what)
+	}
+	return vmhost.NewClient(v.socket()), nil
+}
+
+// agentError turns a vmhost error of exec or metrics into an API error,
+// saying clearly when the VM has no guest agent.
+func agentError(v *vm, what string, err error) error {
+	var re *vmhost.RemoteError
+	if errors.As(err, &re) {
+		if strings.Contains(re.Message, "not available") {
+			return errorf(http.StatusConflict, "VM %s has no guest agent, so %s cannot work: %s (use an image with mb-agent or qemu-guest-agent, such as mini)", v.name, what, re.Message)
+		}
+		return errorf(http.StatusBadGateway, "VM %s: %s failed in the guest: %s", v.name, what, re.Message)
+	}
+	return errorf(http.StatusBadGateway, "VM %s: %s: %v", v.name, what, err)
+}
+
+func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request, v *vm) {
+	var req api.ExecRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(req.Argv) == 0 {
+		writeError(w, errorf(http.StatusBadRequest, `exec needs "argv": the command and its arguments, for example {"argv":["uname","-a"]}`))
+		return
+	}
+	v.mu.Lock()
+	m := v.manifest
+	v.mu.Unlock()
+	if m != nil && m.Agent == "none" {
+		writeError(w, errorf(http.StatusConflict, "VM %s has no guest agent (image %s has agent: none), so exec cannot work: use an image with mb-agent or qemu-guest-agent, such as mini", v.name, m.Name))
+		return
+	}
+	c, err := runningClient(v, "exec")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := c.Call(r.Context(), vmhost.Request{Method: vmhost.MethodExec, Argv: req.Argv, Env: req.Env,
+		Stdin: req.Stdin, TimeoutSeconds: req.TimeoutSeconds})
+	if err != nil {
+		writeError(w, agentError(v, "exec", err))
+		return
+	}
+	res := api.ExecResult{Stdout: resp.Stdout, Stderr: resp.Stderr, OutTruncated: resp.OutTruncated, ErrTruncated: resp.ErrTruncated}
+	if resp.ExitCode != nil {
+		res.ExitCode = *resp.ExitCode
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (d *Daemon) handleMetrics(w http.ResponseWriter, r *http.Request, v *vm) {
+	c, err := runningClient(v, "reading metrics")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	resp, err := c.Call(ctx, vmhost.Request{Method: vmhost.MethodMetrics})
+	if err != nil {
+		writeError(w, agentError(v, "metrics", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(resp.Metrics)
+	_, _ = w.Write([]byte("\n"))
+}
+
+func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request, v *vm) {
+	q := r.URL.Query()
+	file := SerialLogName
+	switch q.Get("source") {
+	case "", "serial":
+	case "vmhost":
+		file = VMHostLogName
+	default:
+		writeError(w, errorf(http.StatusBadRequest, "unknown log source %q: accepted values: serial, vmhost", q.Get("source")))
+		return
+	}
+	follow := q.Get("follow") != "" && q.Get("follow") != "0"
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	flush := func() {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	flush()
+	ctx := r.Context()
+	if err := followFile(ctx, v.file(file), w, flush, follow); err != nil {
+		fmt.Fprintf(w, "\nmb: reading %s failed: %v\n", file, err)
+	}
+}
+
+func (d *Daemon) handleEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	follow := q.Get("follow") != "" && q.Get("follow") != "0"
+	only := q.Get("vm")
+	past, ch, cancel := d.events.subscribe()
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	send := func(e api.Event) error {
+		if only != "" && e.VM != only {
+			return nil
+		}
+		return enc.Encode(e)
+	}
+	for _, e := range past {
+		if err := send(e); err != nil {
+			return
+		}
+	}
+	if flusher != nil {
+		flusher.Flush()
+	}
+	if !follow {
+		return
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case e := <-ch:
+			if err := send(e); err != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
+}

@@ -1,0 +1,30 @@
+//go:build darwin
+
+package daemon
+
+import (
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// peerUID returns the uid of the process at the other end (LOCAL_PEERCRED).
+func peerUID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	uid := -1
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, e := unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
+		if e != nil {
+			serr = e
+			return
+		}
+		uid = int(cred.Uid)
+	}); err != nil {
+		return -1, err
+	}
+	return uid, serr
+}

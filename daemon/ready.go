@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/vmhost"
+)
+
+// SerialLogName is the guest console log the qemu backend writes.
+const SerialLogName = "serial.log"
+
+// isReady decides whether a running guest is ready: an image with an agent
+// is ready when the agent answers; one without, when its ready line is on
+// the console; a VM without an image manifest when its agent answers or,
+// lacking one, as soon as it runs.
+func isReady(state string, m *image.Manifest, agent *vmhost.AgentInfo, serialHas func(string) bool) bool {
+	if state != api.StateRunning {
+		return false
+	}
+	agentOK := agent != nil && agent.State == "ok"
+	if m != nil && (m.Agent == "mb-agent" || m.Agent == "qemu-ga") {
+		return agentOK
+	}
+	if m != nil && m.ReadyLine != "" {
+		return agentOK || serialHas(m.ReadyLine)
+	}
+	return true
+}
+
+// fileContains reports whether path holds line (a substring search over
+// the file, read in chunks).
+func fileContains(path, line string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	want := []byte(line)
+	for sc.Scan() {
+		if bytes.Contains(sc.Bytes(), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// view returns the API view of v, asking its vmhost (status, or info when
+// detailed) for live facts when it runs.
+func (d *Daemon) view(ctx context.Context, v *vm, detailed bool) api.VM {
+	out := v.snapshot()
+	r := v.current()
+	if r == nil {
+		return out
+	}
+	method := vmhost.MethodStatus
+	if detailed {
+		method = vmhost.MethodInfo
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	resp, err := vmhost.NewClient(v.socket()).Call(cctx, vmhost.Request{Method: method})
+	cancel()
+	if err != nil {
+		if out.State == api.StateRunning {
+			out.Reason = "vmhost does not answer: " + err.Error()
+		}
+		return out
+	}
+	if out.State == api.StateRunning && resp.State != "" {
+		out.State = daemonState(resp.State)
+	}
+	if resp.SSHPort != 0 {
+		out.SSHPort = resp.SSHPort
+	}
+	if resp.Backend != "" {
+		out.Backend = resp.Backend
+	}
+	out.Agent = resp.Agent
+	if resp.Agent != nil {
+		out.IPs = resp.Agent.IPs
+	}
+	if detailed {
+		out.Details = resp.Details
+		if resp.StartedAt != nil {
+			t := *resp.StartedAt
+			out.StartedAt = &t
+			out.UptimeSeconds = resp.UptimeSeconds
+		}
+	}
+	v.mu.Lock()
+	m, ready, cur := v.manifest, v.ready, v.cur
+	v.mu.Unlock()
+	if !ready && cur == r {
+		ready = isReady(out.State, m, resp.Agent, func(line string) bool {
+			return fileContains(v.file(SerialLogName), line)
+		})
+		if ready {
+			v.mu.Lock()
+			if v.cur == r {
+				v.ready = true
+			}
+			v.mu.Unlock()
+		}
+	}
+	out.Ready = ready && out.State == api.StateRunning
+	return out
+}
+
+// viewAll returns every VM, asking the running vmhosts in parallel.
+func (d *Daemon) viewAll(ctx context.Context) []api.VM {
+	vms := d.list()
+	out := make([]api.VM, len(vms))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i, v := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = d.view(ctx, v, false)
+		}()
+	}
+	wg.Wait()
+	return out
+}

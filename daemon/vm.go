@@ -1,0 +1,118 @@
+package daemon
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/supervisor"
+)
+
+// UserStoppedName marks a VM the user stopped, so that no restart policy
+// and no daemon restart brings it back until the user starts it again.
+const UserStoppedName = "user-stopped"
+
+// vm is the daemon's record of one VM.
+type vm struct {
+	name string
+	dir  string
+
+	// op serialises the operations that change the VM (start, stop, kill,
+	// delete, restarts): concurrent requests on one VM queue here.
+	op sync.Mutex
+
+	mu         sync.Mutex
+	spec       *spec.Spec
+	specErr    error
+	manifest   *image.Manifest // nil when the VM has no image or it failed to load
+	state      string
+	reason     string
+	exitCode   *int
+	stoppedBy  string
+	restarts   int
+	restartLog []time.Time
+	cur        *run // the current vmhost, nil when none runs
+	deleted    bool
+	ready      bool // the current run reached readiness
+}
+
+// run is one vmhost process.
+type run struct {
+	pid     int
+	started time.Time
+	// proc is set when this daemon spawned the vmhost (and reaps it).
+	proc *os.Process
+	// exited is closed when the vmhost process is gone.
+	exited chan struct{}
+	// done is closed once the exit has been recorded in the vm.
+	done chan struct{}
+	// waitStatus is the exit status of a spawned vmhost (after exited).
+	waitStatus *os.ProcessState
+}
+
+func (v *vm) file(name string) string { return filepath.Join(v.dir, name) }
+
+func (v *vm) socket() string { return v.file(supervisor.SocketName) }
+
+// userStopped reports whether the user-stopped marker exists.
+func (v *vm) userStopped() bool {
+	_, err := os.Stat(v.file(UserStoppedName))
+	return err == nil
+}
+
+// setUserStopped writes or removes the user-stopped marker.
+func (v *vm) setUserStopped(on bool) error {
+	p := v.file(UserStoppedName)
+	if !on {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return os.WriteFile(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
+}
+
+// setState changes the state under v.mu.
+func (v *vm) setState(state, reason string) {
+	v.mu.Lock()
+	v.state, v.reason = state, reason
+	v.mu.Unlock()
+}
+
+// current returns the current run, or nil.
+func (v *vm) current() *run {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.cur
+}
+
+// snapshot is the API view of the VM from the daemon's own records (no
+// vmhost call).
+func (v *vm) snapshot() api.VM {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := api.VM{Name: v.name, State: v.state, Reason: v.reason, ExitCode: v.exitCode,
+		StoppedBy: v.stoppedBy, Restarts: v.restarts, Dir: v.dir, Ready: v.ready}
+	if v.specErr != nil && out.Reason == "" {
+		out.Reason = v.specErr.Error()
+	}
+	if s := v.spec; s != nil {
+		out.Backend, out.Image, out.CPUs = s.Backend, s.Image, s.CPUs
+		out.Memory, out.MemoryBytes = s.Memory.String(), uint64(s.Memory)
+		out.SSHPort, out.Restart = s.SSHPort, string(s.Restart)
+	}
+	if r := v.cur; r != nil {
+		out.PID = r.pid
+		if !r.started.IsZero() {
+			t := r.started.UTC()
+			out.StartedAt = &t
+			out.UptimeSeconds = time.Since(r.started).Round(time.Second).Seconds()
+		}
+	}
+	return out
+}
