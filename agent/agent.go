@@ -5,12 +5,15 @@
 // guest-info, guest-exec, guest-shutdown, ...) and mb's extensions, whose
 // names start with "mb-" (mb-get-metrics).
 //
-// The host side of the protocol lives in package agent/qga.
+// The host side of the protocol, and the wire types both sides share, live
+// in package agent/qga.
 package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"time"
 )
 
 // Options configures Serve.
@@ -30,10 +33,54 @@ type Options struct {
 	PID1 bool
 }
 
-// Serve runs the agent until ctx is cancelled. A missing device is waited
-// for, not an error; Serve returns ctx.Err() when cancelled, or an error when
-// the transport cannot be used at all (for example vsock unsupported).
+// retryDelay is how long Serve waits before looking for a missing device
+// again, or reopening a port that failed.
+const retryDelay = time.Second
+
+// Serve runs the agent until ctx is cancelled, then returns ctx.Err(). A
+// missing device is waited for, not an error. It returns another error only
+// when the transport cannot be used at all (vsock unsupported, port taken).
 func Serve(ctx context.Context, opts Options) error {
-	<-ctx.Done()
-	return ctx.Err()
+	s := newServer(opts)
+	if opts.VsockPort != 0 {
+		return s.serveVsock(ctx, opts.VsockPort)
+	}
+	waiting := false
+	for {
+		path := opts.Device
+		var err error
+		if path == "" {
+			path, err = findPort("/dev", "/sys")
+		}
+		if err == nil {
+			err = s.servePort(ctx, path)
+			waiting = false
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, errNoPort) {
+			if !waiting {
+				s.log.Info("waiting for the guest agent port", "port", portName, "device", opts.Device, "why", err)
+				waiting = true
+			}
+		} else {
+			s.log.Warn("guest agent port failed; reopening", "device", path, "error", err)
+		}
+		if !sleepCtx(ctx, retryDelay) {
+			return ctx.Err()
+		}
+	}
+}
+
+// sleepCtx waits for d or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -1,0 +1,232 @@
+// Package qga is the host side of the guest agent protocol: the QEMU guest
+// agent protocol (QGA) wire types shared with the guest side (package
+// agent), a Client that talks to an agent over a unix socket, and a Watcher
+// that keeps track of the agent's liveness for vmhost.
+//
+// The Client works with mb-agent and with a stock qemu-guest-agent. It
+// never sends a 0xFF byte, serialises calls (QGA has no request ids), puts
+// a deadline on every call, resynchronises with guest-sync-delimited after
+// every connect and every failed call, and refuses replies over a size
+// limit, so a hostile guest can make calls fail but never hang or crash the
+// host.
+package qga
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Request is one QGA command.
+type Request struct {
+	Execute   string `json:"execute"`
+	Arguments any    `json:"arguments,omitempty"`
+}
+
+// Reply is one QGA reply: exactly one of Return and Error is set.
+type Reply struct {
+	Return json.RawMessage `json:"return,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+}
+
+// QGA error classes.
+const (
+	ClassGenericError    = "GenericError"
+	ClassCommandNotFound = "CommandNotFound"
+)
+
+// Error is an error reply from the agent.
+type Error struct {
+	Class string `json:"class"`
+	Desc  string `json:"desc"`
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	return fmt.Sprintf("guest agent: %s: %s", e.Class, e.Desc)
+}
+
+// MetricsCommand is mb's extension returning a Metrics document. An agent
+// whose guest-info lists it is an mb-agent, and accepts the other mb-
+// extensions too (the "mb-timeout-ms" argument of guest-exec).
+const MetricsCommand = "mb-get-metrics"
+
+// SyncArgs are the arguments of guest-sync and guest-sync-delimited.
+type SyncArgs struct {
+	ID int64 `json:"id"`
+}
+
+// Info is the reply of guest-info.
+type Info struct {
+	Version           string        `json:"version"`
+	SupportedCommands []CommandInfo `json:"supported_commands"`
+}
+
+// Supports reports whether the agent lists the command as enabled.
+func (i *Info) Supports(name string) bool {
+	for _, c := range i.SupportedCommands {
+		if c.Name == name {
+			return c.Enabled
+		}
+	}
+	return false
+}
+
+// CommandInfo describes one command in guest-info.
+type CommandInfo struct {
+	Name            string `json:"name"`
+	Enabled         bool   `json:"enabled"`
+	SuccessResponse bool   `json:"success-response"`
+}
+
+// HostName is the reply of guest-get-host-name.
+type HostName struct {
+	HostName string `json:"host-name"`
+}
+
+// OSInfo is the reply of guest-get-osinfo.
+type OSInfo struct {
+	KernelRelease string `json:"kernel-release,omitempty"`
+	KernelVersion string `json:"kernel-version,omitempty"`
+	Machine       string `json:"machine,omitempty"`
+	ID            string `json:"id,omitempty"`
+	Name          string `json:"name,omitempty"`
+	PrettyName    string `json:"pretty-name,omitempty"`
+	Version       string `json:"version,omitempty"`
+	VersionID     string `json:"version-id,omitempty"`
+	Variant       string `json:"variant,omitempty"`
+	VariantID     string `json:"variant-id,omitempty"`
+}
+
+// Interface is one element of the reply of guest-network-get-interfaces.
+type Interface struct {
+	Name            string          `json:"name"`
+	HardwareAddress string          `json:"hardware-address,omitempty"`
+	IPAddresses     []IPAddress     `json:"ip-addresses,omitempty"`
+	Statistics      *InterfaceStats `json:"statistics,omitempty"`
+}
+
+// IPAddress is an address of an Interface.
+type IPAddress struct {
+	// Type is "ipv4" or "ipv6".
+	Type    string `json:"ip-address-type"`
+	Address string `json:"ip-address"`
+	Prefix  int    `json:"prefix"`
+}
+
+// InterfaceStats are an Interface's counters.
+type InterfaceStats struct {
+	RxBytes   uint64 `json:"rx-bytes"`
+	RxPackets uint64 `json:"rx-packets"`
+	RxErrs    uint64 `json:"rx-errs"`
+	RxDropped uint64 `json:"rx-dropped"`
+	TxBytes   uint64 `json:"tx-bytes"`
+	TxPackets uint64 `json:"tx-packets"`
+	TxErrs    uint64 `json:"tx-errs"`
+	TxDropped uint64 `json:"tx-dropped"`
+}
+
+// ShutdownArgs are the arguments of guest-shutdown.
+type ShutdownArgs struct {
+	// Mode is "powerdown" (the default), "reboot" or "halt".
+	Mode string `json:"mode,omitempty"`
+}
+
+// ExecArgs are the arguments of guest-exec.
+type ExecArgs struct {
+	Path          string   `json:"path"`
+	Arg           []string `json:"arg,omitempty"`
+	Env           []string `json:"env,omitempty"`
+	InputData     []byte   `json:"input-data,omitempty"`
+	CaptureOutput bool     `json:"capture-output,omitempty"`
+	// TimeoutMs is mb's extension: the agent kills the command's process
+	// group after this long. Send it only to an mb-agent: qemu-ga refuses
+	// unknown arguments.
+	TimeoutMs int64 `json:"mb-timeout-ms,omitempty"`
+}
+
+// ExecPID is the reply of guest-exec.
+type ExecPID struct {
+	PID int `json:"pid"`
+}
+
+// ExecStatusArgs are the arguments of guest-exec-status.
+type ExecStatusArgs struct {
+	PID int `json:"pid"`
+}
+
+// ExecStatus is the reply of guest-exec-status. ExitCode is set when the
+// process exited, Signal when a signal killed it.
+type ExecStatus struct {
+	Exited       bool   `json:"exited"`
+	ExitCode     *int   `json:"exitcode,omitempty"`
+	Signal       *int   `json:"signal,omitempty"`
+	OutData      []byte `json:"out-data,omitempty"`
+	ErrData      []byte `json:"err-data,omitempty"`
+	OutTruncated bool   `json:"out-truncated,omitempty"`
+	ErrTruncated bool   `json:"err-truncated,omitempty"`
+}
+
+// FileOpenArgs are the arguments of guest-file-open; the reply is the
+// handle, a number.
+type FileOpenArgs struct {
+	Path string `json:"path"`
+	// Mode is an fopen mode ("r" when empty).
+	Mode string `json:"mode,omitempty"`
+}
+
+// FileHandleArgs are the arguments of guest-file-close.
+type FileHandleArgs struct {
+	Handle int64 `json:"handle"`
+}
+
+// FileReadArgs are the arguments of guest-file-read.
+type FileReadArgs struct {
+	Handle int64 `json:"handle"`
+	Count  int   `json:"count,omitempty"`
+}
+
+// FileRead is the reply of guest-file-read.
+type FileRead struct {
+	Count  int    `json:"count"`
+	BufB64 []byte `json:"buf-b64"`
+	EOF    bool   `json:"eof"`
+}
+
+// FileWriteArgs are the arguments of guest-file-write.
+type FileWriteArgs struct {
+	Handle int64  `json:"handle"`
+	BufB64 []byte `json:"buf-b64"`
+	Count  *int   `json:"count,omitempty"`
+}
+
+// FileWrite is the reply of guest-file-write.
+type FileWrite struct {
+	Count int  `json:"count"`
+	EOF   bool `json:"eof"`
+}
+
+// CPUStat is one element of stock qemu-ga's guest-get-cpustats reply
+// (type "linux"); counters are in jiffies.
+type CPUStat struct {
+	Type      string `json:"type"`
+	CPU       int    `json:"cpu"`
+	User      uint64 `json:"user"`
+	Nice      uint64 `json:"nice"`
+	System    uint64 `json:"system"`
+	Idle      uint64 `json:"idle"`
+	IOWait    uint64 `json:"iowait"`
+	IRQ       uint64 `json:"irq"`
+	SoftIRQ   uint64 `json:"softirq"`
+	Steal     uint64 `json:"steal"`
+	Guest     uint64 `json:"guest"`
+	GuestNice uint64 `json:"guestnice"`
+}
+
+// FSInfo is one element of stock qemu-ga's guest-get-fsinfo reply.
+type FSInfo struct {
+	Name       string  `json:"name"`
+	Mountpoint string  `json:"mountpoint"`
+	Type       string  `json:"type"`
+	UsedBytes  *uint64 `json:"used-bytes,omitempty"`
+	TotalBytes *uint64 `json:"total-bytes,omitempty"`
+}
