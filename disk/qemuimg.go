@@ -1,0 +1,117 @@
+// Package disk prepares a VM's disks: the qcow2 overlay on a cached base
+// image (the base is never written), the probe of an image's format with
+// qemu-img, the UEFI firmware and the VM's own copy of its variable store,
+// and the QEMU -drive arguments that attach them.
+package disk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// Info is what `qemu-img info --output=json` says about an image.
+type Info struct {
+	Filename    string `json:"filename"`
+	Format      string `json:"format"`
+	VirtualSize int64  `json:"virtual-size"`
+	ActualSize  int64  `json:"actual-size"`
+	// BackingFilename is the backing file as recorded in the image;
+	// FullBackingFilename is it resolved to a path.
+	BackingFilename       string `json:"backing-filename,omitempty"`
+	FullBackingFilename   string `json:"full-backing-filename,omitempty"`
+	BackingFilenameFormat string `json:"backing-filename-format,omitempty"`
+}
+
+// QemuImg finds the qemu-img binary.
+func QemuImg() (string, error) {
+	p, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return "", fmt.Errorf("qemu-img not found in PATH: %w (install it: apt-get install qemu-utils, or brew install qemu)", err)
+	}
+	return p, nil
+}
+
+// runQemuImg runs qemu-img with args and returns its standard output; the
+// error carries qemu-img's own message.
+func runQemuImg(ctx context.Context, args ...string) ([]byte, error) {
+	bin, err := QemuImg()
+	if err != nil {
+		return nil, err
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("qemu-img %s: %w", args[0], ctx.Err())
+		}
+		return nil, &QemuImgError{Args: args, Msg: msg, Err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// QemuImgError is a failed qemu-img run with its message.
+type QemuImgError struct {
+	Args []string
+	Msg  string
+	Err  error
+}
+
+func (e *QemuImgError) Error() string {
+	return fmt.Sprintf("qemu-img %s: %s", strings.Join(e.Args, " "), e.Msg)
+}
+
+func (e *QemuImgError) Unwrap() error { return e.Err }
+
+// ErrMissingBacking means a qcow2 image's backing file does not exist.
+var ErrMissingBacking = errors.New("backing file is missing")
+
+// ReadInfo runs `qemu-img info --output=json` on path and checks its
+// backing chain: a qcow2 whose backing file (or the backing file's own
+// backing file) is gone is an error wrapping ErrMissingBacking that names
+// the missing file. --force-share lets it read an image a running VM holds
+// open.
+func ReadInfo(ctx context.Context, path string) (*Info, error) {
+	return readInfo(ctx, path, 0)
+}
+
+// maxChain bounds the backing chain ReadInfo follows.
+const maxChain = 16
+
+func readInfo(ctx context.Context, path string, depth int) (*Info, error) {
+	out, err := runQemuImg(ctx, "info", "--force-share", "--output=json", path)
+	if err != nil {
+		return nil, fmt.Errorf("probe disk image %s: %w", path, err)
+	}
+	var info Info
+	if err := json.Unmarshal(out, &info); err != nil {
+		return nil, fmt.Errorf("probe disk image %s: parse qemu-img output: %w", path, err)
+	}
+	backing := info.FullBackingFilename
+	if backing == "" {
+		backing = info.BackingFilename
+	}
+	if backing == "" {
+		return &info, nil
+	}
+	if _, err := os.Stat(backing); err != nil {
+		return nil, fmt.Errorf("disk image %s: %w: %s (re-pull or re-import its base image, or recreate the VM)", path, ErrMissingBacking, backing)
+	}
+	if depth >= maxChain {
+		return nil, fmt.Errorf("disk image %s: backing chain longer than %d images", path, maxChain)
+	}
+	if _, err := readInfo(ctx, backing, depth+1); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
