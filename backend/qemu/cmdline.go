@@ -82,7 +82,7 @@ func buildArgs(c *bootConfig) []string {
 		"-action", "panic=exit-failure",
 		"-device", pvpanicDevice(c.Arch),
 		"-netdev", netdevArg(c),
-		"-device", "virtio-net-pci,netdev=net0",
+		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-serial-pci,id=vser0",
 		"-chardev", "socket,id=agent,path="+escapeOpt(c.path(agentSockName))+",server=on,wait=off",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+AgentPortName,

@@ -55,7 +55,7 @@ func TestBuildArgs(t *testing.T) {
 				},
 				"-device": {
 					"pvpanic",
-					"virtio-net-pci,netdev=net0",
+					"virtio-net-pci,netdev=net0,romfile=",
 					"virtio-serial-pci,id=vser0",
 					"virtserialport,bus=vser0.0,chardev=agent,name=org.qemu.guest_agent.0",
 					"virtio-rng-pci,rng=rng0",

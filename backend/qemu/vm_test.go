@@ -1,0 +1,246 @@
+package qemu
+
+import (
+	"context"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vmhost"
+)
+
+// TestVM boots one VM and reads it from every side, runs a second VM next
+// to it, then stops both: the first through the ACPI power button, the
+// second with ForceStop.
+func TestVM(t *testing.T) {
+	img := miniImage(t)
+	vmSlot(t)
+	opts := vmOptions(t, img, "qtest-1", "")
+	vm := startVM(t, opts)
+
+	t.Run("reaches running and prints the ready line", func(t *testing.T) {
+		if s := vm.State(); s != vmhost.StateRunning && s != vmhost.StateStarting {
+			t.Fatalf("state right after Start = %q, want running or starting", s)
+		}
+		waitSerial(t, vm, img.readyLine())
+		if s := vm.State(); s != vmhost.StateRunning {
+			t.Errorf("state after the ready line = %q, want running", s)
+		}
+	})
+
+	t.Run("describes qemu, accelerator and SSH port", func(t *testing.T) {
+		if vm.Backend() != "qemu" {
+			t.Errorf("Backend = %q", vm.Backend())
+		}
+		d := vm.Describe()
+		if d.Name != "qtest-1" || d.StartedAt.IsZero() {
+			t.Errorf("Describe name/started = %q/%v", d.Name, d.StartedAt)
+		}
+		wantAccel := string(detectAccel(realHost()).Accel)
+		if d.Details["accel"] != wantAccel || d.Details["accel_reason"] == "" {
+			t.Errorf("accel = %v (%v), want %s", d.Details["accel"], d.Details["accel_reason"], wantAccel)
+		}
+		if d.Details["qemu_pid"] != vm.PID() || d.Details["qemu_version"] == "" {
+			t.Errorf("qemu_pid/version = %v/%v, pid %d", d.Details["qemu_pid"], d.Details["qemu_version"], vm.PID())
+		}
+		port := vm.SSHPort()
+		if port <= 0 || d.Details["ssh_port"] != port {
+			t.Fatalf("SSHPort = %d, details %v", port, d.Details["ssh_port"])
+		}
+		if !strings.Contains(d.Details["cmdline"].(string), "mb.hostname=qtest-1") {
+			t.Errorf("kernel command line %q lacks mb.hostname", d.Details["cmdline"])
+		}
+		// QEMU itself listens on the SSH forward, on loopback.
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 10*time.Second)
+		if err != nil {
+			t.Errorf("SSH forward 127.0.0.1:%d not listening: %v", port, err)
+		} else {
+			conn.Close()
+		}
+		pidData, err := os.ReadFile(vm.cfg.path(pidFileName))
+		if err != nil || strings.TrimSpace(string(pidData)) != strconv.Itoa(vm.PID()) {
+			t.Errorf("%s = %q (%v), want %d", pidFileName, pidData, err, vm.PID())
+		}
+	})
+
+	t.Run("refuses stop modes it cannot run", func(t *testing.T) {
+		ctx := context.Background()
+		if _, err := vm.StopMode(ctx, time.Second, "agent"); err == nil || !strings.Contains(err.Error(), "no guest agent") {
+			t.Errorf("StopMode agent without agent: err = %v", err)
+		}
+		if _, err := vm.StopMode(ctx, time.Second, "reboot"); err == nil || !strings.Contains(err.Error(), "accepted") {
+			t.Errorf("StopMode reboot: err = %v", err)
+		}
+		if s := vm.State(); s != vmhost.StateRunning {
+			t.Errorf("state after refused stops = %q, want running", s)
+		}
+	})
+
+	t.Run("a second VM runs beside it", func(t *testing.T) {
+		opts2 := vmOptions(t, img, "qtest-2", "")
+		// The first pick is the first VM's port: QEMU cannot forward it,
+		// and Start must retry with another.
+		picks := 0
+		opts2.pickPort = func() (int, error) {
+			picks++
+			if picks == 1 {
+				return vm.SSHPort(), nil
+			}
+			return freePort()
+		}
+		vm2 := startVM(t, opts2)
+		if picks < 2 {
+			t.Errorf("Start picked %d port(s); the taken one should have been retried", picks)
+		}
+		if vm2.SSHPort() == vm.SSHPort() || vm2.cfg.Dir == vm.cfg.Dir || vm2.PID() == vm.PID() {
+			t.Fatalf("the two VMs share port %d / dir %s / pid %d", vm2.SSHPort(), vm2.cfg.Dir, vm2.PID())
+		}
+		waitSerial(t, vm2, img.readyLine())
+		if s := vm.State(); s != vmhost.StateRunning {
+			t.Errorf("first VM state = %q while the second runs", s)
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), stopDeadline)
+		defer cancel()
+		res, err := vm2.ForceStopResult(ctx)
+		if err != nil {
+			t.Fatalf("ForceStop: %v", err)
+		}
+		if res.StoppedBy != vmhost.ModeQuit && res.StoppedBy != vmhost.ModeKill {
+			t.Errorf("ForceStop stopped_by = %q, want quit or kill", res.StoppedBy)
+		}
+		if err := vm2.Wait(); err != nil {
+			t.Errorf("Wait after ForceStop = %v, want nil", err)
+		}
+		if s := vm2.State(); s != vmhost.StateStopped {
+			t.Errorf("state after ForceStop = %q", s)
+		}
+		if !processGone(vm2.PID()) {
+			t.Errorf("qemu pid %d still runs after ForceStop", vm2.PID())
+		}
+		if s := vm.State(); s != vmhost.StateRunning {
+			t.Errorf("first VM state = %q after the second stopped", s)
+		}
+	})
+
+	t.Run("stop mode acpi powers the guest off", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), stopDeadline)
+		defer cancel()
+		res, err := vm.StopMode(ctx, stopDeadline, vmhost.ModeACPI)
+		if err != nil {
+			t.Fatalf("StopMode acpi: %v; serial log tail:\n%s", err, serialTail(vm))
+		}
+		if res.StoppedBy != vmhost.ModeACPI {
+			t.Errorf("stopped_by = %q, want acpi", res.StoppedBy)
+		}
+		if err := vm.Wait(); err != nil {
+			t.Errorf("Wait = %v, want nil (QEMU exits 0 after an ACPI poweroff)", err)
+		}
+		if vm.cmd.ProcessState == nil || vm.cmd.ProcessState.ExitCode() != 0 {
+			t.Errorf("qemu exit: %v, want status 0", vm.cmd.ProcessState)
+		}
+		if s := vm.State(); s != vmhost.StateStopped {
+			t.Errorf("state = %q, want stopped", s)
+		}
+		// Stopping a stopped VM is fine and keeps its answer.
+		res, err = vm.StopMode(ctx, time.Second, "")
+		if err != nil || res.StoppedBy != vmhost.ModeACPI {
+			t.Errorf("second stop = %+v, %v; want acpi, nil", res, err)
+		}
+	})
+}
+
+// TestGuestPoweroff: a guest that powers itself off is a clean stop.
+func TestGuestPoweroff(t *testing.T) {
+	img := miniImage(t)
+	vmSlot(t)
+	vm := startVM(t, vmOptions(t, img, "qtest-off", "mb.selftest=poweroff"))
+	if err := waitExit(t, vm); err != nil {
+		t.Errorf("Wait = %v, want nil for a guest poweroff; serial log tail:\n%s", err, serialTail(vm))
+	}
+	if s := vm.State(); s != vmhost.StateStopped {
+		t.Errorf("state = %q, want stopped", s)
+	}
+	if !strings.Contains(serialTail(vm), img.readyLine()) {
+		t.Errorf("the guest powered off before its ready line; serial log tail:\n%s", serialTail(vm))
+	}
+}
+
+// TestGuestPanic: a guest kernel panic reaches vmhost through pvpanic and
+// is a crash.
+func TestGuestPanic(t *testing.T) {
+	img := miniImage(t)
+	vmSlot(t)
+	vm := startVM(t, vmOptions(t, img, "qtest-panic", "mb.selftest=panic"))
+	err := waitExit(t, vm)
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Errorf("Wait = %v, want a guest panic error; serial log tail:\n%s", err, serialTail(vm))
+	}
+	if s := vm.State(); s != vmhost.StateError {
+		t.Errorf("state = %q, want error", s)
+	}
+}
+
+func serialTail(c *Controller) string {
+	data, _ := os.ReadFile(c.cfg.path(serialLogName))
+	return tail(data, 3000)
+}
+
+// TestStartErrors checks the errors a user can hit before anything boots.
+func TestStartErrors(t *testing.T) {
+	dir := vmDir(t)
+	kernel := dir + "/vmlinuz"
+	if err := os.WriteFile(kernel, []byte("not really a kernel"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+
+	tests := []struct {
+		name   string
+		modify func(o *Options)
+		want   []string
+	}{
+		{"missing kernel file", func(o *Options) { o.Spec.Kernel = dir + "/no-such-vmlinuz" }, []string{"kernel file", dir + "/no-such-vmlinuz", "does not exist"}},
+		{"missing initrd file", func(o *Options) { o.Spec.Initrd = dir + "/no-initrd" }, []string{"initrd file", dir + "/no-initrd"}},
+		{"bad memory size", func(o *Options) { o.Spec.Memory = 1 << 20 }, []string{"memory 1M", "at least 32M"}},
+		{"missing qemu binary", func(o *Options) { o.QEMUBinary = "qemu-system-mb-missing" }, []string{"qemu-system-mb-missing not found", "install"}},
+		{"missing image", func(o *Options) { o.Spec.Kernel = ""; o.Spec.Image = "no-such-image" }, []string{`image "no-such-image" not found`}},
+		{"explicit SSH port taken", func(o *Options) { o.Spec.SSHPort = takenPort }, []string{"ssh_port " + strconv.Itoa(takenPort), "already in use"}},
+		{"bad name", func(o *Options) { o.Spec.Name = "Bad_Name" }, []string{"invalid VM name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := Options{
+				Dir:    vmDir(t),
+				Home:   dir,
+				Logger: testLogger(t),
+				Spec:   &spec.Spec{Name: "errs", Kernel: kernel},
+			}
+			tt.modify(&o)
+			c, err := Start(context.Background(), o)
+			if err == nil {
+				c.ForceStop(context.Background())
+				t.Fatalf("Start succeeded, want an error containing %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			entries, _ := os.ReadDir(o.Dir)
+			if slices.ContainsFunc(entries, func(e os.DirEntry) bool { return e.Name() == qmpSockName }) {
+				t.Errorf("QEMU was started (qmp.sock exists) although Start failed early")
+			}
+		})
+	}
+}
