@@ -12,6 +12,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 )
@@ -31,6 +32,10 @@ type Options struct {
 	// guest-shutdown then signals PID 1: SIGTERM to power off, SIGINT to
 	// reboot, SIGUSR1 to halt. Otherwise the agent asks the init system.
 	PID1 bool
+	// Shutdown, when set, is called for guest-shutdown instead of signalling
+	// PID 1 or asking the init system (tests, an agent run on the host for
+	// the fake backend). Mode is powerdown, reboot or halt.
+	Shutdown func(ctx context.Context, mode string) error
 }
 
 // retryDelay is how long Serve waits before looking for a missing device
@@ -71,6 +76,17 @@ func Serve(ctx context.Context, opts Options) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// ServeConn answers QGA requests read from conn until reading fails or ctx
+// is done, without looking for a device: for tests and for an agent served
+// over a socket on the host. It returns nil when conn reaches EOF.
+func ServeConn(ctx context.Context, conn io.ReadWriter, opts Options) error {
+	err := newServer(opts).serveStream(ctx, conn, conn)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // sleepCtx waits for d or until ctx is done; it reports whether d passed.

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/agent/internal/procfs"
 	"github.com/mbvm/mb/agent/qga"
 )
 
@@ -30,37 +29,37 @@ func (s *server) cmdMetrics(_ context.Context, args json.RawMessage) (any, error
 	}
 	m := qga.Metrics{Source: "mb-agent", TimeNs: time.Now().UnixNano()}
 	if b := read("uptime"); b != nil {
-		m.UptimeSeconds, _ = procfs.Uptime(b)
+		m.UptimeSeconds, _ = qga.ParseUptime(b)
 	}
 	if b := read("stat"); b != nil {
-		if c, err := procfs.Stat(b); err == nil {
+		if c, err := qga.ParseProcStat(b); err == nil {
 			m.CPU = &c
 		}
 	}
 	if b := read("meminfo"); b != nil {
-		if mem, err := procfs.Meminfo(b); err == nil {
+		if mem, err := qga.ParseMeminfo(b); err == nil {
 			m.Memory = &mem
 		}
 	}
 	if b := read("loadavg"); b != nil {
-		m.LoadAvg, _ = procfs.Loadavg(b)
+		m.LoadAvg, _ = qga.ParseLoadavg(b)
 	}
 	if b := read("net/dev"); b != nil {
-		m.Interfaces, _ = procfs.NetDev(b)
+		m.Interfaces, _ = qga.ParseNetDev(b)
 	}
 	if b := read("mounts"); b != nil {
-		m.Filesystems = filesystems(procfs.Mounts(b))
+		m.Filesystems = filesystems(qga.ParseMounts(b))
 	}
 	return m, nil
 }
 
 // filesystems statfs()es every real mount once, skipping pseudo
 // filesystems, empty ones and repeated mounts of one device.
-func filesystems(mounts []procfs.Mount) []qga.Filesystem {
+func filesystems(mounts []qga.Mount) []qga.Filesystem {
 	var out []qga.Filesystem
 	seen := map[string]bool{}
 	for _, m := range mounts {
-		if procfs.IsPseudo(m) || seen[m.Mountpoint] {
+		if qga.IsPseudoFS(m) || seen[m.Mountpoint] {
 			continue
 		}
 		var st unix.Statfs_t

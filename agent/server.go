@@ -59,6 +59,9 @@ func newServer(opts Options) *server {
 	}
 	s := &server{log: log, pid1: opts.PID1, procRoot: "/proc"}
 	s.shutdown = s.systemShutdown
+	if opts.Shutdown != nil {
+		s.shutdown = opts.Shutdown
+	}
 	s.execs.procs = map[int]*execProc{}
 	s.files.open = map[int64]*openFile{}
 	s.commands = s.commandTable()

@@ -1,7 +1,8 @@
-// Package procfs parses the Linux /proc files that guest metrics come from.
-// Both sides use it: mb-agent reads the files itself, and the host reads
-// them through guest-file-read from a stock qemu-ga.
-package procfs
+package qga
+
+// Parsers of the Linux /proc files that guest metrics come from. Both sides
+// use them: mb-agent reads the files itself, and the host reads them through
+// guest-file-read from a stock qemu-ga.
 
 import (
 	"bufio"
@@ -9,14 +10,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"github.com/mbvm/mb/agent/qga"
 )
 
-// Stat parses /proc/stat: the aggregate "cpu" line and the number of
+// ParseProcStat parses /proc/stat: the aggregate "cpu" line and the number of
 // "cpuN" lines.
-func Stat(data []byte) (qga.CPUCounters, error) {
-	var c qga.CPUCounters
+func ParseProcStat(data []byte) (CPUCounters, error) {
+	var c CPUCounters
 	found := false
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -46,9 +45,9 @@ func Stat(data []byte) (qga.CPUCounters, error) {
 	return c, nil
 }
 
-// Meminfo parses /proc/meminfo.
-func Meminfo(data []byte) (qga.Memory, error) {
-	var m qga.Memory
+// ParseMeminfo parses /proc/meminfo.
+func ParseMeminfo(data []byte) (Memory, error) {
+	var m Memory
 	kb := map[string]uint64{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -82,8 +81,8 @@ func Meminfo(data []byte) (qga.Memory, error) {
 	return m, nil
 }
 
-// Loadavg parses /proc/loadavg into the 1, 5 and 15 minute averages.
-func Loadavg(data []byte) ([]float64, error) {
+// ParseLoadavg parses /proc/loadavg into the 1, 5 and 15 minute averages.
+func ParseLoadavg(data []byte) ([]float64, error) {
 	f := strings.Fields(string(data))
 	if len(f) < 3 {
 		return nil, fmt.Errorf("parse /proc/loadavg %q: want 3 numbers", data)
@@ -99,8 +98,8 @@ func Loadavg(data []byte) ([]float64, error) {
 	return out, nil
 }
 
-// Uptime parses /proc/uptime into seconds since boot.
-func Uptime(data []byte) (float64, error) {
+// ParseUptime parses /proc/uptime into seconds since boot.
+func ParseUptime(data []byte) (float64, error) {
 	f := strings.Fields(string(data))
 	if len(f) == 0 {
 		return 0, fmt.Errorf("parse /proc/uptime: empty")
@@ -112,9 +111,9 @@ func Uptime(data []byte) (float64, error) {
 	return v, nil
 }
 
-// NetDev parses /proc/net/dev into per-interface byte counters.
-func NetDev(data []byte) ([]qga.NetworkCounters, error) {
-	var out []qga.NetworkCounters
+// ParseNetDev parses /proc/net/dev into per-interface byte counters.
+func ParseNetDev(data []byte) ([]NetworkCounters, error) {
+	var out []NetworkCounters
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		name, rest, ok := strings.Cut(sc.Text(), ":")
@@ -130,7 +129,7 @@ func NetDev(data []byte) ([]qga.NetworkCounters, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		out = append(out, qga.NetworkCounters{Name: strings.TrimSpace(name), RxBytes: rx, TxBytes: tx})
+		out = append(out, NetworkCounters{Name: strings.TrimSpace(name), RxBytes: rx, TxBytes: tx})
 	}
 	return out, nil
 }
@@ -140,8 +139,8 @@ type Mount struct {
 	Device, Mountpoint, Type string
 }
 
-// Mounts parses /proc/mounts, unescaping octal escapes (\040 for a space).
-func Mounts(data []byte) []Mount {
+// ParseMounts parses /proc/mounts, unescaping octal escapes (\040 for a space).
+func ParseMounts(data []byte) []Mount {
 	var out []Mount
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -149,12 +148,12 @@ func Mounts(data []byte) []Mount {
 		if len(f) < 3 {
 			continue
 		}
-		out = append(out, Mount{Device: unescape(f[0]), Mountpoint: unescape(f[1]), Type: f[2]})
+		out = append(out, Mount{Device: unescapeMount(f[0]), Mountpoint: unescapeMount(f[1]), Type: f[2]})
 	}
 	return out
 }
 
-func unescape(s string) string {
+func unescapeMount(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
@@ -172,8 +171,8 @@ func unescape(s string) string {
 	return b.String()
 }
 
-// pseudo are filesystem types that hold no user data.
-var pseudo = map[string]bool{
+// pseudoFS are filesystem types that hold no user data.
+var pseudoFS = map[string]bool{
 	"proc": true, "sysfs": true, "devtmpfs": true, "devpts": true, "cgroup": true,
 	"cgroup2": true, "securityfs": true, "debugfs": true, "tracefs": true, "pstore": true,
 	"bpf": true, "mqueue": true, "hugetlbfs": true, "configfs": true, "fusectl": true,
@@ -182,11 +181,11 @@ var pseudo = map[string]bool{
 	"iso9660": true, "nfsd": true, "fuse.gvfsd-fuse": true, "fuse.portal": true,
 }
 
-// IsPseudo reports whether a mount holds no user data worth reporting: a
+// IsPseudoFS reports whether a mount holds no user data worth reporting: a
 // pseudo filesystem, or a tmpfs other than the root.
-func IsPseudo(m Mount) bool {
+func IsPseudoFS(m Mount) bool {
 	if m.Type == "tmpfs" {
 		return m.Mountpoint != "/"
 	}
-	return pseudo[m.Type]
+	return pseudoFS[m.Type]
 }
