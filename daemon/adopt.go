@@ -10,7 +10,6 @@ import (
 	"github.com/mbvm/mb/image"
 	"github.com/mbvm/mb/lockfile"
 	"github.com/mbvm/mb/spec"
-	"github.com/mbvm/mb/supervisor"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -77,7 +76,7 @@ func (d *Daemon) load(name string) *vm {
 // adopt re-adopts a live vmhost, or records how the last run ended and
 // cleans its stale files. It reports whether a vmhost runs.
 func (d *Daemon) adopt(v *vm) bool {
-	lockPath := v.file(supervisor.LockName)
+	lockPath := v.file(vmhostLockName)
 	held, pid, err := lockfile.Probe(lockPath)
 	if err != nil {
 		d.log.Warn("cannot probe the vmhost lock", "vm", v.name, "err", err)
@@ -116,7 +115,7 @@ func (d *Daemon) adopt(v *vm) bool {
 		return true
 	}
 	rec, _ := vmhost.ReadExitRecord(v.dir)
-	pidFile := v.file(supervisor.PIDName)
+	pidFile := v.file(vmhostPIDName)
 	var o outcome
 	if st, err := os.Stat(pidFile); err == nil && (rec == nil || rec.Time.Before(st.ModTime())) {
 		// The last vmhost never removed its PID file and left no newer

@@ -133,21 +133,25 @@ func (d *Daemon) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, d.view(r.Context(), v, true))
+	writeJSON(w, http.StatusCreated, d.inspect(r.Context(), v))
 }
 
 func (d *Daemon) handleInspect(w http.ResponseWriter, r *http.Request, v *vm) {
-	out := d.view(r.Context(), v, true)
+	writeJSON(w, http.StatusOK, d.inspect(r.Context(), v))
+}
+
+// inspect is the detailed view of v, with its spec.
+func (d *Daemon) inspect(ctx context.Context, v *vm) api.VM {
+	out := d.view(ctx, v, true)
 	v.mu.Lock()
 	s := v.spec
 	v.mu.Unlock()
 	if s != nil {
-		m, err := specMap(s)
-		if err == nil {
+		if m, err := specMap(s); err == nil {
 			out.Spec = m
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // specMap renders a spec with its spec.yaml field names.

@@ -14,7 +14,6 @@ import (
 	"github.com/mbvm/mb/daemon/logfile"
 	"github.com/mbvm/mb/home"
 	"github.com/mbvm/mb/lockfile"
-	"github.com/mbvm/mb/supervisor"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -57,7 +56,7 @@ func rotateVMHostLog(dir string) {
 // cleanStale removes the files a dead vmhost left behind. Only call it when
 // the vmhost lock is free.
 func cleanStale(dir string) {
-	for _, n := range append([]string{supervisor.PIDName}, vmSocketNames...) {
+	for _, n := range append([]string{vmhostPIDName}, vmSocketNames...) {
 		_ = os.Remove(filepath.Join(dir, n))
 	}
 }
@@ -68,7 +67,7 @@ func (d *Daemon) spawn(v *vm) (*run, error) {
 	if d.cfg.VMHost == "" {
 		return nil, errors.New("no vmhost binary configured: install vmhost beside mb or set " + VMHostEnv)
 	}
-	held, pid, err := lockfile.Probe(v.file(supervisor.LockName))
+	held, pid, err := lockfile.Probe(v.file(vmhostLockName))
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/image"
 	"github.com/mbvm/mb/spec"
-	"github.com/mbvm/mb/supervisor"
 )
 
 // UserStoppedName marks a VM the user stopped, so that no restart policy
@@ -57,7 +56,7 @@ type run struct {
 
 func (v *vm) file(name string) string { return filepath.Join(v.dir, name) }
 
-func (v *vm) socket() string { return v.file(supervisor.SocketName) }
+func (v *vm) socket() string { return v.file(vmhostSocketName) }
 
 // userStopped reports whether the user-stopped marker exists.
 func (v *vm) userStopped() bool {
@@ -116,3 +115,10 @@ func (v *vm) snapshot() api.VM {
 	}
 	return out
 }
+
+// Files a vmhost keeps in the VM directory (the contract of cmd/vmhost).
+const (
+	vmhostSocketName = "vmhost.sock"
+	vmhostPIDName    = "vmhost.pid"
+	vmhostLockName   = "vmhost.lock"
+)

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mbvm/mb/home"
+)
+
+// detachKey is Ctrl-], which detaches from the console.
+const detachKey = 0x1d
+
+func (a *app) consoleCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "console NAME",
+		Short: "Attach to a VM's serial console; Ctrl-] detaches",
+		Long: `Attaches the terminal to the VM's serial console (console.sock in its
+directory). Press Ctrl-] to detach; the VM keeps running. Without a terminal
+it copies stdin to the console and the console to stdout until stdin ends
+or the VM stops.`,
+		Example: `  mb console demo
+  echo 'uname -a' | mb console demo`,
+		Args:              nameArgs(1, 1),
+		ValidArgsFunction: a.completeVMNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.console(cmd.Context(), args[0])
+		},
+	}
+}
+
+func (a *app) console(ctx context.Context, name string) error {
+	h, err := mbHome()
+	if err != nil {
+		return err
+	}
+	sock := filepath.Join(home.VMDir(h, name), "console.sock")
+	if _, err := os.Stat(home.VMDir(h, name)); err != nil {
+		return fmt.Errorf("no VM named %q: create it with `mb start %s`", name, name)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		return fmt.Errorf("attach to the console of VM %s at %s: %w (is it running, with the qemu backend?)", name, sock, err)
+	}
+	defer conn.Close()
+	in, tty := a.stdin.(*os.File)
+	tty = tty && isTerminal(in)
+	if tty {
+		restore, err := makeRaw(int(in.Fd()))
+		if err != nil {
+			return err
+		}
+		defer restore()
+		fmt.Fprintf(a.stderr, "attached to %s's console; press Ctrl-] to detach\r\n", name)
+	}
+	outDone := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(a.stdout, conn)
+		outDone <- err
+	}()
+	inDone := make(chan error, 1)
+	go func() { inDone <- copyInput(conn, a.stdin, tty) }()
+	select {
+	case <-ctx.Done():
+	case err := <-outDone:
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("console of VM %s: %w", name, err)
+		}
+		if tty {
+			fmt.Fprintf(a.stderr, "\r\nconsole of %s closed (the VM stopped?)\r\n", name)
+		}
+	case err := <-inDone:
+		if errors.Is(err, errDetached) {
+			fmt.Fprintf(a.stderr, "\r\ndetached from %s\r\n", name)
+			return nil
+		}
+		// stdin ended: let the guest's answer arrive, until the VM closes
+		// the console or we are interrupted.
+		if uc, ok := conn.(*net.UnixConn); ok {
+			_ = uc.CloseWrite()
+		}
+		select {
+		case <-outDone:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+var errDetached = errors.New("detached")
+
+// copyInput copies stdin to the console; on a terminal, Ctrl-] detaches.
+func copyInput(w io.Writer, r io.Reader, tty bool) error {
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if tty {
+				if i := bytes.IndexByte(chunk, detachKey); i >= 0 {
+					if i > 0 {
+						_, _ = w.Write(chunk[:i])
+					}
+					return errDetached
+				}
+			}
+			if _, werr := w.Write(chunk); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}

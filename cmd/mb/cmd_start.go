@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/spec"
+)
+
+// startOptions are mb start's flags.
+type startOptions struct {
+	image, kernel, initrd, cmdline, disk string
+	backend, memory, accel, restart      string
+	file                                 string
+	cpus, sshPort                        int
+	forwards                             []string
+	timeout                              time.Duration
+	noWait                               bool
+}
+
+func (a *app) startCmd() *cobra.Command {
+	var o startOptions
+	cmd := &cobra.Command{
+		Use:   "start NAME",
+		Short: "Create a VM if needed, start it and wait until the guest is ready",
+		Long: `Creates the VM NAME if it does not exist, starts it, and waits until the
+guest is ready: its agent answers or, for an image without an agent, its
+ready line appears on the console. Starting a running VM does nothing.
+
+Without image options the VM boots the mini image. Flags that differ from an
+existing VM's spec are an error: remove the VM, or edit its spec.yaml while it
+is stopped.`,
+		Example: `  mb start demo
+  mb start web --cpus 2 --memory 1G --forward 8080:80 --restart on-failure
+  mb start dev -f dev.yaml
+  mb start k --kernel bzImage --initrd initrd.img --cmdline "console=ttyS0"
+  mb start demo --no-wait`,
+		Args:              nameArgs(1, 1),
+		ValidArgsFunction: a.completeVMNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.start(cmd, args[0], &o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.image, "image", "", "image under $MB_HOME/images (default mini)")
+	f.StringVar(&o.kernel, "kernel", "", "kernel for a direct kernel boot")
+	f.StringVar(&o.initrd, "initrd", "", "initrd for a direct kernel boot")
+	f.StringVar(&o.cmdline, "cmdline", "", "kernel command line")
+	f.StringVar(&o.disk, "disk", "", "boot disk image (qcow2 or raw)")
+	f.IntVar(&o.cpus, "cpus", 0, "virtual CPUs (default 1)")
+	f.StringVar(&o.memory, "memory", "", "guest memory, for example 512M or 2G (default 512M)")
+	f.StringVar(&o.accel, "accel", "", "accelerator: auto, kvm, hvf or tcg (default auto)")
+	f.IntVar(&o.sshPort, "ssh-port", 0, "host port on 127.0.0.1 forwarded to guest port 22 (default: a free port)")
+	f.StringArrayVar(&o.forwards, "forward", nil, "forward HOST:GUEST[/udp] from 127.0.0.1 (repeatable)")
+	f.StringVar(&o.restart, "restart", "", "restart policy: no, on-failure or always (default no)")
+	f.StringVar(&o.backend, "backend", "", "backend: qemu or fake (default qemu)")
+	f.StringVarP(&o.file, "file", "f", "", "VM spec file (spec.yaml format); flags override its fields")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the VM to be ready")
+	f.BoolVar(&o.noWait, "no-wait", false, "return as soon as the VM runs, without waiting for the guest")
+	return cmd
+}
+
+func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
+	want, fields, err := o.spec(cmd, name)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, err := a.daemonClient(ctx)
+	if err != nil {
+		return err
+	}
+	begin := time.Now()
+	prog := newProgress(a.stderr, name)
+	defer prog.done()
+	prog.set("checking")
+	vm, err := c.Inspect(ctx, name)
+	if api.IsNotFound(err) {
+		doc, merr := want.Marshal()
+		if merr != nil {
+			return merr
+		}
+		prog.set("creating")
+		vm, err = c.Create(ctx, doc)
+		if api.IsConflict(err) {
+			// Another mb start created it meanwhile: compare with that one.
+			vm, err = c.Inspect(ctx, name)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if diffs, err := specDiff(vm, want, fields); err != nil {
+		return err
+	} else if len(diffs) > 0 {
+		return fmt.Errorf("VM %s exists with a different %s; to change it, remove the VM (mb rm %s) or edit %s/spec.yaml while it is stopped", name, joinDiffs(diffs), name, vm.Dir)
+	}
+	wasRunning := vm.State == api.StateRunning
+	prog.set("starting")
+	vm, err = c.Start(ctx, name, o.timeout)
+	if err != nil {
+		return err
+	}
+	if !o.noWait {
+		if vm, err = a.waitReady(ctx, c, name, begin, o.timeout, prog); err != nil {
+			return err
+		}
+	}
+	prog.done()
+	switch {
+	case wasRunning:
+		fmt.Fprintf(a.stdout, "%s is already running\n", name)
+	case o.noWait:
+		fmt.Fprintf(a.stdout, "%s is running (not waiting for the guest)\n", name)
+	default:
+		fmt.Fprintf(a.stdout, "%s is ready (%.1fs)%s\n", name, time.Since(begin).Seconds(), vmSummary(vm))
+	}
+	return nil
+}
+
+// vmSummary is a short suffix with the SSH port and IPs.
+func vmSummary(vm *api.VM) string {
+	s := ""
+	if vm.SSHPort != 0 {
+		s += fmt.Sprintf(", ssh 127.0.0.1:%d", vm.SSHPort)
+	}
+	if len(vm.IPs) > 0 {
+		s += ", ip " + vm.IPs[0]
+	}
+	return s
+}
+
+// waitReady polls the VM until it is ready, fails, or the timeout passes.
+func (a *app) waitReady(ctx context.Context, c *api.Client, name string, begin time.Time, timeout time.Duration, prog *progress) (*api.VM, error) {
+	deadline := begin.Add(timeout)
+	for {
+		vm, err := c.Inspect(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case vm.Ready:
+			return vm, nil
+		case vm.State == api.StateCrashed || vm.State == api.StateStopped:
+			return nil, fmt.Errorf("VM %s %s while booting: %s (see `mb logs %s` and `mb logs --vmhost %s`)", name, vm.State, orDash(vm.Reason), name, name)
+		}
+		what := "waiting for the guest"
+		if a := vm.AgentState(); a != "" {
+			what = "waiting for the guest agent (" + a + ")"
+		}
+		prog.set(what)
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("VM %s is running but the guest was not ready within %s (%s): see `mb logs %s`, or raise --timeout", name, timeout, what, name)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// spec builds the wanted spec from -f and the flags, and lists the spec
+// fields the user set (to compare with an existing VM).
+func (o *startOptions) spec(cmd *cobra.Command, name string) (*spec.Spec, []string, error) {
+	s := &spec.Spec{}
+	var fields []string
+	if o.file != "" {
+		data, err := os.ReadFile(o.file)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read spec file: %w", err)
+		}
+		fs, err := spec.Parse(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", o.file, err)
+		}
+		if fs.Name != "" && fs.Name != name {
+			return nil, nil, usagef("%s names the VM %q but the command names %q: make them agree", o.file, fs.Name, name)
+		}
+		s = fs
+		if fields, err = specFileFields(data); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", o.file, err)
+		}
+	}
+	s.Name = name
+	changed := cmd.Flags().Changed
+	set := func(flag, field string, apply func() error) error {
+		if !changed(flag) {
+			return nil
+		}
+		if err := apply(); err != nil {
+			return &usageError{err: fmt.Errorf("--%s: %w", flag, err)}
+		}
+		fields = appendUnique(fields, field)
+		return nil
+	}
+	steps := []error{
+		set("image", "image", func() error { s.Image = o.image; return nil }),
+		set("kernel", "kernel", func() error { s.Kernel = o.kernel; return absPath(&s.Kernel) }),
+		set("initrd", "initrd", func() error { s.Initrd = o.initrd; return absPath(&s.Initrd) }),
+		set("cmdline", "cmdline", func() error { s.Cmdline = o.cmdline; return nil }),
+		set("disk", "disk", func() error { s.Disk = o.disk; return absPath(&s.Disk) }),
+		set("cpus", "cpus", func() error { s.CPUs = o.cpus; return nil }),
+		set("memory", "memory", func() error {
+			m, err := spec.ParseSize(o.memory)
+			s.Memory = m
+			return err
+		}),
+		set("accel", "accel", func() error {
+			v, err := spec.ParseAccel(o.accel)
+			s.Accel = v
+			return err
+		}),
+		set("ssh-port", "ssh_port", func() error { s.SSHPort = o.sshPort; return nil }),
+		set("forward", "forwards", func() error {
+			s.Forwards = nil
+			for _, f := range o.forwards {
+				fw, err := spec.ParseForward(f)
+				if err != nil {
+					return err
+				}
+				s.Forwards = append(s.Forwards, fw)
+			}
+			return nil
+		}),
+		set("restart", "restart", func() error {
+			p, err := spec.ParseRestartPolicy(o.restart)
+			s.Restart = p
+			return err
+		}),
+		set("backend", "backend", func() error { s.Backend = o.backend; return nil }),
+	}
+	for _, err := range steps {
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if o.timeout <= 0 {
+		return nil, nil, usagef("--timeout must be positive, for example 2m")
+	}
+	return s, fields, nil
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, v := range list {
+		if v == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
