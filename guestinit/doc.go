@@ -43,7 +43,9 @@
 //	SIGUSR1  halt
 //
 // The ACPI power button (an evdev KEY_POWER press from any input device that
-// has that key, such as the ACPI "Power Button" device) powers off.
+// has that key, such as the ACPI "Power Button" device) powers off. The
+// button is watched from before the ready line on, so a press after the
+// ready line is never lost; a press earlier in the boot may be.
 //
 // A clean shutdown sends SIGTERM to every process (kill -1), waits up to 3
 // seconds for them to exit, sends SIGKILL to what is left, syncs, unmounts

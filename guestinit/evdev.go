@@ -88,14 +88,15 @@ func powerButtonDevices(sysRoot, devRoot string) []string {
 	return out
 }
 
-// watchPowerButton finds the power button devices (retrying for a while, as
-// they appear when the button and evdev modules bind) and sends one value on
-// pressed for each KEY_POWER press, until ctx ends.
+// watchPowerButton opens the power button devices (retrying for up to
+// two seconds, in case they appear late) and, until ctx ends, sends one
+// value on pressed for each KEY_POWER press. It returns once the devices
+// are open, so a press after it returns is never missed.
 func watchPowerButton(ctx context.Context, log *slog.Logger, pressed chan<- struct{}) {
 	var devs []string
-	for wait := 50 * time.Millisecond; ; wait *= 2 {
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
 		devs = powerButtonDevices("/sys", "/dev")
-		if len(devs) > 0 || wait > 5*time.Second {
+		if len(devs) > 0 || wait > time.Second {
 			break
 		}
 		select {
@@ -109,20 +110,21 @@ func watchPowerButton(ctx context.Context, log *slog.Logger, pressed chan<- stru
 		return
 	}
 	for _, d := range devs {
+		f, err := os.Open(d)
+		if err != nil {
+			log.Warn("cannot watch the power button", "device", d, "err", err)
+			continue
+		}
 		go func() {
-			if err := readPowerKey(ctx, d, pressed); err != nil && ctx.Err() == nil {
+			if err := readPowerKey(ctx, f, pressed); err != nil && ctx.Err() == nil {
 				log.Warn("power button watch ended", "device", d, "err", err)
 			}
 		}()
 	}
-	log.Debug("watching for the power button", "devices", devs)
 }
 
-func readPowerKey(ctx context.Context, dev string, pressed chan<- struct{}) error {
-	f, err := os.Open(dev)
-	if err != nil {
-		return fmt.Errorf("open input device: %w", err)
-	}
+// readPowerKey reads input events from f until ctx ends, closing it then.
+func readPowerKey(ctx context.Context, f *os.File, pressed chan<- struct{}) error {
 	go func() {
 		<-ctx.Done()
 		f.Close()
@@ -135,7 +137,7 @@ func readPowerKey(ctx context.Context, dev string, pressed chan<- struct{}) erro
 			if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("read %s: %w", dev, err)
+			return fmt.Errorf("read %s: %w", f.Name(), err)
 		}
 		have += n
 		events, used := DecodeInputEvents(buf[:have])

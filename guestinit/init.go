@@ -93,7 +93,7 @@ func Run(opts Options) {
 	in.boot()
 
 	pressed := make(chan struct{}, 1)
-	go watchPowerButton(context.Background(), in.log, pressed)
+	watchPowerButton(context.Background(), in.log, pressed)
 	in.startAgent()
 	fmt.Fprintln(in.console, ReadyLine)
 

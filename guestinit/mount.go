@@ -15,22 +15,24 @@ type mount struct {
 	data                   string
 }
 
-// bootMounts are mounted in order at boot and unmounted in reverse order at
-// shutdown.
-var bootMounts = []mount{
-	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
-	{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
-	{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
-	{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
-	{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+// bootMounts returns the filesystems mounted in order at boot and
+// unmounted in reverse order at shutdown.
+func bootMounts() []mount {
+	return []mount{
+		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
+		{"tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+	}
 }
 
 // mountAll mounts bootMounts; a filesystem already mounted there is fine.
 func mountAll() error {
 	var errs []error
-	for _, m := range bootMounts {
+	for _, m := range bootMounts() {
 		if err := os.MkdirAll(m.target, 0o755); err != nil {
 			errs = append(errs, fmt.Errorf("create mount point: %w", err))
 			continue
@@ -58,8 +60,9 @@ func mountAll() error {
 // filesystem is still busy (the console stays open on /dev).
 func unmountAll() error {
 	var errs []error
-	for i := len(bootMounts) - 1; i >= 0; i-- {
-		t := bootMounts[i].target
+	mounts := bootMounts()
+	for i := len(mounts) - 1; i >= 0; i-- {
+		t := mounts[i].target
 		if err := unix.Unmount(t, 0); err != nil {
 			if err2 := unix.Unmount(t, unix.MNT_DETACH); err2 != nil {
 				errs = append(errs, fmt.Errorf("unmount %s: %w", t, err2))
