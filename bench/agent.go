@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mbvm/mb/bench/procfs"
+	"github.com/mbvm/mb/bench/rig"
+)
+
+// userHZ is the kernel's clock tick for /proc/<pid>/stat CPU times; it is
+// 100 on every Linux architecture mb runs guests of.
+const userHZ = 100
+
+// agentPart boots one mini VM named demo and measures `mb exec` and the
+// guest agent's own cost inside the guest.
+func agentPart() part {
+	return part{name: "agent", rows: []rowDef{
+		{id: "agent.exec", name: "agent: `mb exec demo -- true` round trip", unit: "ms"},
+		{id: "agent.rss", name: "agent: mb-agent resident memory in the guest (init + agent processes)", unit: "MiB", target: &target{"<", 10}},
+		{id: "agent.cpu", name: "agent: mb-agent CPU while the guest idles (init + agent processes)", unit: "% of a CPU", target: &target{"<", 1}},
+	}, run: runAgent}
+}
+
+func runAgent(ctx context.Context, e *env, r *results) error {
+	if err := e.needMB(); err != nil {
+		return err
+	}
+	if err := e.needImage(); err != nil {
+		return err
+	}
+	release, err := rig.VMSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	h, err := rig.NewHome("mbba")
+	if err != nil {
+		return err
+	}
+	defer cleanupHome(e, h)
+	if err := rig.LinkImage(h, e.img); err != nil {
+		return err
+	}
+	mb := &rig.MB{Bin: e.bins.MB, Home: h}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	d, err := mb.StartDaemon(dctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer d.Kill()
+	specPath, err := mb.WriteSpec("demo", "name: demo\nimage: mini\nmemory: 256M\nrestart: \"no\"\n")
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, bootTimeout)
+	_, err = mb.Run(sctx, "start", "demo", "-f", specPath)
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	var rtt []float64
+	for range e.cfg.execRuns {
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		t := time.Now()
+		_, err := mb.Run(cctx, "exec", "demo", "--", "true")
+		took := time.Since(t)
+		cancel()
+		if err != nil {
+			return err
+		}
+		rtt = append(rtt, ms(took))
+	}
+	r.set("agent.exec", rtt)
+
+	before, err := guestAgentProcs(ctx, mb)
+	if err != nil {
+		return err
+	}
+	var rss uint64
+	for _, p := range before.procs {
+		out, err := mb.Run(ctx, "exec", "demo", "--", "cat", fmt.Sprintf("/proc/%d/status", p.PID))
+		if err != nil {
+			return err
+		}
+		v, err := statusKB(out, "VmRSS:")
+		if err != nil {
+			return fmt.Errorf("mb-agent (guest PID %d): %w", p.PID, err)
+		}
+		rss += v
+	}
+	r.set("agent.rss", []float64{mib(rss)})
+	r.note("agent.rss", "%d processes", len(before.procs))
+
+	e.log.Info("agent: guest idling", "seconds", e.cfg.idle.Seconds())
+	select {
+	case <-time.After(e.cfg.idle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	after, err := guestAgentProcs(ctx, mb)
+	if err != nil {
+		return err
+	}
+	var ticks uint64
+	for _, p := range before.procs {
+		q, ok := after.byPID(p.PID)
+		if !ok {
+			return fmt.Errorf("mb-agent process %d disappeared while the guest idled", p.PID)
+		}
+		ticks += (q.UTime + q.STime) - (p.UTime + p.STime)
+	}
+	wall := after.uptime - before.uptime
+	if wall <= 0 {
+		return fmt.Errorf("guest uptime did not advance (%.2f → %.2f)", before.uptime, after.uptime)
+	}
+	cpu := float64(ticks) / userHZ / wall * 100
+	r.set("agent.cpu", []float64{cpu})
+	r.note("agent.cpu", "%.0f s idle window, guest clock; includes serving vmhost's agent pings and the two reads", wall)
+	return nil
+}
+
+// guestProcs is a snapshot of the guest's mb-agent processes.
+type guestProcs struct {
+	uptime float64 // guest seconds since boot
+	procs  []procfs.Stat
+}
+
+func (g guestProcs) byPID(pid int) (procfs.Stat, bool) {
+	for _, p := range g.procs {
+		if p.PID == pid {
+			return p, true
+		}
+	}
+	return procfs.Stat{}, false
+}
+
+// guestAgentProcs reads /proc/uptime and every /proc/<pid>/stat in the
+// guest in one exec and keeps the mb-agent processes.
+func guestAgentProcs(ctx context.Context, mb *rig.MB) (guestProcs, error) {
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, err := mb.Run(cctx, "exec", "demo", "--", "sh", "-c", "cat /proc/uptime; cat /proc/[0-9]*/stat 2>/dev/null")
+	if err != nil {
+		return guestProcs{}, err
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var g guestProcs
+	if len(lines) == 0 {
+		return g, fmt.Errorf("no output from the guest")
+	}
+	f := strings.Fields(lines[0])
+	if len(f) == 0 {
+		return g, fmt.Errorf("bad /proc/uptime in the guest: %q", lines[0])
+	}
+	if g.uptime, err = strconv.ParseFloat(f[0], 64); err != nil {
+		return g, fmt.Errorf("bad /proc/uptime in the guest: %q", lines[0])
+	}
+	for _, l := range lines[1:] {
+		st, err := procfs.ParseStat(l)
+		if err != nil {
+			continue
+		}
+		if st.Comm == "mb-agent" {
+			g.procs = append(g.procs, st)
+		}
+	}
+	if len(g.procs) == 0 {
+		return g, fmt.Errorf("no mb-agent process in the guest's /proc")
+	}
+	return g, nil
+}
+
+// statusKB reads "Key: N kB" from a /proc/<pid>/status text, in bytes.
+func statusKB(text, key string) (uint64, error) {
+	for l := range strings.SplitSeq(text, "\n") {
+		if rest, ok := strings.CutPrefix(l, key); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			v, err := strconv.ParseUint(f[0], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bad %s %q", key, rest)
+			}
+			return v * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s line in /proc/<pid>/status", key)
+}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mbvm/mb/bench/procfs"
+	"github.com/mbvm/mb/bench/rig"
+	"github.com/mbvm/mb/vmhost"
+)
+
+// Timeouts of the VM parts: generous, a busy 2-core machine under TCG is
+// slow, and a timeout is a failure of the run, not a number.
+const (
+	bootTimeout = 3 * time.Minute
+	stopTimeout = 90 * time.Second
+	// pollEvery is how often the ready line and process exits are polled;
+	// it bounds the error of every VM timing (the same on both sides).
+	pollEvery = 5 * time.Millisecond
+)
+
+// Stop variants measured by the stop rows.
+var stopVariants = []string{"cli", vmhost.ModeAgent, vmhost.ModeACPI}
+
+// startStopPart boots the mini VM through the daemon and bare QEMU with the
+// same command line, alternately, and stops the daemon's VM through each
+// stop path in turn.
+func startStopPart() part {
+	return part{name: "start/stop", rows: []rowDef{
+		{id: "start.mb", name: "start to ready: `mb start` (daemon running) to the ready line on the serial console", unit: "ms"},
+		{id: "start.bare", name: "start to ready: bare qemu-system-x86_64 with vmhost's command line to the ready line", unit: "ms"},
+		{id: "start.ratio", name: "start to ready: ratio mb / bare (of medians; spread of per-pair ratios)", unit: "×", target: &target{"<=", 1.05}},
+		{id: "start.cli", name: "`mb start` until the command returns (waits for the agent)", unit: "ms"},
+		{id: "stop.cli", name: "stop: `mb stop` until QEMU exited", unit: "ms"},
+		{id: "stop.agent", name: "stop: vmhost stop mode agent (guest-shutdown) until QEMU exited", unit: "ms"},
+		{id: "stop.acpi", name: "stop: vmhost stop mode acpi (power button) until QEMU exited", unit: "ms"},
+	}, run: runStartStop}
+}
+
+func runStartStop(ctx context.Context, e *env, r *results) error {
+	if err := e.needMB(); err != nil {
+		return err
+	}
+	if err := e.needImage(); err != nil {
+		return err
+	}
+	release, err := rig.VMSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	h, err := rig.NewHome("mbbs")
+	if err != nil {
+		return err
+	}
+	defer cleanupHome(e, h)
+	if err := rig.LinkImage(h, e.img); err != nil {
+		return err
+	}
+	mb := &rig.MB{Bin: e.bins.MB, Home: h}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	d, err := mb.StartDaemon(dctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer d.Kill()
+
+	const name = "bench"
+	specPath, err := mb.WriteSpec(name, "name: bench\nimage: mini\nmemory: 256M\ncpus: 1\nrestart: \"no\"\n")
+	if err != nil {
+		return err
+	}
+	vmDir := mb.VMDir(name)
+	ready := e.img.ReadyLine()
+	bareDir := filepath.Join(h, "bare")
+	if err := os.MkdirAll(bareDir, 0o700); err != nil {
+		return fmt.Errorf("make %s: %w", bareDir, err)
+	}
+
+	var mbStart, bareStart, cliStart []time.Duration
+	stops := map[string][]time.Duration{}
+	var bareArgv []string
+	iterations := e.cfg.stopRuns
+	if !e.cfg.quick {
+		iterations = max(iterations, 5*len(stopVariants))
+	}
+	for i := range iterations {
+		// mb side.
+		startT, cliT, err := timeMBStart(ctx, mb, name, specPath, vmDir, ready)
+		if err != nil {
+			return fmt.Errorf("run %d, mb side: %w", i+1, err)
+		}
+		mbStart, cliStart = append(mbStart, startT), append(cliStart, cliT)
+		if bareArgv == nil {
+			if bareArgv, err = bareCommandLine(vmDir, bareDir); err != nil {
+				return err
+			}
+			e.noteAccel(vmDir)
+		}
+		variant := stopVariants[i%len(stopVariants)]
+		st, err := timeStop(ctx, mb, name, vmDir, variant)
+		if err != nil {
+			return fmt.Errorf("run %d, stop %s: %w", i+1, variant, err)
+		}
+		stops[variant] = append(stops[variant], st)
+
+		// Bare side, same machine state: the mb VM is down.
+		bt, err := timeBareStart(ctx, bareArgv, bareDir, ready)
+		if err != nil {
+			return fmt.Errorf("run %d, bare side: %w", i+1, err)
+		}
+		bareStart = append(bareStart, bt)
+		e.log.Info("start/stop run", "run", i+1, "of", iterations, "mb_ms", ms(startT), "bare_ms", ms(bt), "stop", variant, "stop_ms", ms(st))
+	}
+	r.set("start.mb", durationsMS(mbStart))
+	r.set("start.bare", durationsMS(bareStart))
+	r.set("start.cli", durationsMS(cliStart))
+	var ratios []float64
+	for i := range mbStart {
+		ratios = append(ratios, float64(mbStart[i])/float64(bareStart[i]))
+	}
+	r.setSummary("start.ratio", median(durationsMS(mbStart))/median(durationsMS(bareStart)),
+		quantile(ratios, 0), quantile(ratios, 1), len(ratios))
+	for _, v := range stopVariants {
+		r.set("stop."+v, durationsMS(stops[v]))
+	}
+	if _, err := mb.Run(ctx, "rm", "--force", name); err != nil {
+		e.log.Warn("remove the bench VM", "err", err)
+	}
+	return nil
+}
+
+// timeMBStart runs `mb start` and returns the time to the ready line in the
+// VM's serial.log (only output after the call counts) and the time until
+// the command returned.
+func timeMBStart(ctx context.Context, mb *rig.MB, name, specPath, vmDir, ready string) (toReady, cli time.Duration, err error) {
+	serial := filepath.Join(vmDir, "serial.log")
+	offset := rig.FileSize(serial)
+	cctx, cancel := context.WithTimeout(ctx, bootTimeout)
+	defer cancel()
+	args := []string{"start", name, "-f", specPath}
+	t0 := time.Now()
+	cliDone := make(chan error, 1)
+	go func() {
+		_, err := mb.Run(cctx, args...)
+		cliDone <- err
+	}()
+	werr := rig.WaitForLine(cctx, serial, ready, offset, pollEvery)
+	toReady = time.Since(t0)
+	if err := <-cliDone; err != nil {
+		return 0, 0, err
+	}
+	cli = time.Since(t0)
+	if werr != nil {
+		return 0, 0, werr
+	}
+	return toReady, cli, nil
+}
+
+// qemuPID reads the VM's QEMU PID from qemu.pid.
+func qemuPID(vmDir string) (int, error) {
+	return pidFile(filepath.Join(vmDir, "qemu.pid"))
+}
+
+// pidFile reads a PID file.
+func pidFile(p string) (int, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return 0, fmt.Errorf("read PID file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("bad PID in %s: %q", p, data)
+	}
+	return pid, nil
+}
+
+// timeStop stops the running VM through one path and returns the time
+// until its QEMU process has exited.
+func timeStop(ctx context.Context, mb *rig.MB, name, vmDir, variant string) (time.Duration, error) {
+	pid, err := qemuPID(vmDir)
+	if err != nil {
+		return 0, err
+	}
+	if !procfs.Alive(pid) {
+		return 0, fmt.Errorf("QEMU (PID %d) is not running before the stop", pid)
+	}
+	cctx, cancel := context.WithTimeout(ctx, stopTimeout)
+	defer cancel()
+	t0 := time.Now()
+	errc := make(chan error, 1)
+	go func() {
+		if variant == "cli" {
+			_, err := mb.Run(cctx, "stop", name)
+			errc <- err
+			return
+		}
+		resp, err := vmhost.NewClient(filepath.Join(vmDir, "vmhost.sock")).Call(cctx,
+			vmhost.Request{Method: vmhost.MethodStop, Mode: variant, TimeoutSeconds: int(stopTimeout / time.Second / 2)})
+		if err == nil && resp.StoppedBy != variant {
+			err = fmt.Errorf("stop mode %s: VM stopped by %q", variant, resp.StoppedBy)
+		}
+		errc <- err
+	}()
+	if err := procfs.WaitGone(cctx, pid, pollEvery); err != nil {
+		return 0, err
+	}
+	took := time.Since(t0)
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	// The daemon must have noticed before the next start.
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if _, err := mb.WaitState(wctx, name, "stopped"); err != nil {
+		return 0, err
+	}
+	return took, nil
+}
+
+// bareCommandLine reads the running QEMU's command line from /proc and
+// rewrites only the paths inside the VM directory to bareDir. The binary
+// is QEMU's own executable (/proc/<pid>/exe).
+func bareCommandLine(vmDir, bareDir string) ([]string, error) {
+	pid, err := qemuPID(vmDir)
+	if err != nil {
+		return nil, err
+	}
+	argv, err := procfs.Cmdline(pid)
+	if err != nil {
+		return nil, err
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return nil, fmt.Errorf("find QEMU's executable: %w", err)
+	}
+	out := []string{exe}
+	copied := map[string]bool{}
+	for _, a := range argv[1:] {
+		if strings.Contains(a, vmDir+"/") {
+			// A regular file in the VM directory (a disk overlay, a seed)
+			// is copied; sockets, logs and the PID file are made by QEMU.
+			for _, f := range filesUnder(a, vmDir) {
+				if copied[f] {
+					continue
+				}
+				copied[f] = true
+				if err := copyRegular(filepath.Join(vmDir, f), filepath.Join(bareDir, f)); err != nil {
+					return nil, err
+				}
+			}
+			a = strings.ReplaceAll(a, vmDir+"/", bareDir+"/")
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// filesUnder returns the names of files inside dir that an argument names
+// (QEMU options name paths after "=" or whole, separated by ",").
+func filesUnder(arg, dir string) []string {
+	var names []string
+	for _, field := range strings.Split(arg, ",") {
+		if _, v, ok := strings.Cut(field, "="); ok {
+			field = v
+		}
+		if rest, ok := strings.CutPrefix(field, dir+"/"); ok && rest != "" && !strings.Contains(rest, "/") {
+			names = append(names, rest)
+		}
+	}
+	return names
+}
+
+// copyRegular copies src to dst when src is a regular file that is not a
+// log or PID file; anything else is left for QEMU to create.
+func copyRegular(src, dst string) error {
+	st, err := os.Lstat(src)
+	if err != nil || !st.Mode().IsRegular() || strings.HasSuffix(src, ".log") || strings.HasSuffix(src, ".pid") {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy %s for the bare QEMU run: %w", src, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("copy %s for the bare QEMU run: %w", src, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s for the bare QEMU run: %w", src, err)
+	}
+	return out.Close()
+}
+
+// timeBareStart runs QEMU with argv in bareDir, returns the time to the
+// ready line in bareDir/serial.log, then kills QEMU and waits for it.
+func timeBareStart(ctx context.Context, argv []string, bareDir, ready string) (time.Duration, error) {
+	for _, n := range []string{"serial.log", "qemu.pid", "qmp.sock", "console.sock", "agent.sock"} {
+		if err := os.Remove(filepath.Join(bareDir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("clean %s: %w", bareDir, err)
+		}
+	}
+	out, err := os.OpenFile(filepath.Join(bareDir, "qemu.out"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("open bare QEMU output: %w", err)
+	}
+	defer out.Close()
+	cctx, cancel := context.WithTimeout(ctx, bootTimeout)
+	defer cancel()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = bareDir
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start bare QEMU: %w", err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	wctx, wcancel := context.WithCancel(cctx)
+	defer wcancel()
+	go func() {
+		// QEMU dying early ends the wait for the line.
+		select {
+		case <-exited:
+			wcancel()
+		case <-wctx.Done():
+		}
+	}()
+	werr := rig.WaitForLine(wctx, filepath.Join(bareDir, "serial.log"), ready, 0, pollEvery)
+	took := time.Since(t0)
+	early := false
+	select {
+	case <-exited:
+		early = true
+	default:
+	}
+	_ = cmd.Process.Kill()
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		return 0, errors.New("bare QEMU did not exit after SIGKILL")
+	}
+	if werr != nil {
+		if early {
+			return 0, fmt.Errorf("bare QEMU exited before the ready line (%v; see %s)", waitErr, filepath.Join(bareDir, "qemu.out"))
+		}
+		return 0, werr
+	}
+	return took, nil
+}
+
+// noteAccel records the accelerator the running VM uses (from vmhost info)
+// for the machine description.
+func (e *env) noteAccel(vmDir string) {
+	if e.accel != "" {
+		return
+	}
+	resp, err := vmhost.NewClient(filepath.Join(vmDir, "vmhost.sock")).Info()
+	if err != nil {
+		return
+	}
+	if a, ok := resp.Details["accel"].(string); ok && a != "" {
+		e.accel = a
+	}
+}
+
+// cleanupHome kills whatever still runs from a home and removes it.
+func cleanupHome(e *env, h string) {
+	if err := rig.KillAll(h); err != nil {
+		e.log.Warn("kill leftover processes", "home", h, "err", err)
+	}
+	removeAll(h)
+}
+
+func removeAll(dir string) { _ = os.RemoveAll(dir) }
