@@ -33,7 +33,7 @@ type Row struct {
 }
 
 // Measured reports whether the row has a number.
-func (r *Row) Measured() bool { return r.Median != nil }
+func (r Row) Measured() bool { return r.Median != nil }
 
 // Machine describes where the benchmark ran.
 type Machine struct {
