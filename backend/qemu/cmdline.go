@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mbvm/mb/disk"
 	"github.com/mbvm/mb/spec"
 )
 
@@ -35,11 +36,12 @@ type bootConfig struct {
 	Kernel  string
 	Initrd  string
 	Cmdline string
-	Disk    string
-	// DiskFormat is qcow2 or raw; qcow2 when empty.
-	DiskFormat string
-	// Firmware is the UEFI firmware for a disk boot without a kernel.
-	Firmware string
+	// Drives are the virtio disks, in order (/dev/vda first).
+	Drives []disk.Drive
+	// FirmwareCode and FirmwareVars are the UEFI firmware and the VM's
+	// own variable store, for a disk boot without a kernel.
+	FirmwareCode string
+	FirmwareVars string
 
 	SSHPort  int
 	Forwards []spec.Forward
@@ -73,9 +75,9 @@ func buildArgs(c *bootConfig) []string {
 		"-nodefaults", "-nographic",
 		// The monitor is QMP only; the console goes to console.sock and
 		// serial.log, never to QEMU's stdio.
-		"-chardev", "socket,id=qmp,path="+escapeOpt(c.path(qmpSockName))+",server=on,wait=off",
+		"-chardev", "socket,id=qmp,path="+disk.EscapeOpt(c.path(qmpSockName))+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
-		"-chardev", "socket,id=console,path="+escapeOpt(c.path(consoleSockName))+",server=on,wait=off,logfile="+escapeOpt(c.path(serialLogName))+",logappend=on",
+		"-chardev", "socket,id=console,path="+disk.EscapeOpt(c.path(consoleSockName))+",server=on,wait=off,logfile="+disk.EscapeOpt(c.path(serialLogName))+",logappend=on",
 		"-serial", "chardev:console",
 		"-pidfile", c.path(pidFileName),
 		// A guest panic is a crash: QEMU emits GUEST_PANICKED and exits 1.
@@ -84,7 +86,7 @@ func buildArgs(c *bootConfig) []string {
 		"-netdev", netdevArg(c),
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-serial-pci,id=vser0",
-		"-chardev", "socket,id=agent,path="+escapeOpt(c.path(agentSockName))+",server=on,wait=off",
+		"-chardev", "socket,id=agent,path="+disk.EscapeOpt(c.path(agentSockName))+",server=on,wait=off",
 		"-device", "virtserialport,bus=vser0.0,chardev=agent,name="+AgentPortName,
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
 		"-device", "virtio-rng-pci,rng=rng0",
@@ -98,20 +100,10 @@ func buildArgs(c *bootConfig) []string {
 			args = append(args, "-append", c.Cmdline)
 		}
 	}
-	if c.Firmware != "" {
-		args = append(args, "-bios", c.Firmware)
+	if c.FirmwareCode != "" {
+		args = append(args, disk.PflashArgs(c.FirmwareCode, c.FirmwareVars)...)
 	}
-	if c.Disk != "" {
-		format := c.DiskFormat
-		if format == "" {
-			format = "qcow2"
-		}
-		args = append(args,
-			"-drive", "if=none,id=disk0,file="+escapeOpt(c.Disk)+",format="+format+",discard=unmap",
-			"-device", "virtio-blk-pci,drive=disk0,bootindex=0",
-		)
-	}
-	return args
+	return append(args, disk.DriveArgs(c.Drives...)...)
 }
 
 // pvpanicDevice is the pvpanic device for the machine type: the ISA one on
@@ -139,9 +131,6 @@ func netdevArg(c *bootConfig) string {
 	}
 	return b.String()
 }
-
-// escapeOpt doubles commas, QEMU's escape inside option values.
-func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // kernelCmdline appends mb's own parameters to the image's command line.
 func kernelCmdline(base, extra, hostname string) string {

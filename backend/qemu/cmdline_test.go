@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mbvm/mb/disk"
 	"github.com/mbvm/mb/spec"
 )
 
@@ -62,7 +63,7 @@ func TestBuildArgs(t *testing.T) {
 				},
 				"-netdev": {"user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"},
 			},
-			absent: []string{"-cpu", "-drive", "-bios"},
+			absent: []string{"-cpu", "-drive"},
 		},
 		{
 			name:   "x86_64 kvm uses the host CPU",
@@ -90,21 +91,27 @@ func TestBuildArgs(t *testing.T) {
 			name: "disk boot with UEFI firmware",
 			modify: func(c *bootConfig) {
 				c.Kernel, c.Initrd, c.Cmdline = "", "", ""
-				c.Disk, c.DiskFormat, c.Firmware = "/vms/dev-1/disk.qcow2", "", "/usr/share/ovmf/OVMF.fd"
+				c.Drives = []disk.Drive{{Path: "/vms/dev-1/disk.qcow2", Format: "qcow2"}}
+				c.FirmwareCode, c.FirmwareVars = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/vms/dev-1/efi-vars.fd"
 			},
 			want: map[string][]string{
-				"-drive":  {"if=none,id=disk0,file=/vms/dev-1/disk.qcow2,format=qcow2,discard=unmap"},
-				"-device": {"virtio-blk-pci,drive=disk0,bootindex=0"},
-				"-bios":   {"/usr/share/ovmf/OVMF.fd"},
+				"-drive": {
+					"if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+					"if=pflash,format=raw,unit=1,file=/vms/dev-1/efi-vars.fd",
+					"file=/vms/dev-1/disk.qcow2,if=virtio,format=qcow2,discard=unmap,detect-zeroes=unmap",
+				},
 			},
 			absent: []string{"-kernel", "-initrd", "-append"},
 		},
 		{
 			name:   "commas in paths are escaped",
-			modify: func(c *bootConfig) { c.Dir = "/vms/a,b"; c.Disk, c.DiskFormat = "/d,1.raw", "raw" },
+			modify: func(c *bootConfig) { c.Dir = "/vms/a,b" },
 			want: map[string][]string{
-				"-chardev": {"socket,id=qmp,path=/vms/a,,b/qmp.sock,server=on,wait=off"},
-				"-drive":   {"if=none,id=disk0,file=/d,,1.raw,format=raw,discard=unmap"},
+				"-chardev": {
+					"socket,id=qmp,path=/vms/a,,b/qmp.sock,server=on,wait=off",
+					"socket,id=console,path=/vms/a,,b/console.sock,server=on,wait=off,logfile=/vms/a,,b/serial.log,logappend=on",
+				},
+				"-pidfile": {"/vms/a,b/qemu.pid"},
 			},
 		},
 	}

@@ -199,8 +199,11 @@ func (c *Controller) Describe() vmhost.Description {
 		d["initrd"] = c.cfg.Initrd
 		d["cmdline"] = c.cfg.Cmdline
 	}
-	if c.cfg.Disk != "" {
-		d["disk"] = c.cfg.Disk
+	if len(c.cfg.Drives) > 0 {
+		d["disk"] = c.cfg.Drives[0].Path
+	}
+	if c.cfg.FirmwareCode != "" {
+		d["firmware"] = c.cfg.FirmwareCode
 	}
 	if len(c.cfg.Forwards) > 0 {
 		fw := make([]string, len(c.cfg.Forwards))

@@ -1,21 +1,23 @@
 package qemu
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
+	"github.com/mbvm/mb/disk"
 	"github.com/mbvm/mb/image"
 	"github.com/mbvm/mb/spec"
 )
 
 // resolveBoot turns a validated spec into a bootConfig: it loads the image
 // when the spec names one and gives no kernel or disk of its own, checks that
-// every file exists and adds mb.hostname to the kernel command line. The
-// accelerator and SSH port are filled in by the caller.
-func resolveBoot(dir, mbHome string, s *spec.Spec, a arch) (*bootConfig, error) {
+// every file exists, adds mb.hostname to the kernel command line, and for a
+// disk boot prepares the VM's disk overlay and UEFI variable store in dir.
+// The accelerator and SSH port are filled in by the caller.
+func resolveBoot(ctx context.Context, dir, mbHome string, s *spec.Spec, a arch) (*bootConfig, error) {
 	if s.Memory.MiB() < 32 {
 		return nil, fmt.Errorf("memory %s is too small: give at least 32M (for example 512M)", s.Memory)
 	}
@@ -30,32 +32,26 @@ func resolveBoot(dir, mbHome string, s *spec.Spec, a arch) (*bootConfig, error) 
 		MemoryMiB: s.Memory.MiB(),
 		Kernel:    s.Kernel,
 		Initrd:    s.Initrd,
-		Disk:      s.Disk,
 		SSHPort:   s.SSHPort,
 		Forwards:  s.Forwards,
 	}
-	cmdline := s.Cmdline
-	extra := ""
+	cmdline, extra := s.Cmdline, ""
+	var m *image.Manifest
 	if s.Kernel == "" && s.Disk == "" {
 		if s.Image == "" {
 			return nil, errors.New("nothing to boot: the spec names no image, kernel or disk (set image: mini, or kernel/disk)")
 		}
-		m, err := image.Load(mbHome, s.Image)
-		if err != nil {
+		var err error
+		if m, err = image.Load(mbHome, s.Image); err != nil {
 			return nil, err
 		}
 		if m.Arch != "" && m.Arch != string(a) {
 			return nil, fmt.Errorf("image %q is for %s, this host runs %s guests: use an image for %s", s.Image, m.Arch, a, a)
 		}
-		c.Kernel = m.Path(m.Kernel)
-		c.Initrd = m.Path(m.Initrd)
-		c.Disk = m.Path(m.Disk)
-		c.DiskFormat = m.Format
+		c.Kernel, c.Initrd = m.Path(m.Kernel), m.Path(m.Initrd)
 		cmdline, extra = m.Cmdline, s.Cmdline
 	}
-	for _, f := range []struct{ what, path string }{
-		{"kernel", c.Kernel}, {"initrd", c.Initrd}, {"disk", c.Disk},
-	} {
+	for _, f := range []struct{ what, path string }{{"kernel", c.Kernel}, {"initrd", c.Initrd}, {"disk", s.Disk}} {
 		if f.path == "" {
 			continue
 		}
@@ -65,14 +61,46 @@ func resolveBoot(dir, mbHome string, s *spec.Spec, a arch) (*bootConfig, error) 
 	}
 	if c.Kernel != "" {
 		c.Cmdline = kernelCmdline(cmdline, extra, s.Name)
-	} else {
-		fw, err := findFirmware(a)
-		if err != nil {
-			return nil, err
-		}
-		c.Firmware = fw
+	}
+	if err := resolveDisk(ctx, c, s, m); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// resolveDisk attaches the boot disk: the spec's own disk as it is, or a
+// qcow2 overlay (dir/disk.qcow2) on the image's base disk, which is never
+// written. Without a kernel the disk boots through UEFI.
+func resolveDisk(ctx context.Context, c *bootConfig, s *spec.Spec, m *image.Manifest) error {
+	switch {
+	case s.Disk != "":
+		info, err := disk.Probe(ctx, s.Disk)
+		if err != nil {
+			return fmt.Errorf("disk %s: %w", s.Disk, err)
+		}
+		c.Drives = []disk.Drive{{Path: s.Disk, Format: info.Format}}
+	case m != nil && m.Disk != "":
+		o := disk.Overlay{Path: filepath.Join(c.Dir, disk.OverlayFile), Base: m.Path(m.Disk), BaseFormat: m.Format, Size: uint64(s.DiskSize)}
+		if err := o.Ensure(ctx); err != nil {
+			return err
+		}
+		c.Drives = []disk.Drive{{Path: o.Path, Format: "qcow2"}}
+	default:
+		return nil
+	}
+	if c.Kernel != "" {
+		return nil
+	}
+	fw, err := disk.FindFirmware("", string(c.Arch))
+	if err != nil {
+		return fmt.Errorf("a disk boot without a kernel needs UEFI firmware: %w", err)
+	}
+	vars, err := fw.EnsureVars(c.Dir)
+	if err != nil {
+		return err
+	}
+	c.FirmwareCode, c.FirmwareVars = fw.Code, vars
+	return nil
 }
 
 // checkFile says clearly when a boot file is missing or unreadable.
@@ -93,26 +121,4 @@ func checkFile(path string) error {
 		return fmt.Errorf("%s is a directory, not a file", path)
 	}
 	return nil
-}
-
-// findFirmware locates UEFI firmware for a disk boot.
-func findFirmware(a arch) (string, error) {
-	var candidates []string
-	hint := "sudo apt-get install ovmf"
-	switch a {
-	case archX86_64:
-		candidates = []string{"/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd", "/opt/homebrew/share/qemu/edk2-x86_64-code.fd", "/usr/local/share/qemu/edk2-x86_64-code.fd"}
-	case archAArch64:
-		candidates = []string{"/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", "/opt/homebrew/share/qemu/edk2-aarch64-code.fd", "/usr/local/share/qemu/edk2-aarch64-code.fd"}
-		hint = "sudo apt-get install qemu-efi-aarch64"
-	}
-	if runtime.GOOS == "darwin" {
-		hint = "brew install qemu"
-	}
-	for _, p := range candidates {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("a disk boot needs UEFI firmware and none was found (looked in %s); install it with: %s", filepath.Dir(candidates[0]), hint)
 }

@@ -81,7 +81,10 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := resolveBoot(dir, mbHome, &s, a)
+	if err := home.Ensure(dir); err != nil {
+		return nil, err
+	}
+	cfg, err := resolveBoot(ctx, dir, mbHome, &s, a)
 	if err != nil {
 		return nil, err
 	}
@@ -101,9 +104,6 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 		return nil, err
 	}
 	if err := checkExplicitPorts(&s); err != nil {
-		return nil, err
-	}
-	if err := home.Ensure(dir); err != nil {
 		return nil, err
 	}
 	if err := rotateLog(cfg.path(serialLogName), serialLogCap); err != nil {

@@ -1,0 +1,108 @@
+package qemu
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mbvm/mb/spec"
+)
+
+// writeImage makes $MB_HOME/images/<name> with the given manifest and files.
+func writeImage(t *testing.T, mbHome, name, manifest string, files ...string) string {
+	t.Helper()
+	dir := filepath.Join(mbHome, "images", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "image.yaml"), []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestResolveKernelImage(t *testing.T) {
+	mbHome := t.TempDir()
+	imgDir := writeImage(t, mbHome, "mini", "name: mini\narch: x86_64\nkernel: vmlinuz\ninitrd: initrd.img\ncmdline: console=ttyS0 quiet\n", "vmlinuz", "initrd.img")
+	s := &spec.Spec{Name: "vm1", Image: "mini", Cmdline: "mb.selftest=poweroff"}
+	s.SetDefaults()
+	c, err := resolveBoot(context.Background(), t.TempDir(), mbHome, s, archX86_64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kernel != filepath.Join(imgDir, "vmlinuz") || c.Initrd != filepath.Join(imgDir, "initrd.img") {
+		t.Errorf("kernel/initrd = %s / %s", c.Kernel, c.Initrd)
+	}
+	if want := "console=ttyS0 quiet mb.selftest=poweroff mb.hostname=vm1"; c.Cmdline != want {
+		t.Errorf("cmdline = %q, want %q", c.Cmdline, want)
+	}
+	if len(c.Drives) != 0 || c.FirmwareCode != "" {
+		t.Errorf("a kernel image got drives %v / firmware %q", c.Drives, c.FirmwareCode)
+	}
+
+	if _, err := resolveBoot(context.Background(), t.TempDir(), mbHome, s, archAArch64); err == nil || !strings.Contains(err.Error(), "is for x86_64") {
+		t.Errorf("x86_64 image on aarch64: err = %v", err)
+	}
+}
+
+func TestResolveExplicitKernel(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "bzImage")
+	if err := os.WriteFile(kernel, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// An explicit kernel wins over the image, and its cmdline is the whole
+	// command line.
+	s := &spec.Spec{Name: "k", Image: "missing", Kernel: kernel, Cmdline: "console=ttyS0"}
+	s.SetDefaults()
+	c, err := resolveBoot(context.Background(), dir, t.TempDir(), s, archX86_64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kernel != kernel || c.Cmdline != "console=ttyS0 mb.hostname=k" {
+		t.Errorf("kernel %q cmdline %q", c.Kernel, c.Cmdline)
+	}
+}
+
+func TestResolveDiskImage(t *testing.T) {
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
+	}
+	mbHome := t.TempDir()
+	imgDir := writeImage(t, mbHome, "deb", "name: deb\ndisk: base.qcow2\nformat: qcow2\n")
+	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", filepath.Join(imgDir, "base.qcow2"), "64M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v: %s", err, out)
+	}
+	vmDir := t.TempDir()
+	s := &spec.Spec{Name: "d", Image: "deb"}
+	s.SetDefaults()
+	c, err := resolveBoot(context.Background(), vmDir, mbHome, s, archX86_64)
+	if err != nil {
+		if strings.Contains(err.Error(), "UEFI firmware") {
+			t.Skipf("no UEFI firmware here (apt-get install ovmf): %v", err)
+		}
+		t.Fatal(err)
+	}
+	overlay := filepath.Join(vmDir, "disk.qcow2")
+	if len(c.Drives) != 1 || c.Drives[0].Path != overlay || c.Drives[0].Format != "qcow2" {
+		t.Fatalf("drives = %+v, want the overlay %s", c.Drives, overlay)
+	}
+	if _, err := os.Stat(overlay); err != nil {
+		t.Errorf("overlay not created: %v", err)
+	}
+	if c.FirmwareCode == "" || c.FirmwareVars != filepath.Join(vmDir, "efi-vars.fd") {
+		t.Errorf("firmware = %q / %q", c.FirmwareCode, c.FirmwareVars)
+	}
+	if c.Kernel != "" || c.Cmdline != "" {
+		t.Errorf("a disk boot got a kernel %q / cmdline %q", c.Kernel, c.Cmdline)
+	}
+}
