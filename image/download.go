@@ -1,0 +1,253 @@
+package image
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cheggaaa/pb/v3"
+)
+
+// fetcher downloads one URL into a file, hashing as it goes, resuming an
+// interrupted HTTP transfer with a Range request where the server allows.
+type fetcher struct {
+	client   *http.Client
+	logger   *slog.Logger
+	progress io.Writer
+	// retries is how many times an interrupted transfer is resumed.
+	retries int
+	// backoff is the pause before the first retry; it doubles each time.
+	backoff time.Duration
+}
+
+// errHTTPStatus is a final HTTP error: retrying will not help.
+type errHTTPStatus struct {
+	url    string
+	status string
+}
+
+func (e *errHTTPStatus) Error() string {
+	return fmt.Sprintf("GET %s: %s (check the URL)", e.url, e.status)
+}
+
+// fetch downloads src into dst (created) and returns the SHA-256 digest
+// (hex) and size of what it wrote.
+func (f *fetcher) fetch(ctx context.Context, src *url.URL, dst string) (string, int64, error) {
+	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", 0, fmt.Errorf("download: %w", err)
+	}
+	defer out.Close()
+	h := sha256.New()
+	var n int64
+	switch src.Scheme {
+	case "file":
+		n, err = f.fetchFile(ctx, src.Path, out, h)
+	case "http", "https":
+		n, err = f.fetchHTTP(ctx, src.String(), out, h)
+	default:
+		err = fmt.Errorf("unsupported URL scheme %q in %s: use http://, https:// or file://", src.Scheme, src)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if err := out.Sync(); err != nil {
+		return "", 0, fmt.Errorf("download: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func (f *fetcher) fetchFile(ctx context.Context, path string, out io.Writer, h hash.Hash) (int64, error) {
+	in, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("read %s: not a regular file", path)
+	}
+	bar := f.startBar(fi.Size())
+	defer finishBar(bar)
+	n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, &ctxReader{ctx: ctx, r: in}))
+	if err != nil {
+		return n, fmt.Errorf("copy %s: %w", path, err)
+	}
+	return n, nil
+}
+
+func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h hash.Hash) (int64, error) {
+	var (
+		written   int64
+		total     int64 = -1
+		validator string
+		bar       *pb.ProgressBar
+		lastErr   error
+	)
+	defer func() { finishBar(bar) }()
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if attempt > f.retries {
+				return written, fmt.Errorf("download %s: %w (gave up after %d attempts; run the pull again)", src, lastErr, attempt)
+			}
+			wait := f.backoff << (attempt - 1)
+			f.logger.Warn("download interrupted, resuming", "url", src, "at", written, "of", total, "attempt", attempt+1, "err", lastErr)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return written, fmt.Errorf("download %s: %w", src, ctx.Err())
+			case <-t.C:
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+		if err != nil {
+			return 0, fmt.Errorf("download %s: %w", src, err)
+		}
+		if written > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", written))
+			if validator != "" {
+				req.Header.Set("If-Range", validator)
+			}
+		}
+		resp, err := f.client.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return written, fmt.Errorf("download %s: %w", src, ctx.Err())
+			}
+			lastErr = err
+			continue
+		}
+		switch {
+		case resp.StatusCode == http.StatusPartialContent && written > 0:
+			start, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
+			if !ok || start != written {
+				resp.Body.Close()
+				return written, fmt.Errorf("download %s: the server resumed at a bad offset (%q, want %d)", src, resp.Header.Get("Content-Range"), written)
+			}
+			if size >= 0 {
+				total = size
+			}
+		case resp.StatusCode == http.StatusOK:
+			if written > 0 {
+				f.logger.Info("server does not resume downloads; starting over", "url", src)
+				if err := restart(out, h); err != nil {
+					resp.Body.Close()
+					return 0, err
+				}
+				written = 0
+			}
+			total = resp.ContentLength
+			validator = resp.Header.Get("ETag")
+			if validator == "" || strings.HasPrefix(validator, "W/") {
+				validator = resp.Header.Get("Last-Modified")
+			}
+		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+			resp.Body.Close()
+			lastErr = &errHTTPStatus{url: src, status: resp.Status}
+			continue
+		default:
+			resp.Body.Close()
+			return written, &errHTTPStatus{url: src, status: resp.Status}
+		}
+		if bar == nil {
+			bar = f.startBar(total)
+		}
+		if bar != nil {
+			bar.SetCurrent(written)
+		}
+		n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, resp.Body))
+		resp.Body.Close()
+		written += n
+		if err == nil && total >= 0 && written != total {
+			err = fmt.Errorf("got %d of %d bytes: %w", written, total, io.ErrUnexpectedEOF)
+		}
+		if err == nil {
+			return written, nil
+		}
+		if ctx.Err() != nil {
+			return written, fmt.Errorf("download %s: %w", src, ctx.Err())
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("download truncated at %d of %d bytes: %w", written, total, err)
+		}
+		lastErr = err
+	}
+}
+
+// restart empties the output and the hash for a fresh transfer.
+func restart(out *os.File, h hash.Hash) error {
+	if err := out.Truncate(0); err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	h.Reset()
+	return nil
+}
+
+// parseContentRange parses "bytes START-END/SIZE" (SIZE may be "*").
+func parseContentRange(s string) (start, size int64, ok bool) {
+	rest, found := strings.CutPrefix(s, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	rng, sz, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, false
+	}
+	first, _, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseInt(first, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	size = -1
+	if sz != "*" {
+		if size, err = strconv.ParseInt(sz, 10, 64); err != nil {
+			return 0, 0, false
+		}
+	}
+	return start, size, true
+}
+
+// startBar starts a progress bar when a progress writer is set.
+func (f *fetcher) startBar(total int64) *pb.ProgressBar {
+	if f.progress == nil {
+		return nil
+	}
+	if total < 0 {
+		total = 0
+	}
+	return pb.New64(total).SetTemplate(pb.Full).Set(pb.Bytes, true).SetWriter(f.progress).Start()
+}
+
+func (f *fetcher) proxy(bar *pb.ProgressBar, r io.Reader) io.Reader {
+	if bar == nil {
+		return r
+	}
+	return bar.NewProxyReader(r)
+}
+
+func finishBar(bar *pb.ProgressBar) {
+	if bar != nil {
+		bar.Finish()
+	}
+}

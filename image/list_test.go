@@ -1,0 +1,81 @@
+package image
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/spec"
+)
+
+func TestListAndRemove(t *testing.T) {
+	data := qcow2Bytes(t)
+	dir := t.TempDir()
+	mbHome := t.TempDir()
+	if _, err := Import(testCtx(t), mbHome, ImportOptions{Name: "deb", Disk: writeFile(t, dir, "d.qcow2", data)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Import(testCtx(t), mbHome, ImportOptions{Name: "mini", Kernel: writeFile(t, dir, "k", []byte("kernel"))}); err != nil {
+		t.Fatal(err)
+	}
+	// A broken image is listed with its problem.
+	if err := os.MkdirAll(home.ImageDir(mbHome, "broken"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vms := []*spec.Spec{
+		{Name: "b", Image: "deb"},
+		{Name: "a", Image: "deb"},
+		{Name: "c", Disk: filepath.Join(home.ImageDir(mbHome, "mini"), "k")},
+		{Name: "d", Image: "other"},
+	}
+	entries, err := List(testCtx(t), mbHome, vms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 {
+		t.Fatalf("entries %+v, want broken, deb, mini", entries)
+	}
+	broken, deb, mini := entries[0], entries[1], entries[2]
+	if broken.Name != "broken" || !strings.Contains(broken.Error, "not found") {
+		t.Errorf("broken entry %+v", broken)
+	}
+	if deb.Name != "deb" || deb.Format != "qcow2" || deb.VirtualSize != 16<<20 || deb.SHA256 != sha(data) ||
+		deb.Size < int64(len(data)) || !reflect.DeepEqual(deb.UsedBy, []string{"a", "b"}) {
+		t.Errorf("deb entry %+v", deb)
+	}
+	if mini.Format != "kernel" || !mini.Kernel || !reflect.DeepEqual(mini.UsedBy, []string{"c"}) {
+		t.Errorf("mini entry %+v", mini)
+	}
+
+	if err := Remove(testCtx(t), mbHome, "deb", vms); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "a, b") {
+		t.Errorf("remove in use: err = %v, want ErrInUse naming a, b", err)
+	}
+	if _, err := Load(mbHome, "deb"); err != nil {
+		t.Errorf("a refused remove damaged the image: %v", err)
+	}
+	if err := Remove(testCtx(t), mbHome, "deb", vms[2:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(testCtx(t), mbHome, "deb", nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second remove: err = %v, want ErrNotFound", err)
+	}
+	entries, err = List(testCtx(t), mbHome, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 || entries[0].Name != "broken" || entries[1].Name != "mini" {
+		t.Errorf("after remove: %+v", entries)
+	}
+	assertNoLeftovers(t, mbHome, "broken", "mini")
+}
+
+func TestListEmptyCache(t *testing.T) {
+	entries, err := List(testCtx(t), t.TempDir(), nil)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("List of a fresh home: %v, %v", entries, err)
+	}
+}
