@@ -106,6 +106,9 @@ func (f *Reader) resetObject() {
 // wants a clean start calls Reset.
 func (f *Reader) Next() (Kind, []byte, error) {
 	for {
+		if !f.hasPending {
+			f.skipRun()
+		}
 		var c byte
 		if f.hasPending {
 			c, f.hasPending = f.pending, false
@@ -131,6 +134,41 @@ func (f *Reader) Next() (Kind, []byte, error) {
 			return f.finish(kind)
 		}
 	}
+}
+
+// skipRun consumes, in bulk, buffered bytes that cannot change the state:
+// the inside of a string up to the next quote, escape, control byte or 0xFF,
+// and garbage between objects up to the next '{' or 0xFF. This keeps large
+// replies (exec output) and garbage floods cheap.
+func (f *Reader) skipRun() {
+	inObject := len(f.stack) > 0
+	if inObject && (!f.inString || f.escape) {
+		return
+	}
+	buf, _ := f.r.Peek(f.r.Buffered())
+	n := 0
+	for n < len(buf) {
+		c := buf[n]
+		if c == 0xFF || (!inObject && c == '{') || (inObject && (c == '"' || c == '\\' || c < 0x20)) {
+			break
+		}
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	if inObject {
+		f.size += n
+		if !f.discarding {
+			if f.size > f.max {
+				f.discarding = true
+				f.buf = nil
+			} else {
+				f.buf = append(f.buf, buf[:n]...)
+			}
+		}
+	}
+	f.r.Discard(n)
 }
 
 func (f *Reader) begin() {
