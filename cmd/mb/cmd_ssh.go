@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/sshkeys"
+)
+
+// sshTarget asks the daemon where the VM's SSH port is and returns the
+// target with the VM's key directory.
+func (a *app) sshTarget(ctx context.Context, name, user string) (sshkeys.Target, error) {
+	c, err := a.daemonClient(ctx)
+	if err != nil {
+		return sshkeys.Target{}, err
+	}
+	v, err := c.Inspect(ctx, name)
+	if err != nil {
+		return sshkeys.Target{}, err
+	}
+	if v.State != api.StateRunning || v.SSHPort == 0 {
+		return sshkeys.Target{}, fmt.Errorf("VM %q is %s: SSH needs it running (mb start %s)", name, v.State, name)
+	}
+	dir := v.Dir
+	if dir == "" {
+		h, err := mbHome()
+		if err != nil {
+			return sshkeys.Target{}, err
+		}
+		dir = home.VMDir(h, name)
+	}
+	return sshkeys.Target{Name: name, Dir: dir, User: user, Port: v.SSHPort}, nil
+}
+
+func (a *app) sshCmd() *cobra.Command {
+	var (
+		user    string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "ssh NAME [-- CMD [ARGS...]]",
+		Short: "Open an SSH session in a VM, or run a command over SSH",
+		Long: `Runs the system ssh against the VM's forwarded port on 127.0.0.1 with the
+VM's own key. The guest's host key was injected by mb through cloud-init and
+is checked strictly (a per-VM known_hosts with HostKeyAlias=NAME), so there
+is no trust-on-first-use prompt and a changed port never breaks the check.
+mb ssh first waits, up to --timeout, until SSH accepts the key. Its exit
+code is the remote command's (255 for an SSH error).`,
+		Example: `  mb ssh deb
+  mb ssh deb -- uname -a
+  mb ssh deb -- sudo journalctl -u cloud-final`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("mb ssh needs a VM name: mb ssh NAME [-- CMD...]")
+			}
+			return nameArgs(1, 1)(cmd, args[:1])
+		},
+		ValidArgsFunction: a.completeVMNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			bin, err := exec.LookPath("ssh")
+			if err != nil {
+				return fmt.Errorf("ssh not found in PATH: %w (install it: apt-get install openssh-client)", err)
+			}
+			t, err := a.sshTarget(ctx, args[0], user)
+			if err != nil {
+				return err
+			}
+			keys, err := sshkeys.Load(t.Dir)
+			if err != nil {
+				return err
+			}
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = sshkeys.Probe(pctx, keys, user, t.Port)
+			cancel()
+			if err != nil {
+				fmt.Fprintf(a.stderr, "mb: waiting up to %s for SSH on 127.0.0.1:%d\n", timeout, t.Port)
+				wctx, cancel := context.WithTimeout(ctx, timeout)
+				err = sshkeys.WaitReady(wctx, keys, user, t.Port, time.Second)
+				cancel()
+				if err != nil {
+					return fmt.Errorf("VM %q: %w (is sshd running in the guest? see mb logs %s)", t.Name, err, t.Name)
+				}
+			}
+			argv := sshkeys.Argv(t, args[1:])
+			// Not CommandContext: an interrupt belongs to ssh (and the
+			// remote command), not to mb.
+			c := exec.Command(bin, argv[1:]...)
+			c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
+			err = c.Run()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return &exitError{code: ee.ExitCode()}
+			}
+			if err != nil {
+				return fmt.Errorf("run %s: %w", bin, err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&user, "user", "l", sshkeys.DefaultUser, "guest user to log in as")
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for SSH to accept")
+	return cmd
+}
+
+func (a *app) sshConfigCmd() *cobra.Command {
+	var user string
+	cmd := &cobra.Command{
+		Use:   "ssh-config NAME",
+		Short: "Print an OpenSSH config block for a VM (for scp, rsync, editors)",
+		Example: `  mb ssh-config deb >> ~/.ssh/config && ssh deb
+  mb ssh-config deb > deb.sshconfig && rsync -e 'ssh -F deb.sshconfig' -a src/ deb:src/`,
+		Args:              nameArgs(1, 1),
+		ValidArgsFunction: a.completeVMNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := a.sshTarget(cmd.Context(), args[0], user)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(filepath.Join(t.Dir, sshkeys.ClientKeyFile)); err != nil {
+				return fmt.Errorf("VM %q has no SSH key (%w): it was not booted from a disk image with cloud-init", t.Name, err)
+			}
+			_, err = fmt.Fprint(a.stdout, sshkeys.ConfigBlock(t))
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&user, "user", "l", sshkeys.DefaultUser, "guest user to log in as")
+	return cmd
+}
