@@ -75,7 +75,7 @@ func Run(opts Options) {
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGUSR2)
 
-	in := &initProc{opts: opts, console: os.Stdout, backoff: minBackoff}
+	in := &initProc{opts: opts, console: os.Stdout}
 	mountErr := mountAll()
 	if c, err := openConsole(); err == nil {
 		in.console = c

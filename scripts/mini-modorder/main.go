@@ -16,6 +16,7 @@ import (
 	"debug/elf"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -28,13 +29,13 @@ import (
 func main() {
 	tree := flag.String("tree", "", "module tree: the /lib/modules/<release> directory")
 	flag.Parse()
-	if err := run(*tree, flag.Args()); err != nil {
+	if err := run(os.Stdout, os.Stderr, *tree, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "mini-modorder:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tree string, wanted []string) error {
+func run(stdout, stderr io.Writer, tree string, wanted []string) error {
 	if tree == "" {
 		return fmt.Errorf("-tree is required")
 	}
@@ -60,7 +61,7 @@ func run(tree string, wanted []string) error {
 	var mods []string
 	for _, w := range wanted {
 		if builtin[guestinit.ModuleName(w)] {
-			fmt.Fprintf(os.Stderr, "mini-modorder: %s is built into the kernel, not loaded\n", w)
+			fmt.Fprintf(stderr, "mini-modorder: %s is built into the kernel, not loaded\n", w)
 			continue
 		}
 		mods = append(mods, w)
@@ -70,7 +71,7 @@ func run(tree string, wanted []string) error {
 		return err
 	}
 	for _, p := range order {
-		fmt.Println(p)
+		fmt.Fprintln(stdout, p)
 	}
 	return nil
 }
