@@ -82,6 +82,10 @@ func NewWatcher(c *Client, opts WatcherOptions) *Watcher {
 	return &Watcher{c: c, opts: opts, log: log, state: StateNone}
 }
 
+// Close closes the Watcher's client, interrupting a call in progress. Run
+// keeps running until its context ends, with every ping failing.
+func (w *Watcher) Close() error { return w.c.Close() }
+
 // Client returns the client the Watcher uses.
 func (w *Watcher) Client() *Client { return w.c }
 

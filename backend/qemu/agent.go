@@ -1,24 +1,107 @@
 package qemu
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vmhost"
+)
 
 // guestAgent is the host side of the guest agent channel (agent.sock), as
-// the stop phases use it. The QGA client plugs in here; everything
-// agent-related in this package lives in this file.
+// the controller uses it: the stop phases, status and info, exec and
+// metrics. *qga.Watcher implements it; everything agent-related in this
+// package lives in this file.
 type guestAgent interface {
 	// Shutdown asks the guest to power itself off; it returns once the
 	// request is delivered, not once the guest is down.
 	Shutdown(ctx context.Context) error
 	// Responsive reports whether the agent answered recently.
 	Responsive() bool
+	// Info is the agent's liveness and facts; it never blocks.
+	Info() *vmhost.AgentInfo
+	Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.ExecResult, error)
+	Metrics(ctx context.Context) (json.RawMessage, error)
+	Close() error
 }
 
-// startAgent connects the guest agent on agent.sock once QEMU runs. It is
-// called from Start; with no agent client yet it leaves c.agent nil, and the
-// agent stop phase is skipped.
+var (
+	_ guestAgent             = (*qga.Watcher)(nil)
+	_ vmhost.AgentReporter   = (*Controller)(nil)
+	_ vmhost.Executor        = (*Controller)(nil)
+	_ vmhost.MetricsReporter = (*Controller)(nil)
+)
+
+// startAgent connects the guest agent on agent.sock once QEMU runs and
+// starts pinging it every agent interval; ctx ends when QEMU is gone. The
+// guest needs no agent: without one the agent shows as "none" and the stop
+// skips the agent phase.
 func (c *Controller) startAgent(ctx context.Context) {
-	_ = ctx
+	log := c.log.With("component", "agent")
+	client := qga.NewClient(c.cfg.path(agentSockName), qga.ClientOptions{Logger: log})
+	w := qga.NewWatcher(client, qga.WatcherOptions{Interval: spec.DefaultAgentInterval, Logger: log})
+	c.mu.Lock()
+	c.agent = w
+	c.mu.Unlock()
+	go w.Run(ctx)
 }
 
 // stopAgent releases the agent connection once QEMU has exited.
-func (c *Controller) stopAgent() {}
+func (c *Controller) stopAgent() {
+	c.mu.Lock()
+	a := c.agent
+	c.mu.Unlock()
+	if a != nil {
+		a.Close()
+	}
+}
+
+func (c *Controller) agentOrErr() (guestAgent, error) {
+	c.mu.Lock()
+	a := c.agent
+	c.mu.Unlock()
+	if a == nil {
+		return nil, errors.New("this VM has no guest agent channel")
+	}
+	if c.isExited() {
+		return nil, fmt.Errorf("the VM is %s: no guest agent to ask", c.State())
+	}
+	return a, nil
+}
+
+// AgentInfo reports the guest agent's liveness and what it told about the
+// guest (hostname, OS, IP addresses). It never blocks.
+func (c *Controller) AgentInfo() *vmhost.AgentInfo {
+	c.mu.Lock()
+	a := c.agent
+	c.mu.Unlock()
+	if a == nil || c.isExited() {
+		return &vmhost.AgentInfo{State: qga.StateNone}
+	}
+	return a.Info()
+}
+
+// Exec runs a command in the guest through the guest agent.
+func (c *Controller) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.ExecResult, error) {
+	a, err := c.agentOrErr()
+	if err != nil {
+		return nil, fmt.Errorf("exec: %w", err)
+	}
+	res, err := a.Exec(ctx, req)
+	if err != nil && a.Info().State != qga.StateOK {
+		err = fmt.Errorf("%w (guest agent state: %s; does the image run mb-agent or qemu-guest-agent?)", err, a.Info().State)
+	}
+	return res, err
+}
+
+// Metrics returns the guest's metrics document through the guest agent.
+func (c *Controller) Metrics(ctx context.Context) (json.RawMessage, error) {
+	a, err := c.agentOrErr()
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return a.Metrics(ctx)
+}
