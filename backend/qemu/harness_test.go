@@ -28,6 +28,9 @@ const (
 	stopDeadline = 90 * time.Second
 )
 
+// serialPoll is how often serial.log is read while waiting for a line.
+const serialPoll = 10 * time.Millisecond
+
 // requireVMEnv makes a missing image a failure instead of a skip.
 const requireVMEnv = "MB_REQUIRE_VM"
 
@@ -49,7 +52,7 @@ func (i testImage) readyLine() string {
 
 // miniImage finds the mini image under $MB_HOME (or ~/.mb). Without it the
 // test is skipped, or fails when MB_REQUIRE_VM=1.
-func miniImage(t *testing.T) testImage {
+func miniImage(t testing.TB) testImage {
 	t.Helper()
 	h, err := home.Dir()
 	if err == nil {
@@ -67,7 +70,7 @@ func miniImage(t *testing.T) testImage {
 
 // vmSlot takes the cross-process lock that keeps packages tested in
 // parallel from booting more than one harness's VMs at a time.
-func vmSlot(t *testing.T) {
+func vmSlot(t testing.TB) {
 	t.Helper()
 	path := filepath.Join(os.TempDir(), "mb-vm-tests.lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
@@ -91,7 +94,7 @@ func vmSlot(t *testing.T) {
 
 // vmDir makes a short VM directory (socket paths must stay under 104 bytes,
 // which t.TempDir's long names can break).
-func vmDir(t *testing.T) string {
+func vmDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "mbq-")
 	if err != nil {
@@ -103,7 +106,7 @@ func vmDir(t *testing.T) string {
 
 // testLogger sends the backend's logs to the test output until the test
 // ends; later lines (from goroutines still winding down) are dropped.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	w := &closingWriter{w: t.Output()}
 	t.Cleanup(w.close)
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -131,7 +134,7 @@ func (c *closingWriter) close() {
 }
 
 // vmOptions are Start options booting the mini image in a fresh directory.
-func vmOptions(t *testing.T, img testImage, name, extraCmdline string) Options {
+func vmOptions(t testing.TB, img testImage, name, extraCmdline string) Options {
 	return Options{
 		Dir:    vmDir(t),
 		Home:   img.home,
@@ -147,7 +150,7 @@ func vmOptions(t *testing.T, img testImage, name, extraCmdline string) Options {
 }
 
 // startVM starts a VM and makes sure it is gone when the test ends.
-func startVM(t *testing.T, opts Options) *Controller {
+func startVM(t testing.TB, opts Options) *Controller {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bootDeadline)
 	defer cancel()
@@ -167,7 +170,7 @@ func startVM(t *testing.T, opts Options) *Controller {
 }
 
 // waitSerial waits until serial.log contains line.
-func waitSerial(t *testing.T, c *Controller, line string) {
+func waitSerial(t testing.TB, c *Controller, line string) {
 	t.Helper()
 	path := c.cfg.path(serialLogName)
 	deadline := time.Now().Add(bootDeadline)
@@ -182,12 +185,12 @@ func waitSerial(t *testing.T, c *Controller, line string) {
 		if c.isExited() {
 			t.Fatalf("qemu exited (%v) before %q appeared in %s; log tail:\n%s", c.Wait(), line, path, tail(data, 2000))
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(serialPoll)
 	}
 }
 
 // waitExit waits for the VM to exit and returns Wait's result.
-func waitExit(t *testing.T, c *Controller) error {
+func waitExit(t testing.TB, c *Controller) error {
 	t.Helper()
 	select {
 	case <-c.exited:
@@ -220,3 +223,23 @@ func tail(b []byte, n int) string {
 }
 
 func syscallKill(pid int) error { return unix.Kill(pid, unix.SIGKILL) }
+
+// agentResponsive waits for the VM's guest agent to answer and reports
+// whether it has one at all. An agent that never answers fails the test.
+func agentResponsive(t testing.TB, c *Controller) bool {
+	t.Helper()
+	c.mu.Lock()
+	a := c.agent
+	c.mu.Unlock()
+	if a == nil {
+		return false
+	}
+	deadline := time.Now().Add(bootDeadline)
+	for !a.Responsive() {
+		if time.Now().After(deadline) {
+			t.Fatalf("guest agent on %s not responsive after %s", c.cfg.path(agentSockName), bootDeadline)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
+}

@@ -25,6 +25,8 @@ var errMonitorBroken = errors.New("QMP monitor is not answering")
 type monitor struct {
 	mon     *qmp.SocketMonitor
 	version string
+	// timeout bounds each call (qmpCallTimeout outside tests).
+	timeout time.Duration
 	broken  atomic.Bool
 	// drained is closed when the event stream has ended (the connection
 	// closed), so every event QEMU sent has been handled.
@@ -33,8 +35,8 @@ type monitor struct {
 
 // dialMonitor connects to QMP at path, runs the capabilities handshake and
 // starts draining events into onEvent, which must not block.
-func dialMonitor(ctx context.Context, path string, onEvent func(qmp.Event)) (*monitor, error) {
-	mon, err := qmp.NewSocketMonitor("unix", path, qmpCallTimeout)
+func dialMonitor(ctx context.Context, path string, timeout time.Duration, onEvent func(qmp.Event)) (*monitor, error) {
+	mon, err := qmp.NewSocketMonitor("unix", path, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("connect to QMP at %s: %w", path, err)
 	}
@@ -43,7 +45,7 @@ func dialMonitor(ctx context.Context, path string, onEvent func(qmp.Event)) (*mo
 	// the caller) closes the socket.
 	connected := make(chan error, 1)
 	go func() { connected <- mon.Connect() }()
-	timer := time.NewTimer(qmpCallTimeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case err := <-connected:
@@ -51,7 +53,7 @@ func dialMonitor(ctx context.Context, path string, onEvent func(qmp.Event)) (*mo
 			return nil, fmt.Errorf("QMP handshake on %s: %w", path, err)
 		}
 	case <-timer.C:
-		return nil, fmt.Errorf("QMP handshake on %s: no answer within %s", path, qmpCallTimeout)
+		return nil, fmt.Errorf("QMP handshake on %s: no answer within %s", path, timeout)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("QMP handshake on %s: %w", path, ctx.Err())
 	}
@@ -60,7 +62,7 @@ func dialMonitor(ctx context.Context, path string, onEvent func(qmp.Event)) (*mo
 		_ = mon.Disconnect()
 		return nil, fmt.Errorf("QMP events on %s: %w", path, err)
 	}
-	m := &monitor{mon: mon, drained: make(chan struct{})}
+	m := &monitor{mon: mon, timeout: timeout, drained: make(chan struct{})}
 	if mon.Version != nil {
 		m.version = mon.Version.String()
 	}
@@ -93,7 +95,7 @@ func (m *monitor) run(ctx context.Context, command string) (json.RawMessage, err
 		out, err := m.mon.Run(req)
 		ch <- result{out, err}
 	}()
-	timer := time.NewTimer(qmpCallTimeout)
+	timer := time.NewTimer(m.timeout)
 	defer timer.Stop()
 	select {
 	case r := <-ch:
@@ -109,7 +111,7 @@ func (m *monitor) run(ctx context.Context, command string) (json.RawMessage, err
 		return reply.Return, nil
 	case <-timer.C:
 		m.broken.Store(true)
-		return nil, fmt.Errorf("QMP %s: no answer within %s: %w", command, qmpCallTimeout, errMonitorBroken)
+		return nil, fmt.Errorf("QMP %s: no answer within %s: %w", command, m.timeout, errMonitorBroken)
 	case <-ctx.Done():
 		// The reply may still come; the next call waits for the library's
 		// lock, bounded by its own deadline.

@@ -217,7 +217,7 @@ func (c *Controller) connect(ctx context.Context) error {
 			lastErr = err
 			continue
 		}
-		mon, err := dialMonitor(ctx, path, c.onEvent)
+		mon, err := dialMonitor(ctx, path, qmpCallTimeout, c.onEvent)
 		if err != nil {
 			lastErr = err
 			continue

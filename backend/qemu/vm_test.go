@@ -15,8 +15,8 @@ import (
 )
 
 // TestVM boots one VM and reads it from every side, runs a second VM next
-// to it, then stops both: the first through the ACPI power button, the
-// second with ForceStop.
+// to it, then stops both: the second with an auto stop, the first with
+// stop mode acpi.
 func TestVM(t *testing.T) {
 	img := miniImage(t)
 	vmSlot(t)
@@ -68,16 +68,12 @@ func TestVM(t *testing.T) {
 		}
 	})
 
-	t.Run("refuses stop modes it cannot run", func(t *testing.T) {
-		ctx := context.Background()
-		if _, err := vm.StopMode(ctx, time.Second, "agent"); err == nil || !strings.Contains(err.Error(), "no guest agent") {
-			t.Errorf("StopMode agent without agent: err = %v", err)
-		}
-		if _, err := vm.StopMode(ctx, time.Second, "reboot"); err == nil || !strings.Contains(err.Error(), "accepted") {
+	t.Run("refuses an unknown stop mode", func(t *testing.T) {
+		if _, err := vm.StopMode(context.Background(), time.Second, "reboot"); err == nil || !strings.Contains(err.Error(), "accepted") {
 			t.Errorf("StopMode reboot: err = %v", err)
 		}
 		if s := vm.State(); s != vmhost.StateRunning {
-			t.Errorf("state after refused stops = %q, want running", s)
+			t.Errorf("state after a refused stop = %q, want running", s)
 		}
 	})
 
@@ -105,23 +101,29 @@ func TestVM(t *testing.T) {
 			t.Errorf("first VM state = %q while the second runs", s)
 		}
 
+		// Auto stop starts with the guest agent when one answers, and
+		// goes straight to the ACPI button otherwise.
+		want := vmhost.ModeACPI
+		if agentResponsive(t, vm2) {
+			want = vmhost.ModeAgent
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), stopDeadline)
 		defer cancel()
-		res, err := vm2.ForceStopResult(ctx)
+		res, err := vm2.StopMode(ctx, stopDeadline, vmhost.ModeAuto)
 		if err != nil {
-			t.Fatalf("ForceStop: %v", err)
+			t.Fatalf("Stop auto: %v", err)
 		}
-		if res.StoppedBy != vmhost.ModeQuit && res.StoppedBy != vmhost.ModeKill {
-			t.Errorf("ForceStop stopped_by = %q, want quit or kill", res.StoppedBy)
+		if res.StoppedBy != want {
+			t.Errorf("auto stop: stopped_by = %q, want %s", res.StoppedBy, want)
 		}
 		if err := vm2.Wait(); err != nil {
-			t.Errorf("Wait after ForceStop = %v, want nil", err)
+			t.Errorf("Wait after auto stop = %v, want nil", err)
 		}
 		if s := vm2.State(); s != vmhost.StateStopped {
-			t.Errorf("state after ForceStop = %q", s)
+			t.Errorf("state after auto stop = %q", s)
 		}
 		if !processGone(vm2.PID()) {
-			t.Errorf("qemu pid %d still runs after ForceStop", vm2.PID())
+			t.Errorf("qemu pid %d still runs after Stop", vm2.PID())
 		}
 		if s := vm.State(); s != vmhost.StateRunning {
 			t.Errorf("first VM state = %q after the second stopped", s)
@@ -183,6 +185,68 @@ func TestGuestPanic(t *testing.T) {
 	}
 	if s := vm.State(); s != vmhost.StateError {
 		t.Errorf("state = %q, want error", s)
+	}
+}
+
+// TestForceStopAndKill: ForceStop brings a running VM down, and stop mode
+// kill SIGKILLs one; both are requested stops, so Wait is nil.
+func TestForceStopAndKill(t *testing.T) {
+	img := miniImage(t)
+	vmSlot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), stopDeadline)
+	defer cancel()
+
+	vm := startVM(t, vmOptions(t, img, "qtest-force", ""))
+	waitSerial(t, vm, img.readyLine())
+	res, err := vm.ForceStopResult(ctx)
+	if err != nil {
+		t.Fatalf("ForceStop: %v", err)
+	}
+	if res.StoppedBy != vmhost.ModeQuit && res.StoppedBy != vmhost.ModeKill {
+		t.Errorf("ForceStop stopped_by = %q, want quit or kill", res.StoppedBy)
+	}
+	if err := vm.Wait(); err != nil || vm.State() != vmhost.StateStopped || !processGone(vm.PID()) {
+		t.Errorf("after ForceStop: Wait %v, state %s, pid %d gone %v", err, vm.State(), vm.PID(), processGone(vm.PID()))
+	}
+
+	vm2 := startVM(t, vmOptions(t, img, "qtest-kill", ""))
+	res, err = vm2.StopMode(ctx, stopDeadline, vmhost.ModeKill)
+	if err != nil || res.StoppedBy != vmhost.ModeKill {
+		t.Fatalf("StopMode kill = %+v, %v; want kill", res, err)
+	}
+	if err := vm2.Wait(); err != nil || vm2.State() != vmhost.StateStopped {
+		t.Errorf("after stop mode kill: Wait %v (want nil: it was asked for), state %s", err, vm2.State())
+	}
+	if st := vm2.cmd.ProcessState; st == nil || st.ExitCode() != -1 {
+		t.Errorf("qemu process state %v, want killed by a signal", st)
+	}
+}
+
+// TestQEMUKilledIsACrash: QEMU killed by someone else is a crash, not a
+// clean stop.
+func TestQEMUKilledIsACrash(t *testing.T) {
+	img := miniImage(t)
+	vmSlot(t)
+	vm := startVM(t, vmOptions(t, img, "qtest-crash", ""))
+	if err := syscallKill(vm.PID()); err != nil {
+		t.Fatal(err)
+	}
+	err := waitExit(t, vm)
+	if err == nil || !strings.Contains(err.Error(), "killed by signal") {
+		t.Errorf("Wait = %v, want a crash naming the signal", err)
+	}
+	if s := vm.State(); s != vmhost.StateError {
+		t.Errorf("state = %q, want error", s)
+	}
+}
+
+// TestStopModeAgentWithoutAgent: mode agent on a VM without an agent
+// channel is a clear error, and nothing is stopped.
+func TestStopModeAgentWithoutAgent(t *testing.T) {
+	c := &Controller{exited: make(chan struct{})}
+	_, err := c.StopMode(context.Background(), time.Second, vmhost.ModeAgent)
+	if err == nil || !strings.Contains(err.Error(), "no guest agent") || !strings.Contains(err.Error(), "acpi") {
+		t.Errorf("StopMode agent without agent: err = %v, want one naming the other modes", err)
 	}
 }
 
