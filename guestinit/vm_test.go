@@ -76,12 +76,13 @@ func vmSlot(t *testing.T) {
 
 // testVM is a bare qemu-system-x86_64 booting the mini image under TCG.
 type testVM struct {
-	cmd     *exec.Cmd
-	serial  string
-	qmp     string
-	started time.Time
-	exited  chan struct{}
-	waitErr error
+	cmd       *exec.Cmd
+	serial    string
+	qmp       string
+	agentSock string
+	started   time.Time
+	exited    chan struct{}
+	waitErr   error
 }
 
 // bootMini starts QEMU on the mini image with extra kernel parameters and
@@ -102,9 +103,10 @@ func bootMini(t *testing.T, m *image.Manifest, extraCmdline string, extraArgs ..
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	vm := &testVM{
-		serial: filepath.Join(dir, "serial.log"),
-		qmp:    filepath.Join(dir, "qmp.sock"),
-		exited: make(chan struct{}),
+		serial:    filepath.Join(dir, "serial.log"),
+		qmp:       filepath.Join(dir, "qmp.sock"),
+		agentSock: filepath.Join(dir, "agent.sock"),
+		exited:    make(chan struct{}),
 	}
 	cmdline := strings.TrimSpace(m.Cmdline + " " + extraCmdline)
 	args := []string{
@@ -116,7 +118,7 @@ func bootMini(t *testing.T, m *image.Manifest, extraCmdline string, extraArgs ..
 		"-device", "pvpanic-pci",
 		"-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-serial-pci",
-		"-chardev", "socket,id=qga0,path=" + filepath.Join(dir, "agent.sock") + ",server=on,wait=off",
+		"-chardev", "socket,id=qga0,path=" + vm.agentSock + ",server=on,wait=off",
 		"-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
 		"-device", "virtio-rng-pci",
 	}
@@ -310,5 +312,68 @@ func isClosed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// TestVMAgentChild checks the PID 1 / agent split through the agent
+// channel: a guest command's exit status reaches the agent (PID 1's reaper
+// does not steal it), a killed agent is restarted and answers again, and
+// /sbin/reboot in the guest asks PID 1 for a clean reboot (SIGINT), which
+// QEMU's -no-reboot turns into an exit 0.
+func TestVMAgentChild(t *testing.T) {
+	m := miniImage(t)
+	vm := bootMini(t, m, "", "-no-reboot")
+	vm.waitSerial(t, ReadyLine)
+	ctx, cancel := context.WithTimeout(context.Background(), bootDeadline)
+	defer cancel()
+
+	q, err := dialQGA(ctx, vm.agentSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.close()
+	if err := q.sync(ctx); err != nil {
+		t.Fatalf("agent did not answer: %v; console:\n%s", err, tail(vm.serialLog()))
+	}
+	t.Logf("agent answered %s after qemu started", time.Since(vm.started).Round(time.Millisecond))
+	st, err := q.run(ctx, "/bin/sh", "-c", "echo $PPID; exit 7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ExitCode == nil || *st.ExitCode != 7 {
+		t.Fatalf("exit status of `exit 7` = %v (signal %v), want 7", st.ExitCode, st.Signal)
+	}
+
+	// Kill the agent (the shell's parent) and expect PID 1 to restart it.
+	if err := q.send("guest-exec", map[string]any{"path": "/bin/sh", "arg": []string{"-c", "kill -9 $PPID"}}); err != nil {
+		t.Fatal(err)
+	}
+	vm.waitSerial(t, "agent exited; restarting it")
+	q.close()
+	q, err = dialQGA(ctx, vm.agentSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.close()
+	if err := q.sync(ctx); err != nil {
+		t.Fatalf("restarted agent did not answer: %v; console:\n%s", err, tail(vm.serialLog()))
+	}
+	t.Logf("restarted agent answered %s after qemu started", time.Since(vm.started).Round(time.Millisecond))
+	st, err = q.run(ctx, "/bin/sh", "-c", "echo $PPID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ExitCode == nil || *st.ExitCode != 0 {
+		t.Fatalf("command after the restart: exit %v", st.ExitCode)
+	}
+
+	if err := q.send("guest-exec", map[string]any{"path": "/sbin/reboot", "arg": []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.waitExit(t); err != nil {
+		t.Fatalf("qemu did not exit cleanly after the guest rebooted: %v; console:\n%s", err, tail(vm.serialLog()))
+	}
+	if want := ShutdownLine(Reboot, "signal SIGINT"); !strings.Contains(vm.serialLog(), want) {
+		t.Errorf("console lacks %q:\n%s", want, tail(vm.serialLog()))
 	}
 }
