@@ -147,9 +147,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	stopVMs := d.stopVMs
 	d.mu.Unlock()
-	if stopVMs {
-		d.stopAll()
-	}
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Shutdown(sctx)
 	scancel()
@@ -163,11 +160,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 var errStopRequested = errors.New("stop requested")
 
-// requestStop ends Run, stopping the VMs first when stopVMs.
+// requestStop ends Run, stopping the VMs first when stopVMs (while the
+// daemon still watches them, so it sees each one go down).
 func (d *Daemon) requestStop(stopVMs bool) {
 	d.mu.Lock()
 	d.stopVMs = d.stopVMs || stopVMs
 	d.mu.Unlock()
+	if stopVMs {
+		d.stopAll()
+	}
 	d.shutdown(errStopRequested)
 }
 

@@ -12,26 +12,18 @@ import (
 // terminating NUL, so 103 fits everywhere.
 const MaxSocketPath = 103
 
-// vmSocketNames are the sockets a VM directory holds; the longest decides
-// whether a VM name fits.
+// vmSocketNames are the sockets a VM directory holds.
 var vmSocketNames = []string{"vmhost.sock", "qmp.sock", "agent.sock", "console.sock"}
 
-// longestSocketName is the longest of vmSocketNames.
-func longestSocketName() string {
-	longest := ""
-	for _, n := range vmSocketNames {
-		if len(n) > len(longest) {
-			longest = n
-		}
-	}
-	return longest
-}
+// longestVMSocket is the longest socket name bound in a VM directory:
+// vmhost binds vmhost.sock.<pid>.tmp and renames it into place, and a PID
+// has at most 7 digits (pid_max is at most 4194304).
+const longestVMSocket = "vmhost.sock.4194304.tmp"
 
 // checkVMSocketPaths refuses a VM whose longest socket path would not fit
 // in a unix socket address, saying how long a name may be.
 func checkVMSocketPaths(mbHome, name string) error {
-	longest := longestSocketName()
-	p := filepath.Join(home.VMDir(mbHome, name), longest)
+	p := filepath.Join(home.VMDir(mbHome, name), longestVMSocket)
 	if len(p) <= MaxSocketPath {
 		return nil
 	}
