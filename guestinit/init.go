@@ -90,14 +90,14 @@ func Run(opts Options) {
 	if mountErr != nil {
 		in.log.Error("mounting the pseudo filesystems", "err", mountErr)
 	}
-	in.boot()
+	cmdline := readCmdline()
+	in.boot(cmdline)
 
 	pressed := make(chan struct{}, 1)
 	watchPowerButton(context.Background(), in.log, pressed)
 	in.startAgent()
 	fmt.Fprintln(in.console, ReadyLine)
 
-	cmdline := readCmdline()
 	switch cmdline.Selftest {
 	case "":
 	case "poweroff":
@@ -114,14 +114,13 @@ func Run(opts Options) {
 }
 
 // boot runs the init steps that happen before the agent starts.
-func (in *initProc) boot() {
+func (in *initProc) boot(cmdline Cmdline) {
 	start := time.Now()
 	// Ctrl-Alt-Del sends SIGINT to PID 1 (a clean reboot) instead of
 	// rebooting at once.
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
 		in.log.Warn("disable Ctrl-Alt-Del reboot", "err", err)
 	}
-	cmdline := readCmdline()
 	host := cmdline.Hostname
 	if host == "" {
 		host = DefaultHostname

@@ -5,6 +5,9 @@
 # (mb.selftest=poweroff), so runs never overlap.
 #
 #   scripts/mini-boottime.sh [RUNS] [IMAGE_DIR]     (default 5, $MB_HOME/images/mini)
+#
+# QEMU_EXTRA adds QEMU arguments (e.g. QEMU_EXTRA="-bios /usr/share/qemu/qboot.rom"),
+# CMDLINE_EXTRA kernel parameters.
 set -euo pipefail
 RUNS=${1:-5}
 IMG=${2:-${MB_HOME:-$HOME/.mb}/images/mini}
@@ -19,9 +22,9 @@ for i in $(seq "$RUNS"); do
 	start=$(date +%s%N)
 	qemu-system-x86_64 -machine q35 -accel tcg -m 256 -smp 1 -nodefaults -no-user-config \
 		-nographic -monitor none -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
-		-append "$cmdline mb.selftest=poweroff" -serial "file:$log" -device pvpanic-pci \
+		-append "$cmdline ${CMDLINE_EXTRA:-} mb.selftest=poweroff" -serial "file:$log" -device pvpanic-pci \
 		-netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile= \
-		-device virtio-serial-pci -device virtio-rng-pci &
+		-device virtio-serial-pci -device virtio-rng-pci ${QEMU_EXTRA:-} &
 	pid=$!
 	ready=""
 	while kill -0 "$pid" 2>/dev/null; do
