@@ -167,7 +167,8 @@ func (c *Client) do(ctx context.Context, timeout time.Duration, fn func(s *sessi
 	s := &session{c: c, deadline: deadline}
 	err := c.ensureConnected(ctx, s)
 	if err == nil {
-		stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Now()) })
+		conn := c.conn
+		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 		err = fn(s)
 		if !stop() && err != nil {
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
