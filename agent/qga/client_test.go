@@ -28,7 +28,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // serveSocket listens on a unix socket in a temp dir and runs handle for
 // each connection, the way QEMU's chardev hands the guest's port to vmhost.
-func serveSocket(t *testing.T, handle func(ctx context.Context, c net.Conn)) string {
+func serveSocket(t testing.TB, handle func(ctx context.Context, c net.Conn)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "agent.sock")
 	ln, err := net.Listen("unix", path)
@@ -78,7 +78,7 @@ type realAgent struct {
 	shutdownErr atomic.Value // error
 }
 
-func startAgent(t *testing.T) (*realAgent, string) {
+func startAgent(t testing.TB) (*realAgent, string) {
 	a := &realAgent{shutdowns: make(chan string, 8)}
 	path := serveSocket(t, func(ctx context.Context, c net.Conn) {
 		agent.ServeConn(ctx, c, agent.Options{Logger: quietLogger(), Shutdown: func(_ context.Context, mode string) error {
@@ -92,7 +92,7 @@ func startAgent(t *testing.T) (*realAgent, string) {
 	return a, path
 }
 
-func newClient(t *testing.T, path string, timeout time.Duration) *qga.Client {
+func newClient(t testing.TB, path string, timeout time.Duration) *qga.Client {
 	c := qga.NewClient(path, qga.ClientOptions{CallTimeout: timeout, Logger: quietLogger()})
 	t.Cleanup(func() { c.Close() })
 	return c
