@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/image"
+)
+
+// miniImageDir finds the prebuilt mini image: $MB_TEST_IMAGE_DIR, else
+// ~/.mb/images/mini (what `make image` writes).
+func miniImageDir() string {
+	if d := os.Getenv("MB_TEST_IMAGE_DIR"); d != "" {
+		return d
+	}
+	h, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(h, ".mb", "images", "mini")
+}
+
+// requireVM returns an environment with the mini image linked into its
+// $MB_HOME, or skips the test (fails it under MB_REQUIRE_VM=1) when the
+// image or QEMU is missing.
+func requireVM(t *testing.T) *testEnv {
+	t.Helper()
+	missing := func(why string) {
+		if os.Getenv("MB_REQUIRE_VM") == "1" {
+			t.Fatalf("MB_REQUIRE_VM=1 but %s", why)
+		}
+		t.Skipf("skipping a real-VM test: %s (set MB_REQUIRE_VM=1 to make this a failure)", why)
+	}
+	dir := miniImageDir()
+	if _, err := image.LoadDir(dir); err != nil {
+		missing("the mini image is not built: " + err.Error() + " (run `make image`, or set MB_TEST_IMAGE_DIR)")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		if _, err2 := exec.LookPath("qemu-system-aarch64"); err2 != nil {
+			missing("QEMU is not installed (apt-get install qemu-system-x86)")
+		}
+	}
+	e := newEnv(t)
+	if err := os.MkdirAll(filepath.Join(e.home, "images"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir, filepath.Join(e.home, "images", "mini")); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// qemuPID is the QEMU process of a running VM, from vmhost's info.
+func qemuPID(t *testing.T, v api.VM) int {
+	t.Helper()
+	f, ok := v.Details["qemu_pid"].(float64)
+	if !ok || f <= 0 {
+		t.Fatalf("VM %s: no qemu_pid in the details: %v", v.Name, v.Details)
+	}
+	return int(f)
+}
+
+// kill -9 of the daemon while two qemu VMs run: both keep running, and the
+// next mb ls (auto-starting a new daemon) shows them running, re-adopted,
+// and the new daemon manages them.
+func TestQEMUDaemonKill9KeepsVMs(t *testing.T) {
+	e := requireVM(t)
+	e.ok("start", "q1")
+	e.ok("start", "q2")
+	before := map[string]api.VM{"q1": e.vm("q1"), "q2": e.vm("q2")}
+	qemu := map[string]int{"q1": qemuPID(t, before["q1"]), "q2": qemuPID(t, before["q2"])}
+	old := e.daemonPID()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the daemon to die", func() bool { return !alive(old) })
+	for n, v := range before {
+		if !alive(v.PID) || !alive(qemu[n]) {
+			t.Fatalf("%s died with the daemon: vmhost %d alive %v, qemu %d alive %v", n, v.PID, alive(v.PID), qemu[n], alive(qemu[n]))
+		}
+	}
+	vms := e.list()
+	if pid := e.daemonPID(); pid == old || !alive(pid) {
+		t.Fatalf("mb ls did not start a new daemon (daemon.pid %d)", pid)
+	}
+	for n, b := range before {
+		v := findVM(vms, n)
+		if v == nil || v.State != api.StateRunning || v.PID != b.PID {
+			t.Errorf("%s after re-adoption: %+v, want running with vmhost PID %d", n, v, b.PID)
+		}
+	}
+	// The new daemon still reaches the guests and stops them.
+	if out := e.ok("exec", "q1", "--", "cat", "/proc/version"); !strings.Contains(out, "Linux version") {
+		t.Errorf("exec through the new daemon printed %q", out)
+	}
+	e.ok("stop", "q1", "q2")
+	for n := range before {
+		if v := e.vm(n); v.State != api.StateStopped {
+			t.Errorf("%s after stop: %+v", n, v)
+		}
+		e.eventually("qemu of "+n+" to exit", func() bool { return !alive(qemu[n]) })
+	}
+}
+
+// A real guest: mb start waits for the agent; exec, ls's IP and AGENT
+// columns, logs, the console and a graceful stop through the agent.
+func TestQEMUGuestSession(t *testing.T) {
+	e := requireVM(t)
+	out := e.ok("start", "demo")
+	if !strings.Contains(out, "demo is ready") {
+		t.Errorf("mb start printed %q", out)
+	}
+	if v := findVM(e.list(), "demo"); v == nil || v.State != api.StateRunning || v.AgentState() != "ok" {
+		t.Errorf("mb ls --json right after start: %+v, want running with the agent ok", v)
+	}
+	// The agent reports the addresses shortly after it answers.
+	e.eventually("mb ls to show the guest's IP", func() bool {
+		v := findVM(e.list(), "demo")
+		return v != nil && len(v.IPs) > 0 && v.IPs[0] == "10.0.2.15"
+	})
+	if table := e.ok("ls"); !strings.Contains(table, "10.0.2.15") || !strings.Contains(table, " ok ") {
+		t.Errorf("mb ls table lacks the IP or the agent state:\n%s", table)
+	}
+	if out := e.ok("exec", "demo", "--", "cat", "/proc/version"); !strings.Contains(out, "Linux version") {
+		t.Errorf("mb exec cat /proc/version printed %q", out)
+	}
+	if r := e.mb("exec", "demo", "--", "sh", "-c", "exit 7"); r.code != 7 {
+		t.Errorf("mb exec sh -c 'exit 7': %s, want exit 7", r)
+	}
+	if logs := e.ok("logs", "demo"); !strings.Contains(logs, "mb-agent: ready") {
+		t.Errorf("mb logs demo lacks the ready line: %q", logs)
+	}
+	if top := e.ok("top", "demo", "-n", "1", "--interval", "1s"); !strings.Contains(top, "CPU") || !strings.Contains(top, "Memory") {
+		t.Errorf("mb top printed %q", top)
+	}
+
+	// mb console shows the guest's console output.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	console := e.command(ctx, "console", "demo")
+	stdin, err := console.StdinPipe() // kept open: a pipe, not a terminal
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stdout, err := console.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := console.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = console.Process.Kill(); _ = console.Wait() }()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	const marker = "console-marker-7781"
+	found := false
+	deadline := time.After(90 * time.Second)
+	for !found {
+		// Repeat until the console is attached and shows it.
+		e.ok("exec", "demo", "--", "sh", "-c", "echo "+marker+" > /dev/console")
+		wait := time.After(2 * time.Second)
+	read:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("mb console ended before showing the guest's output")
+				}
+				if strings.Contains(l, marker) {
+					found = true
+					break read
+				}
+			case <-wait:
+				break read
+			case <-deadline:
+				t.Fatal("mb console never showed what the guest wrote to /dev/console")
+			}
+		}
+	}
+	_, _ = io.WriteString(stdin, "\n")
+
+	e.ok("stop", "demo")
+	if v := e.vm("demo"); v.State != api.StateStopped || v.StoppedBy != "agent" {
+		t.Errorf("after mb stop: %+v, want stopped by the agent (guest-shutdown)", v)
+	}
+	if log := e.ok("logs", "--vmhost", "demo"); !strings.Contains(log, "stopped_by=agent") {
+		t.Errorf("vmhost log does not say the agent stopped the VM:\n%s", log)
+	}
+}
