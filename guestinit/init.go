@@ -49,6 +49,8 @@ type initProc struct {
 	opts    Options
 	log     *slog.Logger
 	console *os.File
+	// consoleOK is true once /dev/console is open.
+	consoleOK bool
 
 	agentPID     int
 	agentStarted time.Time
@@ -77,12 +79,10 @@ func Run(opts Options) {
 
 	in := &initProc{opts: opts, console: os.Stdout}
 	mountErr := mountAll()
-	if c, err := openConsole(); err == nil {
-		in.console = c
-	}
+	in.reopenConsole()
 	in.log = opts.Logger
 	if in.log == nil {
-		in.log = slog.New(slog.NewTextHandler(in.console, &slog.HandlerOptions{
+		in.log = slog.New(slog.NewTextHandler(consoleWriter{in}, &slog.HandlerOptions{
 			Level:       slog.LevelInfo,
 			ReplaceAttr: dropTime,
 		})).With("component", "mb-agent-init")
@@ -139,6 +139,11 @@ func (in *initProc) boot(cmdline Cmdline) {
 		}
 	}
 	modsDone := time.Now()
+	if !in.consoleOK {
+		// A console on a modular driver (console=hvc0 needs
+		// virtio_console) exists only now.
+		in.reopenConsole()
+	}
 	nc := netConfig{log: in.log, busybox: in.opts.Busybox, dhcpScript: in.opts.DHCPScript}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	iface, how, err := nc.up(ctx)
@@ -196,6 +201,20 @@ func readCmdline() Cmdline {
 	data, _ := os.ReadFile("/proc/cmdline")
 	return ParseCmdline(string(data))
 }
+
+// reopenConsole points the console (and stdin, stdout, stderr) at
+// /dev/console when it can be opened.
+func (in *initProc) reopenConsole() {
+	if c, err := openConsole(); err == nil {
+		in.console = c
+		in.consoleOK = true
+	}
+}
+
+// consoleWriter writes to whatever the console currently is.
+type consoleWriter struct{ in *initProc }
+
+func (w consoleWriter) Write(p []byte) (int, error) { return w.in.console.Write(p) }
 
 // openConsole opens /dev/console and makes it stdin, stdout and stderr,
 // whether or not the initramfs had a /dev/console node for the kernel.

@@ -64,9 +64,11 @@ func (n netConfig) up(ctx context.Context) (iface, how string, err error) {
 		return "", "", err
 	}
 	var ifaces []string
+	// virtio_net has probed by the time its module is loaded; wait a
+	// little in case a device shows up late, not long in a guest without one.
 	for wait := 20 * time.Millisecond; ; wait *= 2 {
 		ifaces = ethernetInterfaces("/sys")
-		if len(ifaces) > 0 || wait > 2*time.Second {
+		if len(ifaces) > 0 || wait > 300*time.Millisecond {
 			break
 		}
 		select {
