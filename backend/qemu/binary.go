@@ -45,9 +45,12 @@ func (v qemuVersion) atLeast(major, minor int) bool {
 	return v.Major > major || (v.Major == major && v.Minor >= minor)
 }
 
-// minVersion is the oldest QEMU mb runs: -action (6.0) and
-// panic=exit-failure (7.1) are needed for crash reporting.
-var minVersion = qemuVersion{7, 1, 0}
+// The oldest QEMU mb runs: -action panic=exit-failure (7.1) is needed to
+// report a guest panic as a crash.
+const (
+	minMajor = 7
+	minMinor = 1
+)
 
 var versionRE = regexp.MustCompile(`QEMU emulator version (\d+)\.(\d+)(?:\.(\d+))?`)
 
@@ -105,8 +108,8 @@ func findBinary(ctx context.Context, name string, a arch) (qemuBinary, error) {
 	if err != nil {
 		return qemuBinary{}, fmt.Errorf("%s --version: %w", path, err)
 	}
-	if !v.atLeast(minVersion.Major, minVersion.Minor) {
-		return qemuBinary{}, fmt.Errorf("%s is QEMU %s, mb needs %d.%d or newer; %s", path, v, minVersion.Major, minVersion.Minor, installHint(a))
+	if !v.atLeast(minMajor, minMinor) {
+		return qemuBinary{}, fmt.Errorf("%s is QEMU %s, mb needs %d.%d or newer; %s", path, v, minMajor, minMinor, installHint(a))
 	}
 	return qemuBinary{Path: path, Version: v}, nil
 }

@@ -58,7 +58,6 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 	c.setState(vmhost.StateStopping)
 
 	start := time.Now()
-	end := start.Add(timeout)
 	steps := c.plan(mode, start, timeout)
 	for _, st := range steps {
 		if err := ctx.Err(); err != nil {
@@ -79,7 +78,7 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 		}
 	}
 	c.stopFailed()
-	return vmhost.StopResult{}, fmt.Errorf("stop: the VM is still running after %s and SIGKILL (deadline %s)", time.Since(start).Round(time.Millisecond), end.Format(time.RFC3339))
+	return vmhost.StopResult{}, fmt.Errorf("stop: qemu (pid %d) still runs %s after SIGKILL; it may be stuck in the kernel (check its state in /proc/%d/status)", c.PID(), time.Since(start).Round(time.Millisecond), c.PID())
 }
 
 // step is a phase with the time it must have brought the VM down by.
@@ -207,8 +206,7 @@ func (c *Controller) setState(s string) {
 	c.mu.Unlock()
 }
 
-// stopFailed undoes a stop that left the VM running: it is running again
-// and no longer counts as requested.
+// stopFailed undoes the stopping state of a stop that left the VM running.
 func (c *Controller) stopFailed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
