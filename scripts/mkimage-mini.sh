@@ -3,7 +3,7 @@
 # modules it needs, busybox and mb-agent as /init, packed as vmlinuz +
 # initrd.img with an image.yaml manifest. `make image` runs it.
 #
-#   scripts/mkimage-mini.sh [--out DIR] [--arch x86_64|aarch64] [--agent BIN] [--force]
+#   scripts/mkimage-mini.sh [--out DIR] [--arch x86_64|aarch64] [--agent BIN] [--cmdline S] [--force]
 #
 #   --out DIR    write the image to DIR (default $MB_HOME/images/mini,
 #                $MB_HOME defaulting to ~/.mb)
