@@ -153,9 +153,25 @@ user_data: |
 	if v.State != "stopped" || v.StoppedBy != "agent" {
 		t.Errorf("after mb stop: state %q stopped_by %q, want stopped by the agent", v.State, v.StoppedBy)
 	}
+	// systemd shut the guest down cleanly (dbus and logind at work).
+	serial, err := os.ReadFile(filepath.Join(home.VMDir(e.home, "deb"), "serial.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(serial), "systemd-shutdown") || !strings.Contains(string(serial), "reboot: Power down") {
+		t.Errorf("serial.log shows no clean systemd power-off:\n%s", tail(string(serial), 2000))
+	}
 
 	// 3. The base image never changed.
 	if got := sha256File(t, base); got != m.SHA256 {
 		t.Errorf("base image digest changed from %s to %s", m.SHA256, got)
 	}
+}
+
+// tail returns the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
