@@ -44,7 +44,10 @@ type Controller struct {
 	// shutdownReason is the reason of QEMU's SHUTDOWN event.
 	shutdownReason string
 	// killed is set when this controller sent SIGKILL as a requested stop.
-	killed    bool
+	killed bool
+	// phase is the stop phase in progress; reap turns it into stoppedBy,
+	// so stoppedBy is set before anyone can see the VM as exited.
+	phase     string
 	stoppedBy string
 
 	exited  chan struct{} // closed once QEMU is reaped and exitErr is set
@@ -137,6 +140,9 @@ func (c *Controller) reap(done <-chan error) {
 	}
 	c.cancel()
 	c.stopAgent()
+	c.mu.Lock()
+	c.stoppedBy = c.phase
+	c.mu.Unlock()
 	c.exitErr = c.classifyExit(waitErr)
 	if c.exitErr != nil {
 		c.log.Error("qemu exited", "err", c.exitErr)

@@ -126,6 +126,7 @@ func (c *Controller) runPhase(ctx context.Context, p phase, until time.Time) (st
 	t0 := time.Now()
 	pctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
+	c.setPhase(p.name)
 	err := p.begin(pctx)
 	if err != nil && !c.isExited() {
 		c.log.Warn("stop phase failed", "phase", p.name, "took", time.Since(t0).Round(time.Millisecond), "err", err)
@@ -133,7 +134,6 @@ func (c *Controller) runPhase(ctx context.Context, p phase, until time.Time) (st
 	}
 	select {
 	case <-c.exited:
-		c.setStoppedBy(p.name)
 		c.log.Info("stop phase brought the VM down", "phase", p.name, "took", time.Since(t0).Round(time.Millisecond))
 		return c.stoppedByPhase(), nil
 	case <-pctx.Done():
@@ -157,20 +157,20 @@ func (c *Controller) ForceStopResult(ctx context.Context) (vmhost.StopResult, er
 	t0 := time.Now()
 	qctx, cancel := context.WithTimeout(ctx, forceQuitWait)
 	defer cancel()
+	c.setPhase(vmhost.ModeQuit)
 	if err := c.qmpCommand(qctx, "quit"); err != nil {
 		c.log.Warn("force stop: quit failed", "err", err)
 	}
 	select {
 	case <-c.exited:
-		c.setStoppedBy(vmhost.ModeQuit)
 		c.log.Info("force stop: quit brought the VM down", "took", time.Since(t0).Round(time.Millisecond))
 		return vmhost.StopResult{StoppedBy: c.stoppedByPhase()}, nil
 	case <-qctx.Done():
 	}
+	c.setPhase(vmhost.ModeKill)
 	c.kill()
 	select {
 	case <-c.exited:
-		c.setStoppedBy(vmhost.ModeKill)
 		c.log.Info("force stop: SIGKILL brought the VM down", "took", time.Since(t0).Round(time.Millisecond))
 		return vmhost.StopResult{StoppedBy: c.stoppedByPhase()}, nil
 	case <-ctx.Done():
@@ -210,18 +210,18 @@ func (c *Controller) setState(s string) {
 func (c *Controller) stopFailed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.phase = ""
 	if c.state == vmhost.StateStopping {
 		c.state = vmhost.StateRunning
 	}
 }
 
-// setStoppedBy records the first phase seen to bring the VM down.
-func (c *Controller) setStoppedBy(by string) {
+// setPhase records the stop phase in progress. If QEMU exits now, this
+// phase brought it down.
+func (c *Controller) setPhase(name string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stoppedBy == "" {
-		c.stoppedBy = by
-	}
+	c.phase = name
+	c.mu.Unlock()
 }
 
 func (c *Controller) stoppedByPhase() string {
