@@ -14,10 +14,12 @@ import (
 // cpioEntry is one member of a newc cpio archive.
 type cpioEntry struct {
 	mode, uid, gid, mtime uint64
+	rdevMajor, rdevMinor  uint64
 	data                  []byte
 }
 
-// readNewc reads a gzip-compressed newc cpio archive into a map by path.
+// readNewc reads gzip-compressed newc cpio archives (one or several in a
+// row, as the kernel accepts them) into a map by path.
 func readNewc(r io.Reader) (map[string]cpioEntry, error) {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
@@ -33,6 +35,21 @@ func readNewc(r io.Reader) (map[string]cpioEntry, error) {
 		return err
 	}
 	for {
+		// Between archives: zero padding, then the next one or the end.
+		for {
+			b, err := br.Peek(1)
+			if err == io.EOF {
+				return out, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if b[0] != 0 {
+				break
+			}
+			_, _ = br.Discard(1)
+			off++
+		}
 		hdr := make([]byte, 110)
 		if _, err := io.ReadFull(br, hdr); err != nil {
 			return nil, fmt.Errorf("cpio header at %d: %w", off, err)
@@ -45,7 +62,7 @@ func readNewc(r io.Reader) (map[string]cpioEntry, error) {
 			v, _ := strconv.ParseUint(string(hdr[6+8*i:14+8*i]), 16, 64)
 			return v
 		}
-		e := cpioEntry{mode: field(1), uid: field(2), gid: field(3), mtime: field(5)}
+		e := cpioEntry{mode: field(1), uid: field(2), gid: field(3), mtime: field(5), rdevMajor: field(9), rdevMinor: field(10)}
 		size, nameSize := field(6), field(11)
 		name := make([]byte, nameSize)
 		if _, err := io.ReadFull(br, name); err != nil {
@@ -65,7 +82,7 @@ func readNewc(r io.Reader) (map[string]cpioEntry, error) {
 		}
 		n := strings.TrimSuffix(string(name), "\x00")
 		if n == "TRAILER!!!" {
-			return out, nil
+			continue
 		}
 		out[strings.TrimPrefix(n, "./")] = e
 	}
@@ -85,7 +102,10 @@ func TestImageContents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read %s: %v", m.Path(m.Initrd), err)
 	}
-	const sIFMT, sIFREG, sIFLNK = 0o170000, 0o100000, 0o120000
+	const sIFMT, sIFREG, sIFLNK, sIFCHR = 0o170000, 0o100000, 0o120000, 0o020000
+	if c, ok := files["dev/console"]; !ok || c.mode&sIFMT != sIFCHR || c.rdevMajor != 5 || c.rdevMinor != 1 {
+		t.Errorf("dev/console is not the console device (char 5:1): %+v", c)
+	}
 	isExec := func(p string) bool {
 		e, ok := files[p]
 		return ok && e.mode&sIFMT == sIFREG && e.mode&0o111 != 0

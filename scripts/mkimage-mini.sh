@@ -189,6 +189,16 @@ else
 fi
 [ -x "$BUSYBOX" ] || die "busybox binary $BUSYBOX not found (apt-get install busybox-static)"
 
+# newc_entry NAME MODE RDEVMAJOR RDEVMINOR INO writes one empty newc cpio
+# member (a directory, device node or the trailer).
+newc_entry() {
+	local name=$1 mode=$(($2)) ns=$((${#1} + 1))
+	printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+		"$5" "$mode" 0 0 1 "$SOURCE_DATE_EPOCH" 0 0 0 "$3" "$4" "$ns" 0
+	printf '%s\0' "$name"
+	head -c $(((4 - (110 + ns) % 4) % 4)) /dev/zero
+}
+
 # 6. The initrd, rebuilt only when its inputs changed.
 INPUTS=$( {
 	echo "format 1 arch $ARCH epoch $SOURCE_DATE_EPOCH"
@@ -237,9 +247,16 @@ else
 	chmod 1777 "$R/tmp" "$R/var/tmp"
 	chmod 0700 "$R/root"
 	find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-	(cd "$R" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
-		cpio --null --create --format=newc --owner=0:0 --reproducible --quiet) |
-		gzip -n -6 >"$OUT/.initrd.img.tmp"
+	# A first archive with /dev/console, so PID 1 has the console on its
+	# stdio from the start (making the node in the staging tree would need
+	# root), then the tree; the kernel unpacks both from one gzip stream.
+	{
+		newc_entry dev 040755 0 0 1
+		newc_entry dev/console 020600 5 1 2
+		newc_entry TRAILER!!! 0 0 0 0
+		(cd "$R" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+			cpio --null --create --format=newc --owner=0:0 --reproducible --quiet)
+	} | gzip -n -6 >"$OUT/.initrd.img.tmp"
 	mv "$OUT/.initrd.img.tmp" "$OUT/initrd.img"
 	echo "$INPUTS" >"$STAMP.tmp" && mv "$STAMP.tmp" "$STAMP"
 	say "initrd.img: built, $(du -k "$OUT/initrd.img" | cut -f1) KiB, sha256 $(sha256sum "$OUT/initrd.img" | cut -c1-16)…"
