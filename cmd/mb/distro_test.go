@@ -159,7 +159,7 @@ user_data: |
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(serial), "systemd-shutdown") || !strings.Contains(string(serial), "reboot: Power down") {
-		t.Errorf("serial.log shows no clean systemd power-off:\n%s", tail(string(serial), 2000))
+		t.Errorf("serial.log shows no clean systemd power-off:\n%s", distroTail(string(serial), 2000))
 	}
 
 	// 3. The base image never changed.
@@ -168,8 +168,8 @@ user_data: |
 	}
 }
 
-// tail returns the last n bytes of s.
-func tail(s string, n int) string {
+// distroTail returns the last n bytes of s.
+func distroTail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
 	}
