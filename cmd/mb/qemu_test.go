@@ -70,12 +70,14 @@ func qemuPID(t *testing.T, v api.VM) int {
 }
 
 // kill -9 of the daemon while two qemu VMs run: both keep running, and the
-// next mb ls (auto-starting a new daemon) shows them running, re-adopted,
-// and the new daemon manages them.
+// next mb ls (auto-starting a new daemon) shows them running, re-adopted.
+// The new daemon manages them: exec, a vmhost killed with -9 (a crash,
+// restarted under on-failure), a guest power-off (restarted under always),
+// and a stop.
 func TestQEMUDaemonKill9KeepsVMs(t *testing.T) {
 	e := requireVM(t)
-	e.ok("start", "q1")
-	e.ok("start", "q2")
+	e.ok("start", "q1", "--restart", "always")
+	e.ok("start", "q2", "--restart", "on-failure")
 	before := map[string]api.VM{"q1": e.vm("q1"), "q2": e.vm("q2")}
 	qemu := map[string]int{"q1": qemuPID(t, before["q1"]), "q2": qemuPID(t, before["q2"])}
 	old := e.daemonPID()
@@ -102,6 +104,41 @@ func TestQEMUDaemonKill9KeepsVMs(t *testing.T) {
 	if out := e.ok("exec", "q1", "--", "cat", "/proc/version"); !strings.Contains(out, "Linux version") {
 		t.Errorf("exec through the new daemon printed %q", out)
 	}
+
+	// kill -9 of an adopted vmhost: its QEMU goes with it, the VM is
+	// crashed and comes back under on-failure.
+	if err := syscall.Kill(before["q2"].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the QEMU of q2 to die with its vmhost", func() bool { return !alive(qemu["q2"]) })
+	e.eventually("q2 to be restarted", func() bool {
+		v := e.vm("q2")
+		return v.State == api.StateRunning && v.Restarts == 1 && v.PID != before["q2"].PID
+	})
+	crashed := false
+	for _, ev := range e.events() {
+		crashed = crashed || (ev.VM == "q2" && ev.Type == api.EventCrashed && strings.Contains(ev.Reason, "killed"))
+	}
+	if !crashed {
+		t.Errorf("no crash event for q2 saying vmhost was killed: %+v", e.events())
+	}
+	qemu["q2"] = qemuPID(t, e.vm("q2"))
+
+	// A guest power-off is a clean stop, restarted under always.
+	_ = e.mb("exec", "q1", "--", "poweroff") // the guest goes down under the exec
+	e.eventually("q1 to come back after its power-off", func() bool {
+		v := e.vm("q1")
+		return v.State == api.StateRunning && v.Restarts == 1 && v.PID != before["q1"].PID
+	})
+	poweredOff := false
+	for _, ev := range e.events() {
+		poweredOff = poweredOff || (ev.VM == "q1" && ev.Type == api.EventStopped && strings.Contains(ev.Reason, "powered off"))
+	}
+	if !poweredOff {
+		t.Errorf("no stopped event for q1 saying the guest powered off: %+v", e.events())
+	}
+	qemu["q1"] = qemuPID(t, e.vm("q1"))
+
 	e.ok("stop", "q1", "q2")
 	for n := range before {
 		if v := e.vm(n); v.State != api.StateStopped {
