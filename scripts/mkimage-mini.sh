@@ -3,13 +3,20 @@
 # modules it needs, busybox and mb-agent as /init, packed as vmlinuz +
 # initrd.img with an image.yaml manifest. `make image` runs it.
 #
-#   scripts/mkimage-mini.sh [--out DIR] [--arch x86_64|aarch64] [--agent BIN] [--cmdline S] [--force]
+#   scripts/mkimage-mini.sh [--out DIR] [--arch x86_64|aarch64] [--agent BIN]
+#                           [--cmdline S] [--variant mb-agent|qemu-ga] [--force]
 #
-#   --out DIR    write the image to DIR (default $MB_HOME/images/mini,
-#                $MB_HOME defaulting to ~/.mb)
+#   --out DIR    write the image to DIR (default $MB_HOME/images/mini, or
+#                images/mini-qga for the qemu-ga variant; $MB_HOME defaults
+#                to ~/.mb)
 #   --arch ARCH  target architecture (default: the host's)
 #   --agent BIN  use this mb-agent binary instead of building cmd/mb-agent
 #   --cmdline S  kernel command line to put in image.yaml
+#   --variant V  mb-agent (default): mb-agent is PID 1 and the agent.
+#                qemu-ga: busybox init as PID 1 and Debian's stock
+#                qemu-guest-agent (with its shared libraries) as the agent,
+#                for compatibility tests; its ready line is
+#                "mb-mini-qga: ready". Native architecture only.
 #   --force      rebuild the initrd even when its inputs did not change
 #
 # Environment: MB_CACHE (default /var/cache/mb, or ~/.cache/mb when that is
@@ -30,6 +37,7 @@ OUT=""
 ARCH=$(uname -m)
 AGENT_BIN=""
 CMDLINE=""
+VARIANT=mb-agent
 FORCE=0
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -41,6 +49,8 @@ while [ $# -gt 0 ]; do
 	--agent=*) AGENT_BIN=${1#*=}; shift ;;
 	--cmdline) CMDLINE=$2; shift 2 ;;
 	--cmdline=*) CMDLINE=${1#*=}; shift ;;
+	--variant) VARIANT=$2; shift 2 ;;
+	--variant=*) VARIANT=${1#*=}; shift ;;
 	--force) FORCE=1; shift ;;
 	-h | --help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
@@ -57,9 +67,17 @@ HOSTDEBARCH=$(dpkg --print-architecture)
 # under TCG. panic=-1: reboot at once on a panic (after pvpanic reported it).
 [ -n "$CMDLINE" ] || CMDLINE="console=$CONSOLE panic=-1 quiet"
 
+case "$VARIANT" in
+mb-agent) NAME=mini READY="mb-agent: ready" ;;
+qemu-ga)
+	NAME=mini-qga READY="mb-mini-qga: ready"
+	[ "$DEBARCH" = "$HOSTDEBARCH" ] || die "the qemu-ga variant is built for the host's architecture only"
+	;;
+*) die "unknown --variant $VARIANT (use mb-agent or qemu-ga)" ;;
+esac
 if [ -z "$OUT" ]; then
 	MBH=${MB_HOME:-$HOME/.mb}
-	OUT=$MBH/images/mini
+	OUT=$MBH/images/$NAME
 fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -79,7 +97,9 @@ SUDO=""
 
 # Host tools, installed with apt when missing.
 need=()
-for p in busybox-static cpio; do
+hostpkgs=(busybox-static cpio)
+[ "$VARIANT" = qemu-ga ] && hostpkgs+=(qemu-guest-agent)
+for p in "${hostpkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -158,8 +178,18 @@ WANTED=(virtio_pci virtio_console virtio_net virtio_rng virtio_blk button evdev
 (cd "$REPO" && go run ./scripts/mini-modorder -tree "$KDIR/modules" "${WANTED[@]}") >"$WORK/modules.order"
 say "modules: $(wc -l <"$WORK/modules.order") ($(xargs -n1 basename <"$WORK/modules.order" | sed 's/\.ko$//' | tr '\n' ' '))"
 
-# 4. mb-agent, static.
-if [ -z "$AGENT_BIN" ]; then
+# 4. mb-agent, static (or, for the qemu-ga variant, Debian's qemu-ga and
+#    the shared libraries ldd finds for it).
+if [ "$VARIANT" = qemu-ga ]; then
+	AGENT_BIN=/usr/sbin/qemu-ga
+	ldd "$AGENT_BIN" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | LC_ALL=C sort -u >"$WORK/libs"
+	grep -q . "$WORK/libs" || die "ldd found no libraries for $AGENT_BIN"
+	if ldd "$AGENT_BIN" | grep -q 'not found'; then
+		die "qemu-ga's libraries are missing: $(ldd "$AGENT_BIN" | grep 'not found' | tr -s ' \t\n' ' ') (apt-get install --reinstall qemu-guest-agent)"
+	fi
+	AGENTVERSION=$(dpkg-query -W -f='${Version}' qemu-guest-agent)
+	say "agent: qemu-ga $AGENTVERSION with $(wc -l <"$WORK/libs") shared libraries"
+elif [ -z "$AGENT_BIN" ]; then
 	say "building mb-agent for linux/$GOARCH"
 	(cd "$REPO" && CGO_ENABLED=0 GOOS=linux GOARCH=$GOARCH go build -trimpath -buildvcs=false \
 		-ldflags='-s -w' -o "$WORK/mb-agent" ./cmd/mb-agent) ||
@@ -202,8 +232,10 @@ newc_entry() {
 # 6. The initrd, rebuilt only when its inputs changed.
 INPUTS=$( {
 	echo "format 1 arch $ARCH epoch $SOURCE_DATE_EPOCH"
-	sha256sum "$0" "$REPO/scripts/mini-udhcpc.script" "$REPO/scripts/mini-shutdown.sh" \
-		"$AGENT_BIN" "$BUSYBOX" "$KDIR/vmlinuz" | cut -d' ' -f1
+	echo "variant $VARIANT"
+	sha256sum "$0" "$REPO"/scripts/mini-udhcpc.script "$REPO"/scripts/mini-shutdown.sh \
+		"$REPO"/scripts/mini-qga-* "$AGENT_BIN" "$BUSYBOX" "$KDIR/vmlinuz" | cut -d' ' -f1
+	[ "$VARIANT" = qemu-ga ] && xargs sha256sum <"$WORK/libs"
 	cat "$WORK/modules.order" "$WORK/applets"
 	(cd "$KDIR/modules" && sha256sum $(cat "$WORK/modules.order"))
 } | sha256sum | cut -d' ' -f1)
@@ -213,16 +245,34 @@ if [ "$FORCE" = 0 ] && [ -s "$OUT/initrd.img" ] && [ "$(cat "$STAMP" 2>/dev/null
 else
 	R=$WORK/root
 	mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,proc,sys,dev,run,var/tmp,lib/modules/"$KVER"}
-	install -m 0755 "$AGENT_BIN" "$R/init"
 	install -m 0755 "$BUSYBOX" "$R/bin/busybox"
+	if [ "$VARIANT" = qemu-ga ]; then
+		# busybox init as PID 1; its own poweroff/reboot/halt signal it.
+		ln -s /bin/busybox "$R/init"
+		skip='^(bin/busybox|linuxrc)$'
+		install -m 0755 "$AGENT_BIN" "$R/usr/sbin/qemu-ga"
+		while read -r lib; do
+			mkdir -p "$R$(dirname "$lib")"
+			cp -L "$lib" "$R$lib"
+			chmod 0755 "$R$lib"
+		done <"$WORK/libs"
+		mkdir -p "$R/etc/init.d" "$R/var/lib" "$R/var"
+		ln -s /run "$R/var/run"
+		install -m 0644 "$REPO/scripts/mini-qga-inittab" "$R/etc/inittab"
+		install -m 0755 "$REPO/scripts/mini-qga-rcS.sh" "$R/etc/init.d/rcS"
+		install -m 0755 "$REPO/scripts/mini-qga-shutdown.sh" "$R/sbin/shutdown"
+	else
+		install -m 0755 "$AGENT_BIN" "$R/init"
+		skip='^(bin/busybox|linuxrc|.*/(poweroff|reboot|halt|init))$'
+		for c in poweroff reboot halt; do
+			install -m 0755 "$REPO/scripts/mini-shutdown.sh" "$R/sbin/$c"
+		done
+	fi
 	while read -r a; do
-		case "$a" in bin/busybox | */poweroff | */reboot | */halt | linuxrc | */init) continue ;; esac
+		[[ $a =~ $skip ]] && continue
 		mkdir -p "$R/$(dirname "$a")"
-		[ -e "$R/$a" ] || ln -s /bin/busybox "$R/$a"
+		[ -e "$R/$a" ] || [ -L "$R/$a" ] || ln -s /bin/busybox "$R/$a"
 	done <"$WORK/applets"
-	for c in poweroff reboot halt; do
-		install -m 0755 "$REPO/scripts/mini-shutdown.sh" "$R/sbin/$c"
-	done
 	while read -r m; do
 		mkdir -p "$R/lib/modules/$KVER/$(dirname "$m")"
 		install -m 0644 "$KDIR/modules/$m" "$R/lib/modules/$KVER/$m"
@@ -269,14 +319,14 @@ if ! cmp -s "$KDIR/vmlinuz" "$OUT/vmlinuz"; then
 fi
 cat >"$OUT/.image.yaml.tmp" <<EOF
 # Written by scripts/mkimage-mini.sh; rebuild with make image.
-name: mini
+name: $NAME
 arch: $ARCH
 kernel: vmlinuz
 initrd: initrd.img
 cmdline: "$CMDLINE"
-ready_line: "mb-agent: ready"
-agent: mb-agent
-source: "debian $(basename "$DEB" .deb), busybox-static $BBVERSION"
+ready_line: "$READY"
+agent: $([ "$VARIANT" = qemu-ga ] && echo qemu-ga || echo mb-agent)
+source: "debian $(basename "$DEB" .deb), busybox-static $BBVERSION$([ "$VARIANT" = qemu-ga ] && echo ", qemu-guest-agent $AGENTVERSION")"
 EOF
 mv "$OUT/.image.yaml.tmp" "$OUT/image.yaml"
 say "image ready in $OUT"
