@@ -5,9 +5,10 @@
 // instead, so the build needs no kmod and works for any architecture), then
 // prints the load order of the wanted modules and their dependencies, one
 // path per line, dependencies first. Wanted modules that are built into the
-// kernel (modules.builtin) are skipped with a note on stderr.
+// kernel (modules.builtin) are skipped with a note on stderr, and so are
+// optional ones (written "?name") that the kernel does not have at all.
 //
-//	go run ./scripts/mini-modorder -tree DIR virtio_pci virtio_net ...
+//	go run ./scripts/mini-modorder -tree DIR virtio_pci virtio_net ?gpio_keys ...
 package main
 
 import (
@@ -60,6 +61,11 @@ func run(stdout, stderr io.Writer, tree string, wanted []string) error {
 	}
 	var mods []string
 	for _, w := range wanted {
+		w, optional := strings.CutPrefix(w, "?")
+		if optional && dep.ByName[guestinit.ModuleName(w)] == "" && !builtin[guestinit.ModuleName(w)] {
+			fmt.Fprintf(stderr, "mini-modorder: optional module %s is not in this kernel, skipped\n", w)
+			continue
+		}
 		if builtin[guestinit.ModuleName(w)] {
 			fmt.Fprintf(stderr, "mini-modorder: %s is built into the kernel, not loaded\n", w)
 			continue

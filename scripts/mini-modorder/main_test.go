@@ -62,7 +62,7 @@ func TestModulesDepAndOrder(t *testing.T) {
 	}
 
 	var out, errOut bytes.Buffer
-	if err := run(&out, &errOut, tree, []string{"virtio_net", "pvpanic-pci", "evdev"}); err != nil {
+	if err := run(&out, &errOut, tree, []string{"virtio_net", "pvpanic-pci", "evdev", "?gpio_keys"}); err != nil {
 		t.Fatal(err)
 	}
 	dep, err := os.ReadFile(filepath.Join(tree, "modules.dep"))
@@ -93,6 +93,13 @@ func TestModulesDepAndOrder(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "evdev is built into the kernel") {
 		t.Errorf("no note about the built-in evdev: %q", errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "optional module gpio_keys is not in this kernel") {
+		t.Errorf("no note about the absent optional gpio_keys: %q", errOut.String())
+	}
+	out.Reset()
+	if err := run(&out, &errOut, tree, []string{"?virtio"}); err != nil || out.String() != "kernel/virtio/virtio_ring.ko\nkernel/virtio/virtio.ko\n" {
+		t.Errorf("an optional module that exists is loaded with its deps: got %q, %v", out.String(), err)
 	}
 
 	if err := run(&out, &errOut, tree, []string{"nosuch"}); err == nil || !strings.Contains(err.Error(), "nosuch") {
