@@ -54,6 +54,7 @@ to ~/.mb) and starts the daemon when it is not running.`,
 		a.lsCmd(), a.infoCmd(), a.logsCmd(), a.eventsCmd(), a.consoleCmd(),
 		a.execCmd(), a.topCmd(), a.metricsCmd(),
 		a.daemonCmd(), a.serviceCmd(), a.versionCmd(), a.completionCmd(),
+		a.imageCmd(), a.sshCmd(), a.sshConfigCmd(),
 	)
 	return root
 }
