@@ -58,6 +58,10 @@ func main() {
 		}
 		dir = filepath.Join(root, "bench")
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		log.Error("make the output directory", "err", err)
+		os.Exit(1)
+	}
 	if err := rep.write(dir); err != nil {
 		log.Error("write results", "err", err)
 		os.Exit(1)
