@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -232,6 +233,29 @@ func TestQEMUGuestSession(t *testing.T) {
 	}
 	_, _ = io.WriteString(stdin, "\n")
 
+	// On a terminal, Ctrl-] detaches and leaves the VM running.
+	tty := e.scriptCmd(ctx, "console demo")
+	ttyIn, err := tty.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ttyOut syncBuffer
+	tty.Stdout, tty.Stderr = &ttyOut, &ttyOut
+	if err := tty.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("mb console to attach on the terminal", func() bool { return strings.Contains(ttyOut.String(), "press Ctrl-] to detach") })
+	_, _ = ttyIn.Write([]byte{0x1d})
+	if err := tty.Wait(); err != nil {
+		t.Errorf("mb console after Ctrl-]: %v\n%q", err, ttyOut.String())
+	}
+	if out := ttyOut.String(); !strings.Contains(out, "detached from demo") {
+		t.Errorf("mb console did not say it detached: %q", out)
+	}
+	if v := e.vm("demo"); v.State != api.StateRunning {
+		t.Errorf("the VM after detaching: %+v", v)
+	}
+
 	e.ok("stop", "demo")
 	if v := e.vm("demo"); v.State != api.StateStopped || v.StoppedBy != "agent" {
 		t.Errorf("after mb stop: %+v, want stopped by the agent (guest-shutdown)", v)
@@ -239,4 +263,22 @@ func TestQEMUGuestSession(t *testing.T) {
 	if log := e.ok("logs", "--vmhost", "demo"); !strings.Contains(log, "stopped_by=agent") {
 		t.Errorf("vmhost log does not say the agent stopped the VM:\n%s", log)
 	}
+}
+
+// syncBuffer collects a running command's output safely.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
