@@ -90,6 +90,13 @@ if [ -z "${MB_CACHE:-}" ]; then
 fi
 PKGS=$MB_CACHE/pkgs
 mkdir -p "$PKGS" "$MB_CACHE/kernel"
+# One build at a time per cache and per output directory (parallel test
+# runs may all call make image).
+if command -v flock >/dev/null; then
+	exec 8>"$MB_CACHE/.lock" 9>"$OUT/.lock"
+	flock 8
+	flock 9
+fi
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1}
 
 SUDO=""
