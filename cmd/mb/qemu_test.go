@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,7 +156,8 @@ func TestQEMUDaemonKill9KeepsVMs(t *testing.T) {
 // columns, logs, the console and a graceful stop through the agent.
 func TestQEMUGuestSession(t *testing.T) {
 	e := requireVM(t)
-	out := e.ok("start", "demo")
+	port := freePort(t)
+	out := e.ok("start", "demo", "--forward", strconv.Itoa(port)+":80")
 	if !strings.Contains(out, "demo is ready") {
 		t.Errorf("mb start printed %q", out)
 	}
@@ -174,6 +178,36 @@ func TestQEMUGuestSession(t *testing.T) {
 	if r := e.mb("exec", "demo", "--", "sh", "-c", "exit 7"); r.code != 7 {
 		t.Errorf("mb exec sh -c 'exit 7': %s, want exit 7", r)
 	}
+	// stdin is passed when it is not a terminal.
+	ctxIn, cancelIn := context.WithTimeout(context.Background(), 2*time.Minute)
+	catCmd := e.command(ctxIn, "exec", "demo", "--", "cat")
+	catCmd.Stdin = strings.NewReader("through stdin\n")
+	got, err := catCmd.Output()
+	cancelIn()
+	if err != nil || string(got) != "through stdin\n" {
+		t.Errorf("echo ... | mb exec demo -- cat: %q, %v", got, err)
+	}
+	// A command that leaves a sleeping child behind still returns.
+	if out := e.ok("exec", "demo", "--", "sh", "-c", "sleep 300 & echo started"); strings.TrimSpace(out) != "started" {
+		t.Errorf("exec with a background child printed %q", out)
+	}
+	// 20 MiB of output is cut at the agent's cap, and mb says so.
+	big := e.mb("exec", "demo", "--", "sh", "-c", "head -c 20000000 /dev/zero")
+	if big.code != 0 || len(big.stdout) != 16<<20 || !strings.Contains(big.stderr, "truncated") {
+		t.Errorf("20 MiB of output: exit %d, %d bytes, stderr %q; want 16 MiB and a truncation warning", big.code, len(big.stdout), big.stderr)
+	}
+	// A port forward reaches a listener started in the guest.
+	e.ok("exec", "demo", "--", "sh", "-c", "mkdir -p /tmp/www && echo hello-forward > /tmp/www/index.html && httpd -p 80 -h /tmp/www")
+	e.eventually("the forwarded port to answer", func() bool {
+		c := http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "hello-forward")
+	})
 	if logs := e.ok("logs", "demo"); !strings.Contains(logs, "mb-agent: ready") {
 		t.Errorf("mb logs demo lacks the ready line: %q", logs)
 	}
@@ -281,4 +315,15 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
