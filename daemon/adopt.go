@@ -59,18 +59,24 @@ func (d *Daemon) adoptAll() {
 // load reads a VM's spec (and image manifest) into a new record.
 func (d *Daemon) load(name string) *vm {
 	v := &vm{name: name, dir: home.VMDir(d.cfg.Home, name), state: api.StateStopped}
-	s, err := spec.Load(v.dir)
-	if err != nil {
-		v.specErr = err
-		return v
-	}
-	v.spec = s
-	if s.Image != "" {
-		if m, err := image.Load(d.cfg.Home, s.Image); err == nil {
-			v.manifest = m
-		}
-	}
+	d.reload(v)
 	return v
+}
+
+// reload reads v's spec.yaml and image manifest again.
+func (d *Daemon) reload(v *vm) {
+	s, err := spec.Load(v.dir)
+	var m *image.Manifest
+	if err == nil && s.Image != "" {
+		m, _ = image.Load(d.cfg.Home, s.Image)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.specErr = err
+	if err != nil {
+		return
+	}
+	v.spec, v.manifest = s, m
 }
 
 // adopt re-adopts a live vmhost, or records how the last run ended and

@@ -91,6 +91,10 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 		return api.VM{}, errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.Unlock()
+	if v.current() == nil {
+		// The user may have edited spec.yaml while the VM was stopped.
+		d.reload(v)
+	}
 	v.mu.Lock()
 	specErr, deleted := v.specErr, v.deleted
 	v.mu.Unlock()

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,4 +104,27 @@ func TestAlwaysVMStartedByNewDaemon(t *testing.T) {
 		v := findVM(e.list(), "a")
 		return v != nil && v.State == api.StateRunning && v.PID != pid
 	})
+}
+
+// Editing spec.yaml while the VM is stopped takes effect at the next
+// start; a broken edit is refused with the file named.
+func TestSpecEditWhileStopped(t *testing.T) {
+	e := newEnv(t)
+	e.ok("start", "ed", "--backend", "fake")
+	e.ok("stop", "ed")
+	path := filepath.Join(e.home, "vms", "ed", "spec.yaml")
+	if err := os.WriteFile(path, []byte("name: ed\nbackend: fake\ncpus: 2\nrestart: on-failure\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("start", "ed")
+	if v := e.vm("ed"); v.CPUs != 2 || v.Restart != "on-failure" {
+		t.Errorf("after editing spec.yaml: cpus %d restart %q, want 2 and on-failure", v.CPUs, v.Restart)
+	}
+	e.ok("stop", "ed")
+	if err := os.WriteFile(path, []byte("name: ed\ncpus: lots\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.mb("start", "ed"); r.code != 1 || !strings.Contains(r.stderr, "spec.yaml") {
+		t.Errorf("start with a broken spec.yaml: %s; want exit 1 naming the file", r)
+	}
 }
