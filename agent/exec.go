@@ -205,7 +205,7 @@ func startExec(a execArgs) (*execProc, int, error) {
 	}
 	if err := cmd.Start(); err != nil {
 		closeAll()
-		return nil, 0, fmt.Errorf("Failed to execute child process %q: %w", a.Path, err)
+		return nil, 0, fmt.Errorf("failed to execute child process %q: %w", a.Path, err)
 	}
 	for _, f := range closeAfterStart {
 		f.Close()
@@ -372,5 +372,5 @@ func lookPath(file, path string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("Failed to execute child process %q: not found in PATH %s", file, path)
+	return "", fmt.Errorf("failed to execute child process %q: not found in PATH %s", file, path)
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 
 	"github.com/mbvm/mb/agent/internal/frame"
 	"github.com/mbvm/mb/agent/qga"
@@ -87,7 +86,6 @@ type reply struct {
 // time, in request order.
 func (s *server) serveStream(ctx context.Context, r io.Reader, w io.Writer) error {
 	fr := frame.NewReader(r, MaxRequestSize)
-	var wmu sync.Mutex
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -116,10 +114,7 @@ func (s *server) serveStream(ctx context.Context, r io.Reader, w io.Writer) erro
 		if out == nil {
 			continue
 		}
-		wmu.Lock()
-		_, err = w.Write(out)
-		wmu.Unlock()
-		if err != nil {
+		if _, err := w.Write(out); err != nil {
 			return fmt.Errorf("write reply: %w", err)
 		}
 	}

@@ -20,6 +20,10 @@ const (
 	// DefaultMaxReply bounds one reply: two 16 MiB exec output streams fit
 	// after base64 encoding.
 	DefaultMaxReply = 48 << 20
+	// smallReply bounds the replies of commands that return little
+	// (everything but exec output and file reads), so a hostile guest can
+	// make vmhost hold a large buffer only while it reads such output.
+	smallReply = 1 << 20
 	// DefaultCallTimeout bounds a call whose context has no sooner deadline.
 	DefaultCallTimeout = 10 * time.Second
 	// syncResend is how often a sync is sent again while the agent stays
@@ -222,7 +226,7 @@ func (c *Client) ensureConnected(ctx context.Context, s *session) error {
 	c.live = conn
 	c.mu.Unlock()
 	c.conn = conn
-	c.fr = frame.NewReader(&countingReader{c: c, r: conn}, c.opts.MaxReply)
+	c.fr = frame.NewReader(&countingReader{c: c, r: conn}, min(smallReply, c.opts.MaxReply))
 	if err := conn.SetDeadline(s.deadline); err != nil {
 		return fmt.Errorf("set deadline on the guest agent connection: %w", err)
 	}
@@ -348,7 +352,7 @@ func (s *session) readReply(execute string) (json.RawMessage, error) {
 			}
 			return ret, nil
 		case frame.TooLarge:
-			return nil, fmt.Errorf("reply to %s is larger than %d bytes: refused", execute, s.c.opts.MaxReply)
+			return nil, fmt.Errorf("reply to %s is larger than the limit: refused", execute)
 		case frame.Invalid:
 			return nil, fmt.Errorf("reply to %s is not valid JSON", execute)
 		case frame.Delimiter:
@@ -376,8 +380,21 @@ func parseReply(obj []byte) (json.RawMessage, error) {
 	return r.Return, nil
 }
 
+// largeReplies are the commands whose replies may reach MaxReply.
+var largeReplies = map[string]bool{"guest-exec-status": true, "guest-file-read": true}
+
+// replyLimit sets the reply size limit for a command.
+func (s *session) replyLimit(execute string) {
+	limit := min(smallReply, s.c.opts.MaxReply)
+	if largeReplies[execute] {
+		limit = s.c.opts.MaxReply
+	}
+	s.c.fr.SetLimit(limit)
+}
+
 // call sends one command and reads its reply on a session.
 func (s *session) call(execute string, args any, out any) error {
+	s.replyLimit(execute)
 	if err := s.write(Request{Execute: execute, Arguments: args}); err != nil {
 		return err
 	}

@@ -84,6 +84,7 @@ func (c *Client) Interfaces(ctx context.Context) ([]Interface, error) {
 // caller watches the VM go down; Shutdown does not wait for it.
 func (c *Client) Shutdown(ctx context.Context, mode string) error {
 	err := c.do(ctx, c.opts.CallTimeout, func(s *session) error {
+		s.replyLimit("guest-shutdown")
 		if err := s.write(Request{Execute: "guest-shutdown", Arguments: ShutdownArgs{Mode: mode}}); err != nil {
 			return err
 		}

@@ -86,6 +86,9 @@ func NewReader(r io.Reader, max int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
 }
 
+// SetLimit changes the longest object accepted, from the next object on.
+func (f *Reader) SetLimit(max int) { f.max = max }
+
 // Reset drops any partial object and buffered state of the current object.
 // Bytes already buffered from the stream are kept.
 func (f *Reader) Reset() {
