@@ -40,8 +40,11 @@ func BenchmarkBootToReady(b *testing.B) {
 			}
 		}
 		mb, q := median(viaMB), median(bare)
-		b.Logf("boot to ready over %d alternating runs: mb median %s %v, bare qemu median %s %v, ratio %.3f",
-			rounds, mb, viaMB, q, bare, mb.Seconds()/q.Seconds())
+		// The minimum is the run least disturbed by other load on the
+		// machine; the median is the figure the target is stated in.
+		mbMin, qMin := slices.Min(viaMB), slices.Min(bare)
+		b.Logf("boot to ready over %d alternating runs: mb median %s (min %s) %v; bare qemu median %s (min %s) %v; ratio of medians %.3f, of minimums %.3f",
+			rounds, mb, mbMin, viaMB, q, qMin, bare, mb.Seconds()/q.Seconds(), mbMin.Seconds()/qMin.Seconds())
 		b.ReportMetric(mb.Seconds(), "s/boot-mb")
 		b.ReportMetric(q.Seconds(), "s/boot-bare")
 		b.ReportMetric(mb.Seconds()/q.Seconds(), "ratio")
