@@ -317,9 +317,10 @@ func isClosed(c <-chan struct{}) bool {
 
 // TestVMAgentChild checks the PID 1 / agent split through the agent
 // channel: a guest command's exit status reaches the agent (PID 1's reaper
-// does not steal it), a killed agent is restarted and answers again, and
-// /sbin/reboot in the guest asks PID 1 for a clean reboot (SIGINT), which
-// QEMU's -no-reboot turns into an exit 0.
+// does not steal it), orphans are reaped, a killed agent is restarted and
+// answers again, and /sbin/reboot in the guest asks PID 1 for a clean
+// reboot (SIGINT) that also ends a process ignoring SIGTERM, which QEMU's
+// -no-reboot turns into an exit 0.
 func TestVMAgentChild(t *testing.T) {
 	m := miniImage(t)
 	vm := bootMini(t, m, "", "-no-reboot")
@@ -342,6 +343,17 @@ func TestVMAgentChild(t *testing.T) {
 	}
 	if st.ExitCode == nil || *st.ExitCode != 7 {
 		t.Fatalf("exit status of `exit 7` = %v (signal %v), want 7", st.ExitCode, st.Signal)
+	}
+
+	// Orphans (the subshells exit at once, so each sleep's parent becomes
+	// PID 1) must not stay zombies.
+	st, err = q.run(ctx, "/bin/sh", "-c",
+		`for i in 1 2 3 4; do (sleep 0.1 &); done; sleep 2; grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(st.OutData)); got != "0" {
+		t.Errorf("%s zombie processes 2 s after orphans exited, want 0", got)
 	}
 
 	// Kill the agent (the shell's parent) and expect PID 1 to restart it.
@@ -367,13 +379,20 @@ func TestVMAgentChild(t *testing.T) {
 		t.Fatalf("command after the restart: exit %v", st.ExitCode)
 	}
 
+	// A process that ignores SIGTERM: the shutdown kills it after its grace.
+	st, err = q.run(ctx, "/bin/sh", "-c", `trap '' TERM; sleep 1000 </dev/null >/dev/null 2>&1 & echo started`)
+	if err != nil || st.ExitCode == nil || *st.ExitCode != 0 {
+		t.Fatalf("start a SIGTERM-proof process: %v, %+v", err, st)
+	}
 	if err := q.send("guest-exec", map[string]any{"path": "/sbin/reboot", "arg": []string{}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := vm.waitExit(t); err != nil {
 		t.Fatalf("qemu did not exit cleanly after the guest rebooted: %v; console:\n%s", err, tail(vm.serialLog()))
 	}
-	if want := ShutdownLine(Reboot, "signal SIGINT"); !strings.Contains(vm.serialLog(), want) {
-		t.Errorf("console lacks %q:\n%s", want, tail(vm.serialLog()))
+	for _, want := range []string{ShutdownLine(Reboot, "signal SIGINT"), "processes still running after SIGTERM, killing them"} {
+		if !strings.Contains(vm.serialLog(), want) {
+			t.Errorf("console lacks %q:\n%s", want, tail(vm.serialLog()))
+		}
 	}
 }
