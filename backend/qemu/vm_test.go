@@ -222,6 +222,32 @@ func TestForceStopAndKill(t *testing.T) {
 	}
 }
 
+// TestFailedPhaseLeavesVMRunning: a guest booted without ACPI ignores the
+// power button, so stop mode acpi fails after its timeout and leaves the VM
+// running; stop mode quit then brings it down cleanly.
+func TestFailedPhaseLeavesVMRunning(t *testing.T) {
+	img := miniImage(t)
+	vmSlot(t)
+	vm := startVM(t, vmOptions(t, img, "qtest-noacpi", "acpi=off"))
+	waitSerial(t, vm, img.readyLine())
+	ctx, cancel := context.WithTimeout(context.Background(), stopDeadline)
+	defer cancel()
+	_, err := vm.StopMode(ctx, 3*time.Second, vmhost.ModeACPI)
+	if err == nil || !strings.Contains(err.Error(), "did not go down") {
+		t.Fatalf("StopMode acpi on a guest without ACPI: err = %v, want a timeout", err)
+	}
+	if s := vm.State(); s != vmhost.StateRunning || processGone(vm.PID()) {
+		t.Fatalf("after a failed acpi stop: state %q, pid %d gone %v; want it running", s, vm.PID(), processGone(vm.PID()))
+	}
+	res, err := vm.StopMode(ctx, stopDeadline, vmhost.ModeQuit)
+	if err != nil || res.StoppedBy != vmhost.ModeQuit {
+		t.Fatalf("StopMode quit = %+v, %v", res, err)
+	}
+	if err := vm.Wait(); err != nil {
+		t.Errorf("Wait after quit = %v, want nil", err)
+	}
+}
+
 // TestQEMUKilledIsACrash: QEMU killed by someone else is a crash, not a
 // clean stop.
 func TestQEMUKilledIsACrash(t *testing.T) {
