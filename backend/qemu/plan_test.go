@@ -15,7 +15,7 @@ type stubAgent struct {
 	responsive bool
 }
 
-func (a stubAgent) Responsive() bool                 { return a.responsive }
+func (a stubAgent) Responsive() bool                   { return a.responsive }
 func (a stubAgent) Shutdown(ctx context.Context) error { return nil }
 
 func TestPlan(t *testing.T) {
