@@ -35,12 +35,16 @@ import (
 func main() {
 	out := flag.String("out", "", "directory for results.json and RESULTS.md (default: bench/ in the repository)")
 	only := flag.String("parts", "", "comma-separated parts to run (start,stop,control,scale,density,agent); default all")
+	cycles := flag.Int("cycles", 0, "start/stop cycles of the start/stop part (default 15, quick 3; fewer than 15 gives fewer than 5 runs per stop row)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 
 	cfg := configFromEnv()
+	if *cycles > 0 {
+		cfg.stopRuns = *cycles
+	}
 	if *only != "" {
 		cfg.parts = strings.Split(*only, ",")
 	}
@@ -92,7 +96,7 @@ func configFromEnv() config {
 		return config{quick: true, runs: 1, stopRuns: 3, controlRequests: 200, fakeVMs: 20, densityVMs: 2,
 			idle: 10 * time.Second, execRuns: 5}
 	}
-	return config{runs: 5, stopRuns: 15, controlRequests: 2000, fakeVMs: 200, densityVMs: 8,
+	return config{runs: 5, stopRuns: 5 * len(stopVariants), controlRequests: 2000, fakeVMs: 200, densityVMs: 8,
 		idle: 60 * time.Second, execRuns: 20}
 }
 

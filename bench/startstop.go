@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -90,10 +91,25 @@ func runStartStop(ctx context.Context, e *env, r *results) error {
 	var mbStart, bareStart, cliStart []time.Duration
 	stops := map[string][]time.Duration{}
 	var bareArgv []string
-	iterations := e.cfg.stopRuns
+	stoppedBy := map[string]bool{}
 	if !e.cfg.quick {
-		iterations = max(iterations, 5*len(stopVariants))
+		// One untimed pair first: creating the VM and cold caches belong
+		// to neither side.
+		if _, _, err := timeMBStart(ctx, mb, name, specPath, vmDir, ready); err != nil {
+			return fmt.Errorf("warm-up, mb side: %w", err)
+		}
+		if bareArgv, err = bareCommandLine(vmDir, bareDir); err != nil {
+			return err
+		}
+		e.noteAccel(vmDir)
+		if _, err := timeStop(ctx, mb, name, vmDir, "cli"); err != nil {
+			return fmt.Errorf("warm-up stop: %w", err)
+		}
+		if _, err := timeBareStart(ctx, bareArgv, bareDir, ready); err != nil {
+			return fmt.Errorf("warm-up, bare side: %w", err)
+		}
 	}
+	iterations := max(e.cfg.stopRuns, 1)
 	for i := range iterations {
 		// mb side.
 		startT, cliT, err := timeMBStart(ctx, mb, name, specPath, vmDir, ready)
@@ -113,6 +129,11 @@ func runStartStop(ctx context.Context, e *env, r *results) error {
 			return fmt.Errorf("run %d, stop %s: %w", i+1, variant, err)
 		}
 		stops[variant] = append(stops[variant], st)
+		if variant == "cli" {
+			if v, err := mb.Get(ctx, name); err == nil && v.StoppedBy != "" {
+				stoppedBy[v.StoppedBy] = true
+			}
+		}
 
 		// Bare side, same machine state: the mb VM is down.
 		bt, err := timeBareStart(ctx, bareArgv, bareDir, ready)
@@ -133,6 +154,14 @@ func runStartStop(ctx context.Context, e *env, r *results) error {
 		quantile(ratios, 0), quantile(ratios, 1), len(ratios))
 	for _, v := range stopVariants {
 		r.set("stop."+v, durationsMS(stops[v]))
+	}
+	if len(stoppedBy) > 0 {
+		var by []string
+		for b := range stoppedBy {
+			by = append(by, b)
+		}
+		sort.Strings(by)
+		r.note("stop.cli", "mode auto; stopped by %s", strings.Join(by, ", "))
 	}
 	if _, err := mb.Run(ctx, "rm", "--force", name); err != nil {
 		e.log.Warn("remove the bench VM", "err", err)
