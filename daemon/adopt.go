@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
@@ -23,25 +24,39 @@ func (d *Daemon) adoptAll() {
 		d.log.Warn("cannot read the VM directory", "err", err)
 		return
 	}
-	var toStart []*vm
+	var (
+		mu      sync.Mutex
+		toStart []*vm
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, 16) // a hung vmhost must not delay the others
+	)
 	for _, e := range entries {
 		if !e.IsDir() || spec.ValidateName(e.Name()) != nil {
 			continue
 		}
-		v := d.load(e.Name())
-		d.mu.Lock()
-		d.vms[v.name] = v
-		d.mu.Unlock()
-		if d.adopt(v) {
-			continue
-		}
-		v.mu.Lock()
-		always := v.spec != nil && v.spec.Restart == spec.RestartAlways
-		v.mu.Unlock()
-		if always && !v.userStopped() {
-			toStart = append(toStart, v)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			v := d.load(e.Name())
+			d.mu.Lock()
+			d.vms[v.name] = v
+			d.mu.Unlock()
+			if d.adopt(v) {
+				return
+			}
+			v.mu.Lock()
+			always := v.spec != nil && v.spec.Restart == spec.RestartAlways
+			v.mu.Unlock()
+			if always && !v.userStopped() {
+				mu.Lock()
+				toStart = append(toStart, v)
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	for _, v := range toStart {
 		d.wg.Add(1)
 		go func() {

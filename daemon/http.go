@@ -23,19 +23,33 @@ const maxBody = 32 << 20
 // routes is the API under /v1/.
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/daemon", d.handleDaemon)
-	mux.HandleFunc("POST /v1/daemon/stop", d.handleDaemonStop)
-	mux.HandleFunc("GET /v1/vms", d.handleList)
-	mux.HandleFunc("POST /v1/vms", d.handleCreate)
-	mux.HandleFunc("GET /v1/vms/{name}", d.withVM(d.handleInspect))
-	mux.HandleFunc("DELETE /v1/vms/{name}", d.withVM(d.handleDelete))
-	mux.HandleFunc("POST /v1/vms/{name}/start", d.withVM(d.handleStart))
-	mux.HandleFunc("POST /v1/vms/{name}/stop", d.withVM(d.handleStop))
-	mux.HandleFunc("POST /v1/vms/{name}/kill", d.withVM(d.handleKill))
-	mux.HandleFunc("POST /v1/vms/{name}/exec", d.withVM(d.handleExec))
-	mux.HandleFunc("GET /v1/vms/{name}/metrics", d.withVM(d.handleMetrics))
-	mux.HandleFunc("GET /v1/vms/{name}/logs", d.withVM(d.handleLogs))
-	mux.HandleFunc("GET /v1/events", d.handleEvents)
+	allowed := map[string][]string{}
+	route := func(method, path string, h http.HandlerFunc) {
+		mux.HandleFunc(method+" "+path, h)
+		allowed[path] = append(allowed[path], method)
+	}
+	route("GET", "/v1/daemon", d.handleDaemon)
+	route("POST", "/v1/daemon/stop", d.handleDaemonStop)
+	route("GET", "/v1/vms", d.handleList)
+	route("POST", "/v1/vms", d.handleCreate)
+	route("GET", "/v1/vms/{name}", d.withVM(d.handleInspect))
+	route("DELETE", "/v1/vms/{name}", d.withVM(d.handleDelete))
+	route("POST", "/v1/vms/{name}/start", d.withVM(d.handleStart))
+	route("POST", "/v1/vms/{name}/stop", d.withVM(d.handleStop))
+	route("POST", "/v1/vms/{name}/kill", d.withVM(d.handleKill))
+	route("POST", "/v1/vms/{name}/exec", d.withVM(d.handleExec))
+	route("GET", "/v1/vms/{name}/metrics", d.withVM(d.handleMetrics))
+	route("GET", "/v1/vms/{name}/logs", d.withVM(d.handleLogs))
+	route("GET", "/v1/events", d.handleEvents)
+	// Wrong methods get a JSON 405 naming the allowed ones (the mux's own
+	// answer is plain text).
+	for path, methods := range allowed {
+		list := strings.Join(methods, ", ")
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", list)
+			writeError(w, errorf(http.StatusMethodNotAllowed, "%s %s: method not allowed, use %s", r.Method, r.URL.Path, list))
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "no such endpoint %s %s: the API lives under /v1/ (see the README)", r.Method, r.URL.Path))
 	})

@@ -74,8 +74,14 @@ func (d *Daemon) view(ctx context.Context, v *vm, detailed bool) api.VM {
 		}
 		return out
 	}
-	if out.State == api.StateRunning && resp.State != "" {
+	if (out.State == api.StateRunning || out.State == api.StateStarting) && resp.State != "" {
 		out.State = daemonState(resp.State)
+		if out.State == api.StateRunning {
+			// A start whose client went away, or an adopted vmhost that
+			// was still booting, reached running meanwhile.
+			d.markRunning(v, r)
+			out.Reason = ""
+		}
 	}
 	if resp.SSHPort != 0 {
 		out.SSHPort = resp.SSHPort

@@ -66,6 +66,7 @@ func TestErrors(t *testing.T) {
 		{"DELETE", "/v1/vms/run", "", http.StatusConflict, "running"},
 		{"POST", "/v1/vms/run/exec", `{"argv":["true"]}`, http.StatusConflict, "no guest agent"},
 		{"GET", "/v1/nothing", "", http.StatusNotFound, "/v1/"},
+		{"PUT", "/v1/vms", "", http.StatusMethodNotAllowed, "use GET, POST"},
 	}
 	for _, c := range apiCases {
 		status, body := e.httpCall(c.method, c.path, c.body)

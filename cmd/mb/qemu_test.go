@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/image"
@@ -53,6 +56,7 @@ func requireVM(t *testing.T) *testEnv {
 			missing("QEMU is not installed (apt-get install qemu-system-x86)")
 		}
 	}
+	vmSlot(t) // before newEnv: released after the env's VMs are killed
 	e := newEnv(t)
 	if err := os.MkdirAll(filepath.Join(e.home, "images"), 0o700); err != nil {
 		t.Fatal(err)
@@ -326,4 +330,29 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// vmSlot takes the machine-wide lock (/tmp/mb-vm-tests.lock, shared with
+// the other packages' VM harnesses) so that packages tested in parallel
+// never boot their TCG guests at the same time on a small machine.
+func vmSlot(t *testing.T) {
+	t.Helper()
+	path := filepath.Join(os.TempDir(), "mb-vm-tests.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		t.Fatalf("open VM test lock: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Minute)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			t.Fatalf("take VM test lock %s: %v", path, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Cleanup(func() { f.Close() })
 }
