@@ -3,7 +3,6 @@ package failtest
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -405,8 +404,6 @@ func fillDisk(t *testing.T, dir string) string {
 	}
 	return p
 }
-
-var errStop = errors.New("stop")
 
 // discard drains a reader.
 func discard(r io.Reader) { _, _ = io.Copy(io.Discard, r) }
