@@ -37,7 +37,8 @@ func openConsole() (*os.File, error) {
 	return c, nil
 }
 
-// dropTime removes the time from log lines: the console has its own.
+// dropTime leaves the time out of init's log lines: they are few, and
+// the guest clock says little at boot.
 func dropTime(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) == 0 && a.Key == slog.TimeKey {
 		return slog.Attr{}
