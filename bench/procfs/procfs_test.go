@@ -27,7 +27,7 @@ func TestSelf(t *testing.T) {
 		t.Fatalf("RSS = %d, %v", rss, err)
 	}
 	pss, err := PSS(pid)
-	if err != nil || pss == 0 || pss > rss {
+	if err != nil || pss == 0 || pss > rss+(64<<20) { // read apart in time: allow growth
 		t.Errorf("PSS = %d (RSS %d), %v", pss, rss, err)
 	}
 	n, err := FDCount(pid)
