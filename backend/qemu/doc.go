@@ -15,4 +15,6 @@
 //	serial.log   everything the console printed, appended across restarts;
 //	             rotated to serial.log.1 at start once over 4 MiB
 //	agent.sock   the guest agent's virtio-serial port org.qemu.guest_agent.0
+//	disk.qcow2   for a disk image: the VM's overlay on the image's base
+//	efi-vars.fd  for a UEFI disk boot: the VM's firmware variables
 package qemu
