@@ -27,7 +27,7 @@ const (
 	DefaultRefresh = 30 * time.Second
 	// searchInterval is how often the Watcher pings while the agent has
 	// never answered (booting, or no agent), so readiness shows at once.
-	searchInterval = 500 * time.Millisecond
+	searchInterval = 100 * time.Millisecond
 )
 
 // WatcherOptions configures a Watcher. The zero value is usable.
