@@ -60,11 +60,19 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 	start := time.Now()
 	steps := c.plan(mode, start, timeout)
 	for _, st := range steps {
-		if err := ctx.Err(); err != nil {
+		pctx := ctx
+		switch {
+		case st.phase.name == vmhost.ModeKill:
+			// SIGKILL is what guarantees the VM is down at the end, so it
+			// runs even when the caller's context has run out.
+			pctx = context.WithoutCancel(ctx)
+		case ctx.Err() != nil && mode == vmhost.ModeAuto:
+			continue // straight on to SIGKILL
+		case ctx.Err() != nil:
 			c.stopFailed()
-			return vmhost.StopResult{}, fmt.Errorf("stop: %w", err)
+			return vmhost.StopResult{}, fmt.Errorf("stop mode %s: %w", mode, ctx.Err())
 		}
-		by, err := c.runPhase(ctx, st.phase, st.until)
+		by, err := c.runPhase(pctx, st.phase, st.until)
 		if by != "" {
 			c.log.Info("vm stopped", "stopped_by", by, "total", time.Since(start).Round(time.Millisecond))
 			return vmhost.StopResult{StoppedBy: by}, nil

@@ -188,8 +188,9 @@ func TestGuestPanic(t *testing.T) {
 	}
 }
 
-// TestForceStopAndKill: ForceStop brings a running VM down, and stop mode
-// kill SIGKILLs one; both are requested stops, so Wait is nil.
+// TestForceStopAndKill: ForceStop brings a running VM down, stop mode kill
+// SIGKILLs one, and so does an auto stop whose context has run out; all are
+// requested stops, so Wait is nil.
 func TestForceStopAndKill(t *testing.T) {
 	img := miniImage(t)
 	vmSlot(t)
@@ -219,6 +220,19 @@ func TestForceStopAndKill(t *testing.T) {
 	}
 	if st := vm2.cmd.ProcessState; st == nil || st.ExitCode() != -1 {
 		t.Errorf("qemu process state %v, want killed by a signal", st)
+	}
+
+	// A stop whose context has already run out still leaves no VM
+	// behind: the graceful phases are skipped, SIGKILL is not.
+	vm3 := startVM(t, vmOptions(t, img, "qtest-late", ""))
+	done, cancelDone := context.WithCancel(context.Background())
+	cancelDone()
+	res, err = vm3.StopMode(done, stopDeadline, vmhost.ModeAuto)
+	if err != nil || res.StoppedBy != vmhost.ModeKill {
+		t.Fatalf("auto stop with a cancelled context = %+v, %v; want kill", res, err)
+	}
+	if err := vm3.Wait(); err != nil || !processGone(vm3.PID()) {
+		t.Errorf("after a late stop: Wait %v, pid %d gone %v", err, vm3.PID(), processGone(vm3.PID()))
 	}
 }
 
