@@ -22,8 +22,31 @@ func TestAgentInVM(t *testing.T) {
 	img := miniImage(t)
 	vmSlot(t)
 	c := startVM(t, vmOptions(t, img, "agentvm", ""))
+	started := time.Now()
+	readyLine := make(chan time.Time, 1)
+	if os.Getenv("MB_MEASURE") == "1" {
+		go func() {
+			for time.Since(started) < bootDeadline {
+				if data, _ := os.ReadFile(c.cfg.path(serialLogName)); strings.Contains(string(data), img.readyLine()) {
+					readyLine <- time.Now()
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
 
 	waitAgent(t, c, "agent ok", func(i *vmhost.AgentInfo) bool { return i.State == qga.StateOK })
+	if os.Getenv("MB_MEASURE") == "1" {
+		ok := time.Now()
+		select {
+		case r := <-readyLine:
+			t.Logf("MEASURE Start returned -> serial %q %v; -> agent ok %v (ok %v after the ready line, 100 ms polling)",
+				img.readyLine(), r.Sub(started).Round(time.Millisecond), ok.Sub(started).Round(time.Millisecond), ok.Sub(r).Round(time.Millisecond))
+		case <-time.After(10 * time.Second):
+			t.Logf("MEASURE agent ok %v after Start returned; no %q line seen", ok.Sub(started).Round(time.Millisecond), img.readyLine())
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), bootDeadline)
 	defer cancel()
 
