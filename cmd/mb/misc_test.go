@@ -137,3 +137,24 @@ func TestServiceInstallCLI(t *testing.T) {
 		t.Errorf("mb service status after uninstall: %s, want exit 1", r)
 	}
 }
+
+// mb logs -f keeps printing what is appended to the log.
+func TestLogsFollow(t *testing.T) {
+	e := newEnv(t)
+	e.ok("start", "lf", "--backend", "fake")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	follow := e.command(ctx, "logs", "-f", "--vmhost", "lf")
+	var out syncBuffer
+	follow.Stdout = &out
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = follow.Wait() }()
+	e.eventually("the follower to print the existing log", func() bool { return strings.Contains(out.String(), "VM started") })
+	if strings.Contains(out.String(), "VM stopped") {
+		t.Fatal("the log says stopped before the stop")
+	}
+	e.ok("stop", "lf")
+	e.eventually("the follower to print the stop", func() bool { return strings.Contains(out.String(), "VM stopped") })
+}

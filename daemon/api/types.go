@@ -8,7 +8,6 @@
 package api
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/mbvm/mb/vmhost"
@@ -153,6 +152,3 @@ type DaemonStopRequest struct {
 	StopVMs bool `json:"stop_vms,omitempty"`
 }
 
-// Metrics is the reply of GET /v1/vms/{name}/metrics: the guest's metrics
-// document as the agent gives it.
-type Metrics = json.RawMessage
