@@ -151,4 +151,3 @@ type DaemonStopRequest struct {
 	// StopVMs stops every running VM before the daemon exits.
 	StopVMs bool `json:"stop_vms,omitempty"`
 }
-
