@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/mbvm/mb/agent/qga"
-	"github.com/mbvm/mb/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -36,13 +35,13 @@ var (
 )
 
 // startAgent connects the guest agent on agent.sock once QEMU runs and
-// starts pinging it every agent interval; ctx ends when QEMU is gone. The
+// starts pinging it every agent_interval of the spec; ctx ends when QEMU is gone. The
 // guest needs no agent: without one the agent shows as "none" and the stop
 // skips the agent phase.
 func (c *Controller) startAgent(ctx context.Context) {
 	log := c.log.With("component", "agent")
 	client := qga.NewClient(c.cfg.path(agentSockName), qga.ClientOptions{Logger: log})
-	w := qga.NewWatcher(client, qga.WatcherOptions{Interval: spec.DefaultAgentInterval, Logger: log})
+	w := qga.NewWatcher(client, qga.WatcherOptions{Interval: c.cfg.AgentInterval, Logger: log})
 	c.mu.Lock()
 	c.agent = w
 	c.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mbvm/mb/disk"
 	"github.com/mbvm/mb/spec"
@@ -45,6 +46,10 @@ type bootConfig struct {
 
 	SSHPort  int
 	Forwards []spec.Forward
+
+	// AgentInterval is how often the guest agent is pinged (0: the
+	// default).
+	AgentInterval time.Duration
 }
 
 func (c *bootConfig) path(name string) string { return filepath.Join(c.Dir, name) }

@@ -88,6 +88,7 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.AgentInterval = time.Duration(s.AgentInterval)
 	accel, err := chooseAccel(s.Accel, os.Getenv(AccelEnv), realHost())
 	if err != nil {
 		return nil, err
