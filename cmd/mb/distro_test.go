@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mbvm/mb/home"
 	"github.com/mbvm/mb/image"
@@ -96,7 +97,9 @@ user_data: |
 	if err := os.WriteFile(specFile, []byte(specDoc), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	begin := time.Now()
 	e.ok("start", "deb", "-f", specFile, "--timeout", "10m")
+	t.Logf("mb start deb: ready (qemu-ga answers) after %s", time.Since(begin).Round(100*time.Millisecond))
 	defer e.mb("stop", "--force", "deb")
 
 	// cloud-init applied the seed: its user-data, the hostname, the user.
@@ -106,6 +109,7 @@ user_data: |
 			t.Errorf("cloud-init did not apply the seed: %q lacks %q", out, want)
 		}
 	}
+	t.Logf("cloud-init done %s after mb start began", time.Since(begin).Round(100*time.Millisecond))
 	// mb ssh: the host key is the injected one, checked strictly.
 	if out := e.ok("ssh", "deb", "--", "uname", "-a"); !strings.HasPrefix(out, "Linux deb ") {
 		t.Errorf("mb ssh deb -- uname -a printed %q", out)
