@@ -73,7 +73,7 @@ func (d *Daemon) adoptAll() {
 
 // load reads a VM's spec (and image manifest) into a new record.
 func (d *Daemon) load(name string) *vm {
-	v := &vm{name: name, dir: home.VMDir(d.cfg.Home, name), state: api.StateStopped}
+	v := newVM(name, home.VMDir(d.cfg.Home, name))
 	d.reload(v)
 	return v
 }

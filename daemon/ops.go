@@ -70,7 +70,8 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	v := &vm{name: s.Name, dir: dir, spec: s, manifest: m, state: api.StateStopped}
+	v := newVM(s.Name, dir)
+	v.spec, v.manifest = s, m
 	d.vms[s.Name] = v
 	d.log.Info("created VM", "vm", s.Name)
 	d.events.publish(api.Event{VM: s.Name, Type: api.EventCreated, State: api.StateStopped})
@@ -87,10 +88,10 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := lockCtx(ctx, &v.op); err != nil {
+	if err := v.op.lock(ctx); err != nil {
 		return api.VM{}, errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
 	}
-	defer v.op.Unlock()
+	defer v.op.unlock()
 	if v.current() == nil {
 		// The user may have edited spec.yaml while the VM was stopped.
 		d.reload(v)
@@ -180,10 +181,10 @@ func (d *Daemon) restartAfter(v *vm, delay time.Duration) {
 // or at once when force. The VM is marked as stopped by the user, so no
 // restart policy brings it back. Stopping a stopped VM succeeds.
 func (d *Daemon) stopVM(ctx context.Context, v *vm, timeout time.Duration, force bool) (api.VM, error) {
-	if err := lockCtx(ctx, &v.op); err != nil {
+	if err := v.op.lock(ctx); err != nil {
 		return api.VM{}, errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
 	}
-	defer v.op.Unlock()
+	defer v.op.unlock()
 	if err := v.setUserStopped(true); err != nil {
 		return api.VM{}, fmt.Errorf("mark VM %s as stopped: %w", v.name, err)
 	}
@@ -246,10 +247,10 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 // deleteVM removes v and its directory. A running VM is refused unless
 // force, which stops it first.
 func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
-	if err := lockCtx(ctx, &v.op); err != nil {
+	if err := v.op.lock(ctx); err != nil {
 		return errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
 	}
-	defer v.op.Unlock()
+	defer v.op.unlock()
 	if v.current() != nil {
 		if !force {
 			return errorf(http.StatusConflict, "VM %s is running: stop it first with `mb stop %s`, or use `mb rm --force %s`", v.name, v.name, v.name)
@@ -273,26 +274,4 @@ func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
 	d.log.Info("deleted VM", "vm", v.name)
 	d.events.publish(api.Event{VM: v.name, Type: api.EventDeleted})
 	return nil
-}
-
-// lockCtx takes mu, giving up when ctx ends.
-func lockCtx(ctx context.Context, mu interface {
-	TryLock() bool
-	Lock()
-}) error {
-	if mu.TryLock() {
-		return nil
-	}
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			if mu.TryLock() {
-				return nil
-			}
-		}
-	}
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ type vm struct {
 
 	// op serialises the operations that change the VM (start, stop, kill,
 	// delete, restarts): concurrent requests on one VM queue here.
-	op sync.Mutex
+	op opLock
 
 	mu         sync.Mutex
 	spec       *spec.Spec
@@ -39,6 +40,27 @@ type vm struct {
 	deleted    bool
 	ready      bool // the current run reached readiness
 }
+
+// newVM returns a stopped VM record.
+func newVM(name, dir string) *vm {
+	return &vm{name: name, dir: dir, state: api.StateStopped, op: make(opLock, 1)}
+}
+
+// opLock is a mutex that a waiter can give up on when its context ends.
+type opLock chan struct{}
+
+// lock takes the lock, or returns ctx's error.
+func (l opLock) lock(ctx context.Context) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// unlock releases the lock.
+func (l opLock) unlock() { <-l }
 
 // run is one vmhost process.
 type run struct {
