@@ -219,3 +219,21 @@ func leaveSocket(t *testing.T, path string) {
 		t.Fatalf("bind %s: %v", path, err)
 	}
 }
+
+// Kill (API) and stop --force (CLI) bring a VM down at once.
+func TestKillAndForceStop(t *testing.T) {
+	e := newEnv(t)
+	e.ok("start", "kf", "--backend", "fake")
+	status, body := e.httpCall("POST", "/v1/vms/kf/kill", "")
+	var vm api.VM
+	if err := json.Unmarshal([]byte(body), &vm); err != nil || status != 200 || vm.State != api.StateStopped || vm.StoppedBy != "kill" {
+		t.Errorf("POST /v1/vms/kf/kill: %d %s; want stopped by kill", status, body)
+	}
+	e.ok("start", "kf")
+	e.ok("stop", "--force", "kf")
+	if v := e.vm("kf"); v.State != api.StateStopped || v.StoppedBy != "kill" {
+		t.Errorf("after mb stop --force: %+v, want stopped by kill", v)
+	}
+	// Stopping a stopped VM succeeds.
+	e.ok("stop", "kf")
+}
