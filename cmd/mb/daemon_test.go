@@ -76,6 +76,22 @@ func TestDaemonStop(t *testing.T) {
 	if out := e.ok("daemon", "status"); !strings.Contains(out, "running") {
 		t.Errorf("mb daemon status = %q", out)
 	}
+	// SIGTERM (what systemd sends) also leaves the VMs running.
+	dpid := e.daemonPID()
+	if err := syscall.Kill(dpid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the daemon to exit on SIGTERM", func() bool { return !alive(dpid) })
+	if !alive(pid) {
+		t.Fatal("SIGTERM to the daemon killed the VM")
+	}
+	if _, err := os.Stat(filepath.Join(e.home, "mb.sock")); !os.IsNotExist(err) {
+		t.Errorf("mb.sock left behind after SIGTERM: %v", err)
+	}
+	e.ok("daemon", "stop", "--stop-vms") // auto-starts nothing: no daemon runs
+	if v := e.vm("d"); v.State != api.StateRunning || v.PID != pid {
+		t.Errorf("after SIGTERM and a new daemon: %+v", v)
+	}
 	e.ok("daemon", "stop", "--stop-vms")
 	e.eventually("the VM to stop with the daemon", func() bool { return !alive(pid) })
 }
