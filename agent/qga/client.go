@@ -69,6 +69,9 @@ type Client struct {
 	conn net.Conn
 	fr   *frame.Reader
 	info *Info
+	// used counts the bytes read in the current call; budget is what it
+	// may read (see countingReader).
+	used, budget int64
 
 	mu     sync.Mutex
 	closed bool
@@ -169,6 +172,7 @@ func (c *Client) do(ctx context.Context, timeout time.Duration, fn func(s *sessi
 		deadline = d
 	}
 	s := &session{c: c, deadline: deadline}
+	c.used, c.budget = 0, 0
 	err := c.ensureConnected(ctx, s)
 	if err == nil {
 		conn := c.conn
@@ -225,6 +229,7 @@ func (c *Client) ensureConnected(ctx context.Context, s *session) error {
 	c.mu.Lock()
 	c.live = conn
 	c.mu.Unlock()
+	c.budget += int64(c.opts.MaxReply) + smallReply + budgetSlack
 	c.conn = conn
 	c.fr = frame.NewReader(&countingReader{c: c, r: conn}, min(smallReply, c.opts.MaxReply))
 	if err := conn.SetDeadline(s.deadline); err != nil {
@@ -238,11 +243,17 @@ func (c *Client) ensureConnected(ctx context.Context, s *session) error {
 	return nil
 }
 
-// countingReader notes that the agent sent something.
+// countingReader notes that the agent sent something, and cuts a call
+// short once the agent has sent more than the call can legitimately need
+// (its byte budget): a guest flooding garbage then costs the host a little
+// parsing per call, not a core for the whole call timeout.
 type countingReader struct {
 	c *Client
 	r io.Reader
 }
+
+// errFlood ends a call whose agent sent more than its budget.
+var errFlood = errors.New("the guest agent sent far more data than a reply needs (garbage flood?)")
 
 func (r *countingReader) Read(b []byte) (int, error) {
 	n, err := r.r.Read(b)
@@ -250,9 +261,17 @@ func (r *countingReader) Read(b []byte) (int, error) {
 		r.c.mu.Lock()
 		r.c.stats.Received = true
 		r.c.mu.Unlock()
+		r.c.used += int64(n)
+		if err == nil && r.c.used > r.c.budget {
+			err = errFlood
+		}
 	}
 	return n, err
 }
+
+// Byte budgets of a call: what its replies may take, plus slack for stray
+// bytes; a connect may first meet the tail of a reply to an abandoned call.
+const budgetSlack = 64 << 10
 
 // sync sends guest-sync-delimited with a random id and discards everything
 // up to the 0xFF that precedes the matching reply. While the agent stays
@@ -390,6 +409,7 @@ func (s *session) replyLimit(execute string) {
 		limit = s.c.opts.MaxReply
 	}
 	s.c.fr.SetLimit(limit)
+	s.c.budget += 2*int64(limit) + budgetSlack
 }
 
 // call sends one command and reads its reply on a session.

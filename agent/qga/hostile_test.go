@@ -229,3 +229,20 @@ func TestALongCallIsNotSilence(t *testing.T) {
 		t.Errorf("state after the long call = %q", s)
 	}
 }
+
+// TestFloodsAreCutShort checks that a call against a flooding guest ends
+// once the guest has sent more than the call's replies could need, not at
+// the call's (long) timeout, so a flood costs the host little CPU.
+func TestFloodsAreCutShort(t *testing.T) {
+	for _, name := range []string{"garbage", "huge-lines", "ff-storm", "huge-reply"} {
+		t.Run(name, func(t *testing.T) {
+			path := serveSocket(t, hostileGuests[name])
+			c := qga.NewClient(path, qga.ClientOptions{CallTimeout: long, MaxReply: 1 << 20, Logger: quietLogger()})
+			t.Cleanup(func() { c.Close() })
+			_, err := c.Ping(context.Background())
+			if err == nil || !strings.Contains(err.Error(), "flood") {
+				t.Errorf("Ping against a %s flood = %v, want the flood error", name, err)
+			}
+		})
+	}
+}
