@@ -35,7 +35,7 @@ import (
 func main() {
 	out := flag.String("out", "", "directory for results.json and RESULTS.md (default: bench/ in the repository)")
 	only := flag.String("parts", "", "comma-separated parts to run (start,stop,control,scale,density,agent); default all")
-	cycles := flag.Int("cycles", 0, "start/stop cycles of the start/stop part (default 15, quick 3; fewer than 15 gives fewer than 5 runs per stop row)")
+	cycles := flag.Int("cycles", 0, "start/stop cycles of the start/stop part (default 20, quick 4: one per stop row in turn)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -80,8 +80,8 @@ type config struct {
 	parts []string // empty: all
 	// runs is the number of runs per side of a comparison.
 	runs int
-	// stopRuns is the number of start/stop cycles of the VM parts (each
-	// stop row gets a third of them).
+	// stopRuns is the number of start/stop cycles of the start/stop part;
+	// the stop variants take turns, so each stop row gets a quarter.
 	stopRuns int
 	// controlRequests is the number of status calls per client per run.
 	controlRequests int
@@ -93,7 +93,7 @@ type config struct {
 
 func configFromEnv() config {
 	if os.Getenv("BENCH_QUICK") == "1" {
-		return config{quick: true, runs: 1, stopRuns: 3, controlRequests: 200, fakeVMs: 20, densityVMs: 2,
+		return config{quick: true, runs: 1, stopRuns: len(stopVariants), controlRequests: 200, fakeVMs: 20, densityVMs: 2,
 			idle: 10 * time.Second, execRuns: 5}
 	}
 	return config{runs: 5, stopRuns: 5 * len(stopVariants), controlRequests: 2000, fakeVMs: 200, densityVMs: 8,
