@@ -356,3 +356,36 @@ func vmSlot(t *testing.T) {
 	}
 	t.Cleanup(func() { f.Close() })
 }
+
+// For an image without an agent, mb start waits for the manifest's ready
+// line on the console; exec then says the VM has no agent.
+func TestQEMUReadyLineWithoutAgent(t *testing.T) {
+	e := requireVM(t)
+	mini, err := image.LoadDir(miniImageDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.home, "images", "noagent")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	manifest := "name: noagent\nkernel: " + mini.Path(mini.Kernel) + "\ninitrd: " + mini.Path(mini.Initrd) +
+		"\ncmdline: \"" + mini.Cmdline + "\"\nready_line: \"" + mini.ReadyLine + "\"\nagent: none\n"
+	if err := os.WriteFile(filepath.Join(dir, "image.yaml"), []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := e.ok("start", "na", "--image", "noagent")
+	if !strings.Contains(out, "na is ready") {
+		t.Errorf("mb start printed %q", out)
+	}
+	if logs := e.ok("logs", "na"); !strings.Contains(logs, mini.ReadyLine) {
+		t.Errorf("mb start said ready before the ready line reached serial.log: %q", logs)
+	}
+	if v := e.vm("na"); !v.Ready || v.State != api.StateRunning {
+		t.Errorf("mb info --json: %+v, want running and ready", v)
+	}
+	if r := e.mb("exec", "na", "--", "true"); r.code != 1 || !strings.Contains(r.stderr, "no guest agent") {
+		t.Errorf("mb exec on an image with agent: none: %s", r)
+	}
+	e.ok("stop", "--force", "na")
+}
