@@ -121,13 +121,7 @@ func (in *initProc) boot(cmdline Cmdline) {
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
 		in.log.Warn("disable Ctrl-Alt-Del reboot", "err", err)
 	}
-	host := cmdline.Hostname
-	if host == "" {
-		host = DefaultHostname
-	}
-	if err := unix.Sethostname([]byte(host)); err != nil {
-		in.log.Error("set hostname", "hostname", host, "err", err)
-	}
+	host := in.setHostname(cmdline.Hostname)
 	nmod := 0
 	if rel, err := kernelRelease(); err != nil {
 		in.log.Error("find the module directory", "err", err)
