@@ -53,6 +53,11 @@ func Probe(ctx context.Context, k *Keys, user string, port int) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("SSH handshake with %s: %w", addr, ctx.Err())
 		}
+		// The connection's deadline is the context's: it may fire a hair
+		// before the context reports it.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return fmt.Errorf("SSH handshake with %s: %w", addr, context.DeadlineExceeded)
+		}
 		return fmt.Errorf("SSH handshake with %s as %q: %w", addr, user, err)
 	}
 	go ssh.DiscardRequests(reqs)
