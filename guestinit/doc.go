@@ -11,7 +11,9 @@
 // up lo and the first ethernet interface, with DHCP (busybox udhcpc) first
 // and the user-mode network's fixed 10.0.2.15/24, gateway 10.0.2.2 and DNS
 // 10.0.2.3 as the fallback; sets the hostname from mb.hostname= on the
-// kernel command line (default "mb"); then starts the agent role as a child
+// kernel command line (default "mb", also used when the value is not a
+// valid hostname), with /etc/hostname and a 127.0.1.1 line in /etc/hosts;
+// opens the power button; then starts the agent role as a child
 // (/proc/self/exe --role=agent with MB_AGENT_PID1=1 in its environment) and
 // restarts it, with backoff, whenever it exits. PID 1 itself never exits.
 //
