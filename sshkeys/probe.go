@@ -95,3 +95,14 @@ func WaitReady(ctx context.Context, k *Keys, user string, port int, interval tim
 		}
 	}
 }
+
+// ProbeVM loads the keys in the VM directory dir and probes the guest's
+// SSH on 127.0.0.1:port as user (DefaultUser when empty): the readiness
+// check for an image that has SSH but no agent.
+func ProbeVM(ctx context.Context, dir, user string, port int) error {
+	k, err := Load(dir)
+	if err != nil {
+		return err
+	}
+	return Probe(ctx, k, user, port)
+}

@@ -79,6 +79,13 @@ func TestProbeVerifiesHostKeyAndClientKey(t *testing.T) {
 		t.Errorf("probe of the right server: %v", err)
 	}
 
+	if err := ProbeVM(ctxT(t), k.Dir, "", good.Port); err != nil {
+		t.Errorf("ProbeVM of the right server: %v", err)
+	}
+	if err := ProbeVM(ctxT(t), t.TempDir(), "", good.Port); err == nil {
+		t.Error("ProbeVM without keys succeeded")
+	}
+
 	imposter := startServer(t, otherHost, k.ClientSigner().PublicKey())
 	err = Probe(ctxT(t), k, "", imposter.Port)
 	if !errors.Is(err, ErrHostKeyMismatch) {
