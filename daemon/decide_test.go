@@ -133,24 +133,30 @@ func TestIsReady(t *testing.T) {
 	unresp := &vmhost.AgentInfo{State: "unresponsive"}
 	has := func(string) bool { return true }
 	hasNot := func(string) bool { return false }
+	distro := &image.Manifest{Disk: "disk.qcow2", Agent: "none"}
 	cases := []struct {
 		name  string
 		state string
 		m     *image.Manifest
 		agent *vmhost.AgentInfo
 		line  func(string) bool
+		ssh   bool
 		want  bool
 	}{
-		{"not running", api.StateStarting, withAgent, ok, has, false},
-		{"agent answers", api.StateRunning, withAgent, ok, hasNot, true},
-		{"agent image, ready line but agent not yet", api.StateRunning, withAgent, unresp, has, false},
-		{"agent image, no agent info", api.StateRunning, withAgent, nil, has, false},
-		{"no agent, ready line seen", api.StateRunning, lineOnly, nil, has, true},
-		{"no agent, ready line not yet", api.StateRunning, lineOnly, nil, hasNot, false},
-		{"no manifest", api.StateRunning, nil, nil, hasNot, true},
+		{"not running", api.StateStarting, withAgent, ok, has, true, false},
+		{"agent answers", api.StateRunning, withAgent, ok, hasNot, false, true},
+		{"agent image, ready line but agent not yet", api.StateRunning, withAgent, unresp, has, true, false},
+		{"agent image, no agent info", api.StateRunning, withAgent, nil, has, true, false},
+		{"no agent, ready line seen", api.StateRunning, lineOnly, nil, has, false, true},
+		{"no agent, ready line not yet", api.StateRunning, lineOnly, nil, hasNot, true, false},
+		{"distro disk, SSH not yet", api.StateRunning, distro, nil, hasNot, false, false},
+		{"distro disk, SSH handshake verified", api.StateRunning, distro, nil, hasNot, true, true},
+		{"distro disk, agent answers", api.StateRunning, distro, ok, hasNot, false, true},
+		{"no manifest", api.StateRunning, nil, nil, hasNot, false, true},
 	}
 	for _, c := range cases {
-		if got := isReady(c.state, c.m, c.agent, c.line); got != c.want {
+		sshOK := func() bool { return c.ssh }
+		if got := isReady(c.state, c.m, c.agent, c.line, sshOK); got != c.want {
 			t.Errorf("%s: ready = %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/sshkeys"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -18,20 +19,51 @@ const SerialLogName = "serial.log"
 
 // isReady decides whether a running guest is ready: an image with an agent
 // is ready when the agent answers; one without, when its ready line is on
-// the console; a VM without an image manifest when its agent answers or,
-// lacking one, as soon as it runs.
-func isReady(state string, m *image.Manifest, agent *vmhost.AgentInfo, serialHas func(string) bool) bool {
+// the console, or, for a disk image (a distribution booted with a
+// cloud-init seed), when an SSH handshake verifies the host key mb
+// injected; a VM without an image manifest as soon as it runs.
+func isReady(state string, m *image.Manifest, agent *vmhost.AgentInfo, serialHas func(string) bool, sshOK func() bool) bool {
 	if state != api.StateRunning {
 		return false
 	}
 	agentOK := agent != nil && agent.State == "ok"
-	if m != nil && (m.Agent == "mb-agent" || m.Agent == "qemu-ga") {
+	switch {
+	case m == nil:
+		return true
+	case m.Agent == "mb-agent" || m.Agent == "qemu-ga":
 		return agentOK
-	}
-	if m != nil && m.ReadyLine != "" {
+	case m.ReadyLine != "":
 		return agentOK || serialHas(m.ReadyLine)
+	case m.Disk != "":
+		return agentOK || sshOK()
 	}
 	return true
+}
+
+// sshProbeInterval spaces the SSH readiness probes of one VM.
+const sshProbeInterval = time.Second
+
+// sshReady does one SSH handshake with the VM at 127.0.0.1:port, at most
+// once per sshProbeInterval, and reports whether the guest presented the
+// injected host key and accepted mb's client key.
+func (d *Daemon) sshReady(ctx context.Context, v *vm, port int) bool {
+	if port == 0 {
+		return false
+	}
+	v.mu.Lock()
+	if time.Since(v.lastSSHProbe) < sshProbeInterval {
+		v.mu.Unlock()
+		return false
+	}
+	v.lastSSHProbe = time.Now()
+	v.mu.Unlock()
+	keys, err := sshkeys.Load(v.dir)
+	if err != nil {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return sshkeys.Probe(pctx, keys, "", port) == nil
 }
 
 // fileContains reports whether path holds line (a substring search over
@@ -107,7 +139,7 @@ func (d *Daemon) view(ctx context.Context, v *vm, detailed bool) api.VM {
 	if !ready && cur == r {
 		ready = isReady(out.State, m, resp.Agent, func(line string) bool {
 			return fileContains(v.file(SerialLogName), line)
-		})
+		}, func() bool { return d.sshReady(ctx, v, out.SSHPort) })
 		if ready {
 			v.mu.Lock()
 			if v.cur == r {

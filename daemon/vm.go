@@ -39,6 +39,9 @@ type vm struct {
 	cur        *run // the current vmhost, nil when none runs
 	deleted    bool
 	ready      bool // the current run reached readiness
+	// lastSSHProbe spaces the SSH readiness probes (disk images without
+	// an agent).
+	lastSSHProbe time.Time
 }
 
 // newVM returns a stopped VM record.
