@@ -67,10 +67,12 @@ type QemuImgError struct {
 	Err  error
 }
 
+// Error says which qemu-img command failed and what qemu-img printed.
 func (e *QemuImgError) Error() string {
 	return fmt.Sprintf("qemu-img %s: %s", strings.Join(e.Args, " "), e.Msg)
 }
 
+// Unwrap returns the process error.
 func (e *QemuImgError) Unwrap() error { return e.Err }
 
 // ErrMissingBacking means a qcow2 image's backing file does not exist.
