@@ -271,6 +271,7 @@ func vmhostGood(sock string) func(context.Context) error {
 
 // TestSocketFuzzVMHost fuzzes a stand-alone fake vmhost's socket.
 func TestSocketFuzzVMHost(t *testing.T) {
+	t.Parallel() // with TestSocketFuzzDaemon: 20 s instead of 40
 	bin := needVMHost(t)
 	h := newHome(t)
 	dir := filepath.Join(h, "vms", "z1")
@@ -297,6 +298,7 @@ func TestSocketFuzzVMHost(t *testing.T) {
 // socket of a fake VM the daemon runs; both keep answering good requests
 // and the garbage creates no VM.
 func TestSocketFuzzDaemon(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	mb, d := mbFor(t, h)
 	run(t, mb, "start", "fz", "-f", fakeSpec(t, mb, "fz", "no"))
