@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -36,7 +37,19 @@ func describeMachine(ctx context.Context) Machine {
 		m.QEMU = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	}
 	m.Accelerator = hostAccel()
+	m.LoadStart = loadAverage()
 	return m
+}
+
+// loadAverage is the 1-minute load average (0 when unknown).
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	_, _ = fmt.Sscan(string(data), &l)
+	return l
 }
 
 // hostAccel names the accelerator before any VM ran: MB_ACCEL when set,

@@ -181,6 +181,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*Report, error) {
 	if e.accel != "" {
 		rep.Machine.Accelerator = e.accel
 	}
+	rep.Machine.LoadEnd = loadAverage()
 	rep.DurationSeconds = time.Since(began).Seconds()
 	return rep, nil
 }

@@ -44,6 +44,10 @@ type Machine struct {
 	Kernel      string `json:"kernel"`
 	QEMU        string `json:"qemu,omitempty"`
 	Go          string `json:"go"`
+	// LoadStart and LoadEnd are the 1-minute load averages when the run
+	// began and ended: other work on the machine shows here.
+	LoadStart float64 `json:"load_start"`
+	LoadEnd   float64 `json:"load_end"`
 }
 
 // Report is the whole run, as written to results.json.
@@ -232,8 +236,8 @@ func (m Machine) Markdown() string {
 	if q == "" {
 		q = "not found"
 	}
-	return fmt.Sprintf("%s, %d cores, %.1f GiB memory, accelerator %s, Linux %s, %s, %s",
-		m.CPUModel, m.Cores, float64(m.MemoryBytes)/(1<<30), m.Accelerator, m.Kernel, q, m.Go)
+	return fmt.Sprintf("%s, %d cores, %.1f GiB memory, accelerator %s, Linux %s, %s, %s; load average %.1f at the start, %.1f at the end",
+		m.CPUModel, m.Cores, float64(m.MemoryBytes)/(1<<30), m.Accelerator, m.Kernel, q, m.Go, m.LoadStart, m.LoadEnd)
 }
 
 // write stores results.json and RESULTS.md in dir.
