@@ -16,6 +16,7 @@ func scalePart() part {
 		{id: "scale.starts", name: "scale: N sequential `mb start` of fake VMs, total", unit: "s"},
 		{id: "scale.start_each", name: "scale: one `mb start` of a fake VM (per call)", unit: "ms"},
 		{id: "scale.ls", name: "scale: `mb ls --json` with N VMs running", unit: "ms", target: &target{"<", 100}},
+		{id: "scale.api_list", name: "scale: GET /v1/vms on mb.sock with N VMs (the daemon's part of `mb ls`, no CLI process)", unit: "ms"},
 		{id: "scale.daemon_rss", name: "scale: daemon resident memory (RSS) with N VMs", unit: "MiB"},
 		{id: "scale.vmhost_rss", name: "scale: vmhost resident memory (RSS), median over the VMs", unit: "MiB", target: &target{"<", 15}},
 		{id: "scale.vmhost_pss", name: "scale: vmhost proportional memory (PSS), median over the VMs", unit: "MiB"},
@@ -27,7 +28,7 @@ func runScale(ctx context.Context, e *env, r *results) error {
 		return err
 	}
 	n := e.cfg.fakeVMs
-	for _, id := range []string{"scale.starts", "scale.start_each", "scale.ls", "scale.daemon_rss", "scale.vmhost_rss", "scale.vmhost_pss"} {
+	for _, id := range []string{"scale.starts", "scale.start_each", "scale.ls", "scale.api_list", "scale.daemon_rss", "scale.vmhost_rss", "scale.vmhost_pss"} {
 		r.note(id, "N = %d", n)
 	}
 	h, err := rig.NewHome("mbbf")
@@ -91,6 +92,15 @@ func runScale(ctx context.Context, e *env, r *results) error {
 		ls = append(ls, ms(took))
 	}
 	r.set("scale.ls", ls)
+	var api []float64
+	for range lsRuns {
+		t := time.Now()
+		if _, err := rig.DaemonGet(ctx, mb.Socket(), "/v1/vms"); err != nil {
+			return err
+		}
+		api = append(api, ms(time.Since(t)))
+	}
+	r.set("scale.api_list", api)
 
 	rss, err := procfs.RSS(d.PID())
 	if err != nil {
