@@ -141,6 +141,9 @@ func vmhostGarbage(ctx context.Context, rnd *rand.Rand, sock string) {
 	}
 }
 
+// fuzzVM is the VM running while mb.sock is fuzzed.
+const fuzzVM = "fz"
+
 // daemonGarbage sends one piece of hostile input to the daemon's HTTP
 // socket. It never sends a well-formed request that changes a VM.
 func daemonGarbage(ctx context.Context, rnd *rand.Rand, sock string) {
@@ -155,11 +158,30 @@ func daemonGarbage(ctx context.Context, rnd *rand.Rand, sock string) {
 		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		discard(conn)
 	}
-	switch rnd.IntN(9) {
+	switch rnd.IntN(12) {
 	case 0:
 		_, _ = conn.Write(randomBytes(rnd, 1+rnd.IntN(4096)))
 	case 1:
 		_, _ = conn.Write([]byte("GET /v1/v"))
+	case 9: // a following stream, dropped abruptly
+		path := "/v1/events?follow=1"
+		if rnd.IntN(2) == 0 {
+			path = "/v1/vms/" + fuzzVM + "/logs?follow=1&source=vmhost"
+		}
+		_, _ = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: mb\r\n\r\n", path)
+		_ = conn.SetReadDeadline(time.Now().Add(time.Duration(50+rnd.IntN(300)) * time.Millisecond))
+		discard(conn)
+	case 10: // garbage exec requests on the running VM (the fake has no agent)
+		body := randomBytes(rnd, rnd.IntN(500))
+		_, _ = fmt.Fprintf(conn, "POST /v1/vms/%s/exec HTTP/1.1\r\nHost: mb\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", fuzzVM, len(body))
+		_, _ = conn.Write(body)
+		readSome()
+	case 11: // pipelined requests, replies never read
+		for range 50 {
+			if _, err := conn.Write([]byte("GET /v1/vms HTTP/1.1\r\nHost: mb\r\n\r\n")); err != nil {
+				break
+			}
+		}
 	case 2: // a huge header
 		_, _ = fmt.Fprintf(conn, "GET /v1/vms HTTP/1.1\r\nHost: mb\r\nX-Junk: %s\r\n\r\n", randomASCII(rnd, 1<<20))
 		readSome()
@@ -301,8 +323,8 @@ func TestSocketFuzzDaemon(t *testing.T) {
 	t.Parallel()
 	h := newHome(t)
 	mb, d := mbFor(t, h)
-	run(t, mb, "start", "fz", "-f", fakeSpec(t, mb, "fz", "no"))
-	dir := mb.VMDir("fz")
+	run(t, mb, "start", fuzzVM, "-f", fakeSpec(t, mb, fuzzVM, "no"))
+	dir := mb.VMDir(fuzzVM)
 	before := snapshot(t, h)
 	ctx := ctxFor(t, 5*time.Minute)
 	dmem := watchMemory(ctx, d.PID())
