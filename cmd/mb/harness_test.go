@@ -46,6 +46,7 @@ func testMain(m *testing.M) int {
 // testEnv is one temporary $MB_HOME with its own daemon.
 type testEnv struct {
 	t    *testing.T
+	root string // removed at cleanup (home may be a directory inside it)
 	home string
 	// extraEnv is added to every mb invocation.
 	extraEnv []string
@@ -59,7 +60,7 @@ func newEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &testEnv{t: t, home: h}
+	e := &testEnv{t: t, root: h, home: h}
 	t.Cleanup(e.cleanup)
 	return e
 }
@@ -81,7 +82,7 @@ func (e *testEnv) cleanup() {
 	for len(e.vmhostPIDs("")) > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	os.RemoveAll(e.home)
+	os.RemoveAll(e.root)
 }
 
 func readPIDFile(path string) int {
