@@ -88,12 +88,31 @@ type qemuBinary struct {
 }
 
 // findBinary locates name (a bare name is looked up in PATH) and checks its
-// version. vmhost runs one VM, so this runs once per binary per process.
-func findBinary(ctx context.Context, name string, a arch) (qemuBinary, error) {
+// version. The version comes from cache when the binary is unchanged since
+// it was last checked, so `--version` runs once per installed binary, not on
+// every start.
+func findBinary(ctx context.Context, name string, a arch, cache versionCache) (qemuBinary, error) {
 	path, err := exec.LookPath(name)
 	if err != nil {
 		return qemuBinary{}, fmt.Errorf("QEMU binary %s not found: %w; %s", name, err, installHint(a))
 	}
+	v, ok := cache.lookup(path)
+	if !ok {
+		if v, err = runVersion(ctx, path, a); err != nil {
+			return qemuBinary{}, err
+		}
+	}
+	if !v.atLeast(minMajor, minMinor) {
+		return qemuBinary{}, fmt.Errorf("%s is QEMU %s, mb needs %d.%d or newer; %s", path, v, minMajor, minMinor, installHint(a))
+	}
+	if !ok {
+		cache.store(path, v)
+	}
+	return qemuBinary{Path: path, Version: v}, nil
+}
+
+// runVersion runs `path --version` and parses its answer.
+func runVersion(ctx context.Context, path string, a arch) (qemuVersion, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, "--version").Output()
@@ -102,16 +121,13 @@ func findBinary(ctx context.Context, name string, a arch) (qemuBinary, error) {
 		if errors.As(err, &ee) {
 			err = fmt.Errorf("%w: %s", err, firstLine(ee.Stderr))
 		}
-		return qemuBinary{}, fmt.Errorf("run %s --version: %w; reinstall QEMU (%s)", path, err, installHint(a))
+		return qemuVersion{}, fmt.Errorf("run %s --version: %w; reinstall QEMU (%s)", path, err, installHint(a))
 	}
 	v, err := parseVersion(out)
 	if err != nil {
-		return qemuBinary{}, fmt.Errorf("%s --version: %w", path, err)
+		return qemuVersion{}, fmt.Errorf("%s --version: %w", path, err)
 	}
-	if !v.atLeast(minMajor, minMinor) {
-		return qemuBinary{}, fmt.Errorf("%s is QEMU %s, mb needs %d.%d or newer; %s", path, v, minMajor, minMinor, installHint(a))
-	}
-	return qemuBinary{Path: path, Version: v}, nil
+	return v, nil
 }
 
 func firstLine(b []byte) string {

@@ -100,7 +100,7 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if name == "" {
 		name = binaryName(a)
 	}
-	bin, err := findBinary(ctx, name, a)
+	bin, err := findBinary(ctx, name, a, newVersionCache(mbHome))
 	if err != nil {
 		return nil, err
 	}
