@@ -116,7 +116,7 @@ user_data: |
 			t.Errorf("cloud-init did not apply the seed: %q lacks %q", out, want)
 		}
 	}
-	t.Logf("cloud-init done %s after mb start began", time.Since(begin).Round(100*time.Millisecond))
+	t.Logf("cloud-init status --wait returned %s after mb start began", time.Since(begin).Round(100*time.Millisecond))
 	// mb ssh: the host key is the injected one, checked strictly.
 	if out := e.ok("ssh", "deb", "--", "uname", "-a"); !strings.HasPrefix(out, "Linux deb ") {
 		t.Errorf("mb ssh deb -- uname -a printed %q", out)
