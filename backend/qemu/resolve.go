@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mbvm/mb/cloudinit"
 	"os"
 	"path/filepath"
 
@@ -88,6 +89,12 @@ func resolveDisk(ctx context.Context, c *bootConfig, s *spec.Spec, m *image.Mani
 	default:
 		return nil
 	}
+	// A disk boots a distribution: give it its SSH keys and cloud-init seed.
+	seed, err := cloudinit.PrepareVM(c.Dir, s)
+	if err != nil {
+		return err
+	}
+	c.Drives = append(c.Drives, disk.Drive{Path: seed, Format: "raw", ReadOnly: true})
 	if c.Kernel != "" {
 		return nil
 	}
