@@ -93,8 +93,10 @@ func TestResolveDiskImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	overlay := filepath.Join(vmDir, "disk.qcow2")
-	if len(c.Drives) != 1 || c.Drives[0].Path != overlay || c.Drives[0].Format != "qcow2" {
-		t.Fatalf("drives = %+v, want the overlay %s", c.Drives, overlay)
+	seed := filepath.Join(vmDir, "seed.iso")
+	if len(c.Drives) != 2 || c.Drives[0].Path != overlay || c.Drives[0].Format != "qcow2" ||
+		c.Drives[1].Path != seed || !c.Drives[1].ReadOnly {
+		t.Fatalf("drives = %+v, want the overlay %s and the read-only cloud-init seed %s", c.Drives, overlay, seed)
 	}
 	if _, err := os.Stat(overlay); err != nil {
 		t.Errorf("overlay not created: %v", err)
