@@ -236,7 +236,11 @@ func (f *fetcher) startBar(total int64) *pb.ProgressBar {
 	if total < 0 {
 		total = 0
 	}
-	return pb.New64(total).SetTemplate(pb.Full).Set(pb.Bytes, true).SetWriter(f.progress).Start()
+	bar := pb.New64(total).SetTemplate(pb.Full).Set(pb.Bytes, true).SetWriter(f.progress)
+	if w := barWidth(f.progress); w > 0 {
+		bar.SetWidth(w)
+	}
+	return bar.Start()
 }
 
 func (f *fetcher) proxy(bar *pb.ProgressBar, r io.Reader) io.Reader {
