@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -128,6 +129,10 @@ func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h has
 		if err != nil {
 			if ctx.Err() != nil {
 				return written, fmt.Errorf("download %s: %w", src, ctx.Err())
+			}
+			var dnsErr *net.DNSError
+			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+				return written, fmt.Errorf("download %s: %w (check the host name, or the network's DNS)", src, err)
 			}
 			lastErr = err
 			continue

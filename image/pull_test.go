@@ -168,6 +168,12 @@ func TestPullHTTPErrors(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", tc.url, err, tc.want)
 		}
 	}
+	// A host that does not exist fails at once (or, without a DNS server
+	// to say so, after the retries).
+	if _, err := Pull(testCtx(t), mbHome, pullOpts("http://no-such-host.invalid/x.qcow2")); err == nil ||
+		!(strings.Contains(err.Error(), "check the host name") || strings.Contains(err.Error(), "gave up")) {
+		t.Errorf("unknown host: err = %v", err)
+	}
 	o = pullOpts("file:///nonexistent/x.qcow2")
 	o.SHA256 = "xyz"
 	if _, err := Pull(testCtx(t), mbHome, o); err == nil || !strings.Contains(err.Error(), "64 hexadecimal") {
