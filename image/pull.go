@@ -138,7 +138,7 @@ func Pull(ctx context.Context, mbHome string, o PullOptions) (*Manifest, error) 
 
 // normaliseDigest checks a hex SHA-256 and lower-cases it; "" stays "".
 func normaliseDigest(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), "sha256:")))
+	s = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:")
 	if s == "" {
 		return "", nil
 	}
