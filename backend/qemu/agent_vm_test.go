@@ -62,6 +62,15 @@ func TestAgentInVM(t *testing.T) {
 	if err != nil || string(res.Stdout) != "started\n" {
 		t.Errorf("command backgrounding a sleeper = %+v, %v; want it to return", res, err)
 	}
+	t0 := time.Now()
+	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"head", "-c", "20971520", "/dev/zero"}})
+	switch {
+	case err != nil:
+		t.Errorf("20 MiB of output: %v", err)
+	case !res.OutTruncated || len(res.Stdout) != 16<<20:
+		t.Errorf("20 MiB of output: truncated %v, %d bytes; want the flag and 16 MiB", res.OutTruncated, len(res.Stdout))
+	}
+	t.Logf("20 MiB exec (16 MiB returned) took %v", time.Since(t0).Round(time.Millisecond))
 	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"cat"}, Stdin: []byte("through\x00stdin")})
 	if err != nil || string(res.Stdout) != "through\x00stdin" {
 		t.Errorf("cat with stdin = %+v, %v", res, err)
