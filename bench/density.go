@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ func densityPart() part {
 		{id: "density.overhead", name: "density: host memory per VM beyond guest RAM (vmhost PSS + QEMU PSS − guest-RAM PSS)", unit: "MiB"},
 		{id: "density.vmhost_pss", name: "density: vmhost PSS per VM", unit: "MiB"},
 		{id: "density.qemu_pss", name: "density: QEMU PSS per VM (guest RAM included)", unit: "MiB"},
+		{id: "density.qemu_code", name: "density: QEMU's anonymous executable memory, resident (the TCG translation cache)", unit: "MiB"},
 		{id: "density.guest_resident", name: "density: guest RAM resident per VM (of 128 MiB)", unit: "MiB"},
 		{id: "density.qemu_rss_minus_guest", name: "density: vmhost RSS + QEMU RSS − 128 MiB (the naive figure)", unit: "MiB"},
 	}, run: runDensity}
@@ -96,7 +98,7 @@ func runDensity(ctx context.Context, e *env, r *results) error {
 	}
 	r.set("density.start_all", []float64{took.Seconds()})
 
-	var over, vpss, qpss, guest, naive []float64
+	var over, vpss, qpss, guest, naive, code []float64
 	for _, name := range names {
 		dir := mb.VMDir(name)
 		qpid, err := qemuPID(dir)
@@ -114,13 +116,15 @@ func runDensity(ctx context.Context, e *env, r *results) error {
 		over = append(over, mib(m.vmhostPSS+m.qemuPSS-m.guestPSS))
 		vpss, qpss, guest = append(vpss, mib(m.vmhostPSS)), append(qpss, mib(m.qemuPSS)), append(guest, mib(m.guestRSS))
 		naive = append(naive, mib(m.vmhostRSS+m.qemuRSS)-densityGuestMiB)
+		code = append(code, mib(m.codeRSS))
 	}
 	r.set("density.overhead", over)
 	r.set("density.vmhost_pss", vpss)
 	r.set("density.qemu_pss", qpss)
 	r.set("density.guest_resident", guest)
 	r.set("density.qemu_rss_minus_guest", naive)
-	for _, id := range []string{"density.overhead", "density.vmhost_pss", "density.qemu_pss", "density.guest_resident", "density.qemu_rss_minus_guest"} {
+	r.set("density.qemu_code", code)
+	for _, id := range []string{"density.overhead", "density.vmhost_pss", "density.qemu_pss", "density.qemu_code", "density.guest_resident", "density.qemu_rss_minus_guest"} {
 		r.note(id, "spread over the %d VMs", n)
 	}
 	return nil
@@ -132,6 +136,10 @@ type vmMem struct {
 	qemuRSS, qemuPSS     uint64
 	// guestRSS and guestPSS are those of QEMU's guest-RAM mapping.
 	guestRSS, guestPSS uint64
+	// codeRSS is the resident size of QEMU's anonymous executable
+	// mappings: under TCG, the translated-code cache (1 GiB reserved by
+	// QEMU 7.2's default tb-size, filled as the guest runs new code).
+	codeRSS uint64
 }
 
 // vmMemory measures a VM's vmhost and QEMU. The guest RAM is the largest
@@ -156,17 +164,22 @@ func vmMemory(vmhostPID, qemuPID int, guestBytes uint64) (vmMem, error) {
 	if err != nil {
 		return m, err
 	}
-	found := false
-	for _, mp := range maps {
+	guest := -1
+	for i, mp := range maps {
 		if mp.Name == "" && mp.Size() >= guestBytes && mp.Size() <= guestBytes+4<<20 {
-			if !found || mp.RSS > m.guestRSS {
-				m.guestRSS, m.guestPSS = mp.RSS, mp.PSS
+			if guest < 0 || mp.RSS > maps[guest].RSS {
+				guest = i
 			}
-			found = true
 		}
 	}
-	if !found {
+	if guest < 0 {
 		return m, fmt.Errorf("no anonymous mapping of the guest's %d MiB in QEMU (PID %d)", guestBytes>>20, qemuPID)
+	}
+	m.guestRSS, m.guestPSS = maps[guest].RSS, maps[guest].PSS
+	for _, mp := range maps {
+		if mp.Name == "" && strings.Contains(mp.Perms, "x") {
+			m.codeRSS += mp.RSS
+		}
 	}
 	return m, nil
 }

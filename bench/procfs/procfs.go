@@ -246,6 +246,7 @@ func kbField(data []byte, key, path string) (uint64, error) {
 // Mapping is one memory mapping of /proc/<pid>/smaps with its sizes.
 type Mapping struct {
 	Start, End uint64
+	Perms      string // "rw-p", "r-xp", ...
 	Name       string // path or [heap], "" for anonymous memory
 	RSS, PSS   uint64 // bytes
 }
@@ -278,6 +279,9 @@ func parseSmaps(data []byte) ([]Mapping, error) {
 			end, err2 := strconv.ParseUint(hi, 16, 64)
 			if err1 == nil && err2 == nil {
 				m := Mapping{Start: start, End: end}
+				if len(f) >= 2 {
+					m.Perms = f[1]
+				}
 				if len(f) >= 6 {
 					m.Name = strings.Join(f[5:], " ")
 				}
