@@ -9,56 +9,36 @@ import (
 	"testing"
 )
 
-func TestRotateLog(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "serial.log")
-	if err := rotateLog(path, 10); err != nil {
+// TestBoundLog bounds a log held open with O_APPEND, as QEMU holds it:
+// over the cap it moves to serial.log.1, and the writer's next line lands
+// at the start of the emptied file.
+func TestBoundLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "serial.log")
+	if err := boundLog(path); err != nil {
 		t.Fatalf("missing log: %v", err)
 	}
-	os.WriteFile(path, []byte("short"), 0o600)
-	if err := rotateLog(path, 10); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(path + ".1"); err == nil {
-		t.Error("a log under the cap was rotated")
-	}
-	os.WriteFile(path, []byte("a crash log over the cap"), 0o600)
-	if err := rotateLog(path, 10); err != nil {
-		t.Fatal(err)
-	}
-	if old, _ := os.ReadFile(path + ".1"); string(old) != "a crash log over the cap" {
-		t.Errorf("serial.log.1 = %q", old)
-	}
-	if _, err := os.Stat(path); err == nil {
-		t.Error("serial.log still there after rotation")
-	}
-}
-
-// TestTrimLog trims a log held open with O_APPEND, as QEMU holds it: the
-// writer's next line lands at the start of the emptied file.
-func TestTrimLog(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "serial.log")
 	w, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	w.WriteString(strings.Repeat("x", 100))
-	if err := trimLog(path, 50); err != nil {
+	w.WriteString("short")
+	if err := boundLog(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + ".1"); err == nil {
+		t.Error("a log under the cap was rotated")
+	}
+	w.WriteString(strings.Repeat("x", serialLogCap))
+	if err := boundLog(path); err != nil {
 		t.Fatal(err)
 	}
 	w.WriteString("next")
 	if got, _ := os.ReadFile(path); string(got) != "next" {
-		t.Errorf("log after trim = %q, want %q", got, "next")
+		t.Errorf("log after rotation = %q, want %q", got, "next")
 	}
-	if old, _ := os.ReadFile(path + ".1"); len(old) != 100 {
-		t.Errorf("serial.log.1 has %d bytes, want 100", len(old))
-	}
-	if err := trimLog(path, 50); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(path); string(got) != "next" {
-		t.Errorf("a log under the cap was trimmed: %q", got)
+	if old, _ := os.ReadFile(path + ".1"); len(old) != serialLogCap+len("short") {
+		t.Errorf("serial.log.1 has %d bytes, want %d", len(old), serialLogCap+len("short"))
 	}
 }
 

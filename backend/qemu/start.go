@@ -107,7 +107,7 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err := checkExplicitPorts(&s); err != nil {
 		return nil, err
 	}
-	if err := rotateLog(cfg.path(serialLogName), serialLogCap); err != nil {
+	if err := boundLog(cfg.path(serialLogName)); err != nil {
 		return nil, err
 	}
 
@@ -192,7 +192,7 @@ func launch(ctx context.Context, log *slog.Logger, cfg *bootConfig, accel accelC
 		return nil, err
 	}
 	log.Info("qemu running", "pid", cmd.Process.Pid, "qemu_version", bin.Version, "ssh_port", cfg.SSHPort)
-	go keepLogBounded(hctx, cfg.path(serialLogName), serialLogCap, serialLogCheckEvery, log)
+	go keepLogBounded(hctx, cfg.path(serialLogName), serialLogCheckEvery, log)
 	c.startAgent(hctx)
 	return c, nil
 }
