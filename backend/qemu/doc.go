@@ -13,7 +13,8 @@
 //	qmp.sock     the QMP monitor (used by vmhost only)
 //	console.sock the serial console (for `mb console`)
 //	serial.log   everything the console printed, appended across restarts;
-//	             rotated to serial.log.1 at start once over 4 MiB
+//	             moved to serial.log.1 once over 4 MiB (checked at start
+//	             and every 30 s)
 //	agent.sock   the guest agent's virtio-serial port org.qemu.guest_agent.0
 //	disk.qcow2   for a disk image: the VM's overlay on the image's base
 //	efi-vars.fd  for a UEFI disk boot: the VM's firmware variables

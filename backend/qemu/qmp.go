@@ -23,8 +23,7 @@ var errMonitorBroken = errors.New("QMP monitor is not answering")
 // event drain. Only small commands go through it: the library breaks on a
 // reply over 64 KiB.
 type monitor struct {
-	mon     *qmp.SocketMonitor
-	version string
+	mon *qmp.SocketMonitor
 	// timeout bounds each call (qmpCallTimeout outside tests).
 	timeout time.Duration
 	broken  atomic.Bool
@@ -63,9 +62,6 @@ func dialMonitor(ctx context.Context, path string, timeout time.Duration, onEven
 		return nil, fmt.Errorf("QMP events on %s: %w", path, err)
 	}
 	m := &monitor{mon: mon, timeout: timeout, drained: make(chan struct{})}
-	if mon.Version != nil {
-		m.version = mon.Version.String()
-	}
 	go func() {
 		defer close(m.drained)
 		for e := range events {

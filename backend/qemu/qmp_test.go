@@ -77,9 +77,6 @@ func TestMonitorEventsAndStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.close()
-	if m.version != "7.2.22" {
-		t.Errorf("version = %q", m.version)
-	}
 	conn := <-f.conns
 	// Many events before a command: the drain must keep the reply path free.
 	for range 100 {
