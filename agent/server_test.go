@@ -253,8 +253,15 @@ func TestErrors(t *testing.T) {
 func TestOversizedRequestIsRefused(t *testing.T) {
 	g := startGuest(t)
 	big := `{"execute":"guest-ping","arguments":{"x":"` + strings.Repeat("a", 2*MaxRequestSize) + `"}}`
-	go g.send(big)
+	sent := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(g.conn, big)
+		sent <- err
+	}()
 	r := g.next()
+	if err := <-sent; err != nil {
+		t.Fatalf("write the oversized request: %v", err)
+	}
 	if r.Error == nil || !strings.Contains(r.Error.Desc, "larger") {
 		t.Fatalf("oversized request: reply %+v, want an error saying it is too large", r)
 	}
