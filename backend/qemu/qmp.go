@@ -15,6 +15,11 @@ import (
 // a call that does not answer in time marks the monitor broken.
 const qmpCallTimeout = 10 * time.Second
 
+// errQMPDial marks a failure to reach the QMP socket at all (not yet
+// listening), which is worth retrying while QEMU starts; a failed handshake
+// is not.
+var errQMPDial = errors.New("QMP socket not reachable")
+
 // errMonitorBroken is returned for calls on a monitor that timed out or lost
 // its connection.
 var errMonitorBroken = errors.New("QMP monitor is not answering")
@@ -37,7 +42,7 @@ type monitor struct {
 func dialMonitor(ctx context.Context, path string, timeout time.Duration, onEvent func(qmp.Event)) (*monitor, error) {
 	mon, err := qmp.NewSocketMonitor("unix", path, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("connect to QMP at %s: %w", path, err)
+		return nil, fmt.Errorf("connect to QMP at %s: %w: %w", path, errQMPDial, err)
 	}
 	// Connect reads the banner and runs qmp_capabilities with no deadline.
 	// On a timeout the goroutine is abandoned; it ends when QEMU (killed by

@@ -219,9 +219,14 @@ func (c *Controller) connect(ctx context.Context) error {
 			continue
 		}
 		mon, err := dialMonitor(ctx, path, qmpCallTimeout, c.onEvent)
-		if err != nil {
+		if errors.Is(err, errQMPDial) {
 			lastErr = err
 			continue
+		}
+		if err != nil {
+			// QMP takes one client at a time, so a wedged handshake
+			// would block every retry: give up.
+			return fmt.Errorf("qemu started but its monitor fails: %w", err)
 		}
 		c.mu.Lock()
 		c.mon = mon
