@@ -68,7 +68,7 @@ func (q *qgaConn) call(ctx context.Context, cmd string, args, out any) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = q.c.SetDeadline(dl)
 	}
-	req, err := json.Marshal(map[string]any{"execute": cmd, "arguments": args})
+	req, err := qgaRequest(cmd, args)
 	if err != nil {
 		return err
 	}
@@ -98,9 +98,19 @@ func (q *qgaConn) call(ctx context.Context, cmd string, args, out any) error {
 	return nil
 }
 
+// qgaRequest encodes a request; stock qemu-ga refuses "arguments": null,
+// so nil arguments are left out.
+func qgaRequest(cmd string, args any) ([]byte, error) {
+	req := map[string]any{"execute": cmd}
+	if args != nil {
+		req["arguments"] = args
+	}
+	return json.Marshal(req)
+}
+
 // send writes a command without waiting for a reply.
 func (q *qgaConn) send(cmd string, args any) error {
-	req, err := json.Marshal(map[string]any{"execute": cmd, "arguments": args})
+	req, err := qgaRequest(cmd, args)
 	if err != nil {
 		return err
 	}
