@@ -21,6 +21,11 @@ func TestVM(t *testing.T) {
 	img := miniImage(t)
 	vmSlot(t)
 	opts := vmOptions(t, img, "qtest-1", "")
+	fwdPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Spec.Forwards = []spec.Forward{{Host: fwdPort, Guest: 80}}
 	vm := startVM(t, opts)
 
 	t.Run("reaches running and prints the ready line", func(t *testing.T) {
@@ -55,12 +60,23 @@ func TestVM(t *testing.T) {
 		if !strings.Contains(d.Details["cmdline"].(string), "mb.hostname=qtest-1") {
 			t.Errorf("kernel command line %q lacks mb.hostname", d.Details["cmdline"])
 		}
-		// QEMU itself listens on the SSH forward, on loopback.
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), 10*time.Second)
-		if err != nil {
-			t.Errorf("SSH forward 127.0.0.1:%d not listening: %v", port, err)
-		} else {
+		if fw, _ := d.Details["forwards"].([]string); !slices.Equal(fw, []string{strconv.Itoa(fwdPort) + ":80"}) {
+			t.Errorf("forwards = %v, want %d:80", d.Details["forwards"], fwdPort)
+		}
+		// QEMU itself listens on the forwards, on loopback only.
+		for _, p := range []int{port, fwdPort} {
+			conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), 10*time.Second)
+			if err != nil {
+				t.Errorf("forward 127.0.0.1:%d not listening: %v", p, err)
+				continue
+			}
 			conn.Close()
+			if ip := nonLoopbackIP(); ip != "" {
+				if conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(p)), 10*time.Second); err == nil {
+					conn.Close()
+					t.Errorf("forward port %d answers on %s: it must bind 127.0.0.1 only", p, ip)
+				}
+			}
 		}
 		pidData, err := os.ReadFile(vm.cfg.path(pidFileName))
 		if err != nil || strings.TrimSpace(string(pidData)) != strconv.Itoa(vm.PID()) {
@@ -288,6 +304,21 @@ func TestStopModeAgentWithoutAgent(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no guest agent") || !strings.Contains(err.Error(), "acpi") {
 		t.Errorf("StopMode agent without agent: err = %v, want one naming the other modes", err)
 	}
+}
+
+// nonLoopbackIP returns one of the host's IPv4 addresses other than
+// loopback, or "" when it has none.
+func nonLoopbackIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return ""
 }
 
 func serialTail(c *Controller) string {
