@@ -1,0 +1,207 @@
+package guestinit
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/image"
+)
+
+// Generous deadlines: a busy 2-core machine under TCG must not turn a
+// correct test red. Boot speed is measured, never asserted.
+const (
+	bootDeadline = 120 * time.Second
+	stopDeadline = 90 * time.Second
+)
+
+// requireVMEnv makes a missing image a failure instead of a skip.
+const requireVMEnv = "MB_REQUIRE_VM"
+
+// miniImage finds the mini image under $MB_HOME (or ~/.mb). Without it the
+// test is skipped, or fails when MB_REQUIRE_VM=1.
+func miniImage(t *testing.T) *image.Manifest {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("the guestinit VM tests drive an x86_64 q35 guest; this host is %s", runtime.GOARCH)
+	}
+	h, err := home.Dir()
+	if err == nil {
+		var m *image.Manifest
+		if m, err = image.Load(h, "mini"); err == nil {
+			return m
+		}
+	}
+	if os.Getenv(requireVMEnv) == "1" {
+		t.Fatalf("%s=1 but the mini image is not usable: %v (run make image)", requireVMEnv, err)
+	}
+	t.Skipf("mini image not available: %v (run make image)", err)
+	return nil
+}
+
+// vmSlot takes the cross-process lock shared by every package's VM tests,
+// so packages tested in parallel boot one VM at a time.
+func vmSlot(t *testing.T) {
+	t.Helper()
+	path := filepath.Join(os.TempDir(), "mb-vm-tests.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		t.Fatalf("open VM test lock: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Minute)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			t.Fatalf("take VM test lock %s: %v", path, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Cleanup(func() { f.Close() })
+}
+
+// testVM is a bare qemu-system-x86_64 booting the mini image under TCG.
+type testVM struct {
+	cmd       *exec.Cmd
+	serial    string
+	qmp       string
+	agentSock string
+	started   time.Time
+	exited    chan struct{}
+	waitErr   error
+}
+
+// bootMini starts QEMU on the mini image with extra kernel parameters and
+// makes sure it is gone when the test ends.
+func bootMini(t *testing.T, m *image.Manifest, extraCmdline string, extraArgs ...string) *testVM {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		if os.Getenv(requireVMEnv) == "1" {
+			t.Fatalf("qemu-system-x86_64 not found: %v (apt-get install qemu-system-x86)", err)
+		}
+		t.Skipf("qemu-system-x86_64 not found: %v (apt-get install qemu-system-x86)", err)
+	}
+	vmSlot(t)
+	// A short directory: unix socket paths must stay under 104 bytes.
+	dir, err := os.MkdirTemp("", "mbgi-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	vm := &testVM{
+		serial:    filepath.Join(dir, "serial.log"),
+		qmp:       filepath.Join(dir, "qmp.sock"),
+		agentSock: filepath.Join(dir, "agent.sock"),
+		exited:    make(chan struct{}),
+	}
+	cmdline := strings.TrimSpace(m.Cmdline + " " + extraCmdline)
+	args := []string{
+		"-machine", "q35", "-accel", "tcg", "-m", "256", "-smp", "1",
+		"-nodefaults", "-no-user-config", "-nographic", "-monitor", "none",
+		"-kernel", m.Path(m.Kernel), "-initrd", m.Path(m.Initrd), "-append", cmdline,
+		"-serial", "file:" + vm.serial,
+		"-qmp", "unix:" + vm.qmp + ",server=on,wait=off",
+		"-device", "pvpanic-pci",
+		"-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile=",
+		"-device", "virtio-serial-pci",
+		"-chardev", "socket,id=qga0,path=" + vm.agentSock + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+		"-device", "virtio-rng-pci",
+	}
+	args = append(args, extraArgs...)
+	vm.cmd = exec.Command("qemu-system-x86_64", args...)
+	var stderr bytes.Buffer
+	vm.cmd.Stderr = &stderr
+	vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	vm.started = time.Now()
+	if err := vm.cmd.Start(); err != nil {
+		t.Fatalf("start qemu: %v", err)
+	}
+	go func() {
+		vm.waitErr = vm.cmd.Wait()
+		if stderr.Len() > 0 {
+			vm.waitErr = errors.Join(vm.waitErr, errors.New("qemu stderr: "+strings.TrimSpace(stderr.String())))
+		}
+		close(vm.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-vm.exited:
+		default:
+			_ = vm.cmd.Process.Kill()
+			<-vm.exited
+		}
+	})
+	return vm
+}
+
+// serialLog returns the serial console output so far.
+func (vm *testVM) serialLog() string {
+	data, _ := os.ReadFile(vm.serial)
+	return string(data)
+}
+
+// waitSerial waits until the serial log contains s and returns how long
+// after QEMU's start it was seen.
+func (vm *testVM) waitSerial(t *testing.T, s string) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(bootDeadline)
+	for {
+		if strings.Contains(vm.serialLog(), s) {
+			return time.Since(vm.started)
+		}
+		select {
+		case <-vm.exited:
+			if strings.Contains(vm.serialLog(), s) {
+				return time.Since(vm.started)
+			}
+			t.Fatalf("qemu exited (%v) before %q appeared on the console:\n%s", vm.waitErr, s, tail(vm.serialLog()))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not on the console after %s:\n%s", s, bootDeadline, tail(vm.serialLog()))
+		}
+	}
+}
+
+// waitExit waits for QEMU to exit by itself and returns its Wait error.
+func (vm *testVM) waitExit(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-vm.exited:
+		return vm.waitErr
+	case <-time.After(stopDeadline):
+		t.Fatalf("qemu still running %s after the shutdown request; console:\n%s", stopDeadline, tail(vm.serialLog()))
+		return nil
+	}
+}
+
+func tail(s string) string {
+	const n = 3000
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
