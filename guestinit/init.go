@@ -163,7 +163,8 @@ func (in *initProc) loop(sigs <-chan os.Signal, pressed <-chan struct{}) {
 			case unix.SIGCHLD:
 				in.reap()
 			case unix.SIGTERM, unix.SIGUSR2:
-				in.stop(PowerOff, "signal "+unix.SignalName(s.(unix.Signal)))
+				sig, _ := s.(unix.Signal)
+				in.stop(PowerOff, "signal "+unix.SignalName(sig))
 			case unix.SIGINT:
 				in.stop(Reboot, "signal SIGINT")
 			case unix.SIGUSR1:
