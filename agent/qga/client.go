@@ -206,12 +206,24 @@ func (c *Client) noteFail() {
 
 func (c *Client) dropLocked() {
 	if c.conn != nil {
+		drainBriefly(c.conn)
 		c.conn.Close()
 	}
 	c.conn, c.fr, c.info = nil, nil, nil
 	c.mu.Lock()
 	c.live = nil
 	c.mu.Unlock()
+}
+
+// drainBriefly reads what has already arrived (64 KiB at most, 10 ms at
+// most) before a close: closing a unix socket with unread data resets the
+// peer's connection, and some agents (qemu-ga listening on a unix socket)
+// exit on that.
+func drainBriefly(conn net.Conn) {
+	if conn.SetReadDeadline(time.Now().Add(10*time.Millisecond)) != nil {
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(conn, 64<<10))
 }
 
 // ensureConnected dials and synchronises when there is no connection.

@@ -97,8 +97,11 @@ func (c *Client) Shutdown(ctx context.Context, mode string) error {
 		_, err := s.readReply("guest-shutdown")
 		var qe *Error
 		if errors.As(err, &qe) {
-			// The ping's reply is still to come: resync before the next call.
-			s.c.dropLocked()
+			// Take the ping's reply too, so the channel stays in step; if
+			// it does not come, the next call reconnects and resyncs.
+			if _, perr := s.readReply("guest-ping"); perr != nil {
+				s.c.dropLocked()
+			}
 			return fmt.Errorf("guest agent refused to shut down: %w", err)
 		}
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,11 +54,12 @@ func startQemuGA(t *testing.T) string {
 		t.Fatalf("start qemu-ga: %v", err)
 	}
 	t.Cleanup(func() {
+		alive := cmd.Process.Signal(syscall.Signal(0)) == nil
 		cmd.Process.Kill()
-		cmd.Wait()
+		err := cmd.Wait()
 		os.RemoveAll(dir)
 		if t.Failed() {
-			t.Logf("qemu-ga output:\n%s", out.String())
+			t.Logf("qemu-ga alive at the end: %v; wait: %v; output:\n%s", alive, err, out.String())
 		}
 	})
 	waitFor(t, func() bool { _, err := os.Stat(sock); return err == nil }, "qemu-ga's socket")
