@@ -27,7 +27,12 @@ func startBackend(ctx context.Context, dir, home string, sp *spec.Spec, log *slo
 		opts := fake.Options{Name: sp.Name, SSHPort: sp.SSHPort,
 			StartDelay: envDuration("MB_FAKE_START_DELAY"), StopDelay: envDuration("MB_FAKE_STOP_DELAY")}
 		c := fake.New(opts)
-		return &runningVM{ctrl: c, crash: c.Crash}, nil
+		var ctrl vmhost.VMController = c
+		if p := os.Getenv("MB_FAKE_AGENT_SOCKET"); p != "" {
+			// A test serves a guest agent (or a hostile imitation) here.
+			ctrl = fake.WithAgent(c, p, sp.AgentInterval.D(), log)
+		}
+		return &runningVM{ctrl: ctrl, crash: c.Crash}, nil
 	case "qemu":
 		return startQEMU(ctx, dir, home, sp, log)
 	case "applevirt":

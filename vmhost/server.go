@@ -368,12 +368,21 @@ func (s *Server) exec(ctx context.Context, req *Request) *Response {
 	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()
 	res, err := ex.Exec(ctx, ExecRequest{Argv: req.Argv, Env: req.Env, Stdin: req.Stdin, Timeout: timeout})
-	if err != nil {
+	if res == nil {
+		if err == nil {
+			err = errors.New("the backend returned no result")
+		}
 		return &Response{Error: fmt.Sprintf("exec: %v", err)}
 	}
 	code := res.ExitCode
-	return &Response{OK: true, ExitCode: &code, Stdout: res.Stdout, Stderr: res.Stderr,
+	r := &Response{OK: true, ExitCode: &code, Stdout: res.Stdout, Stderr: res.Stderr,
 		OutTruncated: res.OutTruncated, ErrTruncated: res.ErrTruncated}
+	if err != nil {
+		// A timed-out command still returns what it wrote before it was
+		// killed, with the error.
+		r.OK, r.Error = false, fmt.Sprintf("exec: %v", err)
+	}
+	return r
 }
 
 func (s *Server) metrics(ctx context.Context, req *Request) *Response {

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -249,5 +253,84 @@ func TestBadSpecExits2WithRecord(t *testing.T) {
 	}
 	if rec := readExit(t, dir); rec.ExitCode != 2 || !rec.Crashed {
 		t.Errorf("exit record = %+v", rec)
+	}
+}
+
+// hostileAgent serves a unix socket that answers every connection with the
+// given behaviour instead of the guest agent protocol.
+func hostileAgent(t *testing.T, path, mode string) {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				go io.Copy(io.Discard, c)
+				junk := map[string][]byte{
+					"garbage": []byte(`{"return": {"nope"]]] }}}{{{ not json at all ` + "\n"),
+					"ff":      bytes.Repeat([]byte{0xff}, 4096),
+					"huge":    bytes.Repeat([]byte(`{"return":"`), 1<<16),
+				}[mode]
+				for junk != nil {
+					if _, err := c.Write(junk); err != nil {
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(time.Hour) // "silent": accept, read, never answer
+			}(c)
+		}
+	}()
+}
+
+func TestHostileGuestAgentNeverBlocksControlSocket(t *testing.T) {
+	for _, mode := range []string{"garbage", "ff", "huge", "silent"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := tempDir(t)
+			os.MkdirAll(dir, 0o700)
+			os.WriteFile(filepath.Join(dir, "spec.yaml"), []byte("name: vm1\nbackend: fake\nagent_interval: 200ms\n"), 0o600)
+			sock := filepath.Join(filepath.Dir(dir), "agent.sock")
+			hostileAgent(t, sock, mode)
+			p := startVMHost(t, dir, "MB_FAKE_AGENT_SOCKET="+sock)
+			cl := p.waitReady(t)
+			execDone := make(chan error, 1)
+			go func() {
+				_, err := cl.Call(context.Background(), vmhost.Request{Method: vmhost.MethodExec, Argv: []string{"true"}, TimeoutSeconds: 3})
+				execDone <- err
+			}()
+			var last *vmhost.Response
+			for i := 0; i < 20; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				r, err := cl.Call(ctx, vmhost.Request{Method: vmhost.MethodStatus})
+				cancel()
+				if err != nil {
+					t.Fatalf("status %d with a %s agent: %v", i, mode, err)
+				}
+				last = r
+				time.Sleep(150 * time.Millisecond)
+			}
+			if last.Agent == nil || last.Agent.State == "ok" {
+				t.Errorf("agent state with a %s agent = %+v, want unresponsive or none", mode, last.Agent)
+			}
+			select {
+			case err := <-execDone:
+				if err == nil {
+					t.Errorf("exec through a %s agent succeeded", mode)
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatalf("exec through a %s agent never returned", mode)
+			}
+			if r, err := cl.Stop(10); err != nil || r.State != "stopped" {
+				t.Errorf("stop with a %s agent = %+v, %v", mode, r, err)
+			}
+		})
 	}
 }
