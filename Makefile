@@ -10,18 +10,23 @@ QEMU_PKG := qemu-system-arm
 else
 QEMU_PKG := qemu-system-x86
 endif
-# Everything the tests and the demo need.
-DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat
+# Everything the tests and the demo need: QEMU and qemu-img; busybox and
+# cpio for the mini image; the stock guest agent for the compatibility
+# image; UEFI firmware, ssh, mkfs.ext4 and debootstrap for disk images and
+# the Debian test image; socat for the documented one-liners.
+DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
+	ovmf openssh-client e2fsprogs util-linux debootstrap
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.
-VM_PKGS  := ./guestinit/... ./backend/qemu/... ./daemon/... ./cmd/mb/...
+VM_PKGS  := ./guestinit/... ./backend/qemu/... ./disk/... ./daemon/... ./cmd/mb/... ./failtest/... ./bench/...
+VM_PKG_RE := /(guestinit|backend/qemu|disk|daemon|cmd/mb|failtest|bench)(/|$$)
 # Short fuzz runs in `make test`: package:target.
-FUZZ     := ./vmhost:FuzzDecodeRequest
+FUZZ     := ./vmhost:FuzzDecodeRequest ./agent:FuzzRequestParser ./agent/qga:FuzzReplyParser
 FUZZTIME ?= 10s
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all deps build image test vet fuzz demo bench chaos clean
+.PHONY: all deps build image debian-image test vet fuzz demo bench chaos clean
 
 all: build
 
@@ -37,6 +42,15 @@ build:
 # /var/cache/mb (override with MB_CACHE).
 image: deps
 	./scripts/mkimage-mini.sh
+	./scripts/mkimage-mini.sh --variant qemu-ga
+
+# The Debian bookworm image for the real-distribution test (systemd,
+# cloud-init, sshd, qemu-guest-agent), cached in /var/cache/mb-test/debian
+# (override with MB_CACHE). Needs root for debootstrap; about 1.5 minutes
+# the first time, nothing afterwards.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+debian-image: deps
+	$(SUDO) ./scripts/mkimage-debian.sh
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -49,8 +63,8 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	done
 
-test: deps image build vet
-	MB_REQUIRE_VM=1 $(GO) test -race -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -E '/(guestinit|backend/qemu|daemon|cmd/mb)(/|$$)')
+test: deps image debian-image build vet
+	MB_REQUIRE_VM=1 $(GO) test -race -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -E '$(VM_PKG_RE)')
 	MB_REQUIRE_VM=1 $(GO) test -race -p 1 -timeout $(TEST_TIMEOUT) $(VM_PKGS)
 	$(MAKE) --no-print-directory fuzz
 
