@@ -1,0 +1,73 @@
+package lockfile
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestAcquireProbeRelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.lock")
+	if held, _, err := Probe(path); held || err != nil {
+		t.Fatalf("Probe of a missing lock = %v, %v", held, err)
+	}
+	l, err := Acquire(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, pid, err := Probe(path)
+	if !held || pid != os.Getpid() || err != nil {
+		t.Errorf("Probe while held = %v %d %v, want held by us", held, pid, err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if held, _, _ := Probe(path); held {
+		t.Error("still held after Release")
+	}
+}
+
+// TestHeldByAnotherProcessAndFreedWhenItDies uses flock(1) from util-linux
+// as the other holder, then kills it.
+func TestHeldByAnotherProcessAndFreedWhenItDies(t *testing.T) {
+	if _, err := exec.LookPath("flock"); err != nil {
+		t.Skip("flock(1) not installed (util-linux)")
+	}
+	path := filepath.Join(t.TempDir(), "x.lock")
+	os.WriteFile(path, nil, 0o600)
+	cmd := exec.Command("flock", "-x", path, "sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killGroup := func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	defer killGroup()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if held, _, _ := Probe(path); held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("flock never took the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	os.WriteFile(path, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+	_, err := Acquire(path)
+	var he *HeldError
+	if !errors.As(err, &he) || !errors.Is(err, ErrLocked) || he.PID != cmd.Process.Pid {
+		t.Fatalf("Acquire of a held lock = %v, want a HeldError naming PID %d", err, cmd.Process.Pid)
+	}
+	killGroup()
+	cmd.Wait()
+	l, err := Acquire(path)
+	if err != nil {
+		t.Fatalf("Acquire after the holder died = %v", err)
+	}
+	l.Release()
+}

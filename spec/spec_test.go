@@ -1,0 +1,109 @@
+package spec
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseErrorsNameLineAndAcceptedValues(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"name: a\ncolour: blue\n", "line 2: field colour not found"},
+		{"name: a\nmemory: lots\n", "line 2: bad size \"lots\""},
+		{"name: a\n\nrestart: sometimes\n", "line 3: bad restart policy \"sometimes\": accepted values: no, on-failure, always"},
+		{"name: a\naccel: warp\n", "line 2: bad accel \"warp\": accepted values: auto, kvm, hvf, tcg"},
+		{"name: a\nstop_timeout: soon\n", "line 2: bad duration \"soon\""},
+		{"name: a\ncpus: many\n", "line 2"},
+		{"", "spec is empty"},
+	}
+	for _, tc := range cases {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := func() *Spec { s := &Spec{Name: "dev-1"}; s.SetDefaults(); return s }
+	if err := ok().Validate(); err != nil {
+		t.Fatalf("default spec invalid: %v", err)
+	}
+	cases := []struct {
+		mut  func(*Spec)
+		want string
+	}{
+		{func(s *Spec) { s.Name = "../etc" }, "invalid VM name"},
+		{func(s *Spec) { s.Name = "Dev" }, "invalid VM name"},
+		{func(s *Spec) { s.Name = strings.Repeat("a", 64) }, "invalid VM name"},
+		{func(s *Spec) { s.Backend = "vbox" }, "accepted values: qemu, applevirt, fake"},
+		{func(s *Spec) { s.Memory = 1 << 20 }, "at least 32M"},
+		{func(s *Spec) { s.CPUs = 1000 }, "between 1 and 256"},
+		{func(s *Spec) { s.SSHPort = 70000 }, "ssh_port"},
+		{func(s *Spec) { s.Forwards = []Forward{{Host: 80, Guest: 80}, {Host: 80, Guest: 81}} }, "forwarded twice"},
+		{func(s *Spec) { s.SSHPort = 2222; s.Forwards = []Forward{{Host: 2222, Guest: 80}} }, "already the ssh_port"},
+		{func(s *Spec) { s.Image = ""; s.Initrd = "x" }, "need a kernel"},
+	}
+	for i, tc := range cases {
+		s := ok()
+		tc.mut(s)
+		err := s.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("case %d: Validate = %v, want %q", i, err, tc.want)
+		}
+	}
+}
+
+func TestDefaultsAndRoundTrip(t *testing.T) {
+	s := &Spec{Name: "web", Memory: 2 << 30, Forwards: []Forward{{Host: 8080, Guest: 80}}}
+	s.SetDefaults()
+	if s.Image != DefaultImage || s.CPUs != 1 || s.Restart != RestartNo || s.StopTimeout.D() != 30*time.Second || s.Forwards[0].Proto != "tcp" {
+		t.Errorf("defaults not applied: %+v", s)
+	}
+	dir := t.TempDir()
+	if err := s.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir + "/" + FileName)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("spec.yaml mode = %v, %v; want 0600", fi.Mode(), err)
+	}
+	data, _ := os.ReadFile(dir + "/" + FileName)
+	if !strings.Contains(string(data), `restart: "no"`) || !strings.Contains(string(data), "memory: 2G") {
+		t.Errorf("spec.yaml does not quote no or write sizes with suffixes:\n%s", data)
+	}
+	back, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Memory != s.Memory || back.Restart != RestartNo || len(back.Forwards) != 1 || back.Forwards[0] != s.Forwards[0] {
+		t.Errorf("round trip changed the spec: %+v -> %+v", s, back)
+	}
+}
+
+func TestParseSizeAndForward(t *testing.T) {
+	for in, want := range map[string]Size{"512M": 512 << 20, "2G": 2 << 30, "1.5G": 3 << 29, "1024": 1 << 30, "64MiB": 64 << 20} {
+		got, err := ParseSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "G", "-1G", "12X", "1e99G"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+	f, err := ParseForward("8080:80")
+	if err != nil || f.Host != 8080 || f.Guest != 80 || f.Proto != "tcp" {
+		t.Errorf("ParseForward = %+v, %v", f, err)
+	}
+	if f, err := ParseForward("5353:53/udp"); err != nil || f.Proto != "udp" {
+		t.Errorf("udp forward = %+v, %v", f, err)
+	}
+	for _, bad := range []string{"8080", "a:b", "0:80", "8080:80/sctp", "8080:80:1"} {
+		if _, err := ParseForward(bad); err == nil {
+			t.Errorf("ParseForward(%q) accepted", bad)
+		}
+	}
+}
