@@ -114,38 +114,55 @@ func runStartStop(ctx context.Context, e *env, r *results) error {
 	}
 	iterations := max(e.cfg.stopRuns, 1)
 	for i := range iterations {
-		// mb side.
-		startT, cliT, err := timeMBStart(ctx, mb, name, specPath, vmDir, ready)
-		if err != nil {
-			return fmt.Errorf("run %d, mb side: %w", i+1, err)
-		}
-		mbStart, cliStart = append(mbStart, startT), append(cliStart, cliT)
-		if bareArgv == nil {
-			if bareArgv, err = bareCommandLine(vmDir, bareDir); err != nil {
-				return err
-			}
-			e.noteAccel(vmDir)
-		}
 		variant := stopVariants[i%len(stopVariants)]
-		st, err := timeStop(ctx, mb, name, vmDir, variant)
-		if err != nil {
-			return fmt.Errorf("run %d, stop %s: %w", i+1, variant, err)
-		}
-		stops[variant] = append(stops[variant], st)
-		if variant == "cli" {
-			if v, err := mb.Get(ctx, name); err == nil && v.StoppedBy != "" {
-				stoppedBy[v.StoppedBy] = true
+		var startT, bt, st time.Duration
+		mbSide := func() error {
+			var cliT time.Duration
+			var err error
+			if startT, cliT, err = timeMBStart(ctx, mb, name, specPath, vmDir, ready); err != nil {
+				return fmt.Errorf("run %d, mb side: %w", i+1, err)
 			}
+			mbStart, cliStart = append(mbStart, startT), append(cliStart, cliT)
+			if bareArgv == nil {
+				if bareArgv, err = bareCommandLine(vmDir, bareDir); err != nil {
+					return err
+				}
+				e.noteAccel(vmDir)
+			}
+			if st, err = timeStop(ctx, mb, name, vmDir, variant); err != nil {
+				return fmt.Errorf("run %d, stop %s: %w", i+1, variant, err)
+			}
+			stops[variant] = append(stops[variant], st)
+			if variant == "cli" {
+				if v, err := mb.Get(ctx, name); err == nil && v.StoppedBy != "" {
+					stoppedBy[v.StoppedBy] = true
+				}
+			}
+			return nil
 		}
-
-		// Bare side, same machine state: the mb VM is down. A quick run
-		// needs one pair only.
-		var bt time.Duration
-		if !e.cfg.quick || i == 0 {
+		// The bare side runs while the mb VM is down. A quick run needs
+		// one pair only.
+		bareSide := func() error {
+			if e.cfg.quick && i > 0 {
+				return nil
+			}
+			var err error
 			if bt, err = timeBareStart(ctx, bareArgv, bareDir, ready); err != nil {
 				return fmt.Errorf("run %d, bare side: %w", i+1, err)
 			}
 			bareStart = append(bareStart, bt)
+			return nil
+		}
+		// Alternate which side goes first, so neither always follows the
+		// other's shutdown.
+		sides := []func() error{mbSide, bareSide}
+		if bareArgv != nil && i%2 == 1 {
+			sides[0], sides[1] = bareSide, mbSide
+		}
+		for _, side := range sides {
+			if err := side(); err != nil {
+				return err
+			}
 		}
 		e.log.Info("start/stop run", "run", i+1, "of", iterations, "mb_ms", ms(startT), "bare_ms", ms(bt), "stop", variant, "stop_ms", ms(st))
 	}
