@@ -169,15 +169,15 @@ func runStartStop(ctx context.Context, e *env, r *results) error {
 	r.set("start.mb", durationsMS(mbStart))
 	r.set("start.bare", durationsMS(bareStart))
 	r.set("start.cli", durationsMS(cliStart))
-	var ratios []float64
-	for i := range bareStart {
-		ratios = append(ratios, float64(mbStart[i])/float64(bareStart[i]))
-	}
 	// The medians and the ratio use the paired runs only.
-	paired := durationsMS(mbStart[:len(bareStart)])
-	r.setSummary("start.ratio", median(paired)/median(durationsMS(bareStart)),
+	paired, bare := durationsMS(mbStart[:len(bareStart)]), durationsMS(bareStart)
+	var ratios []float64
+	for i := range bare {
+		ratios = append(ratios, paired[i]/bare[i])
+	}
+	r.setSummary("start.ratio", median(paired)/median(bare),
 		quantile(ratios, 0), quantile(ratios, 1), len(ratios))
-	r.set("start.ratio_min", []float64{quantile(paired, 0) / quantile(durationsMS(bareStart), 0)})
+	r.set("start.ratio_min", []float64{quantile(paired, 0) / quantile(bare, 0)})
 	for _, v := range stopVariants {
 		r.set("stop."+v, durationsMS(stops[v]))
 	}
