@@ -75,7 +75,7 @@ bench: deps image build
 	$(GO) run ./bench
 
 chaos: deps image build
-	MB_CHAOS=1 $(GO) test -race -p 1 -timeout 60m -run Chaos ./bench/...
+	MB_CHAOS=1 $(GO) test -race -p 1 -timeout 60m -run 'Endurance' ./failtest/...
 
 clean:
 	rm -rf $(BIN)

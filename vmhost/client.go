@@ -126,7 +126,7 @@ func (c *Client) Call(ctx context.Context, req Request) (*Response, error) {
 	if _, err := conn.Write(b); err != nil {
 		return nil, fmt.Errorf("send %s to vmhost at %s: %w", req.Method, c.socketPath, err)
 	}
-	line, err := readLine(bufio.NewReaderSize(conn, 64<<10), MaxReplySize)
+	line, err := readLine(bufio.NewReaderSize(conn, 4<<10), MaxReplySize)
 	if err != nil {
 		if errors.Is(err, errLineTooLong) {
 			return nil, fmt.Errorf("read %s reply from vmhost at %s: reply over %d bytes", req.Method, c.socketPath, MaxReplySize)

@@ -200,7 +200,7 @@ func (s *Server) closeAll() {
 
 // serveConn answers requests on one connection, in order.
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
-	r := bufio.NewReaderSize(conn, 64<<10)
+	r := bufio.NewReaderSize(conn, 4<<10)
 	for {
 		line, err := readLine(r, MaxRequestSize)
 		if errors.Is(err, errLineTooLong) {
