@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+
+	"github.com/mbvm/mb/peercred"
 )
 
 // peerAllowed decides whether a client may use the daemon: only a process
@@ -34,7 +36,7 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		if !ok {
 			return c, nil
 		}
-		uid, err := peerUID(uc)
+		uid, err := peercred.UID(uc)
 		if err == nil {
 			err = peerAllowed(uid, os.Getuid())
 		}

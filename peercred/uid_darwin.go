@@ -1,6 +1,6 @@
 //go:build darwin
 
-package vmhost
+package peercred
 
 import (
 	"net"
@@ -8,8 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerUID returns the uid of the process at the other end (LOCAL_PEERCRED).
-func peerUID(c *net.UnixConn) (int, error) {
+// UID returns the uid of the process at the other end (LOCAL_PEERCRED).
+func UID(c *net.UnixConn) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return -1, err

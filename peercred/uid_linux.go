@@ -1,6 +1,6 @@
-//go:build darwin
+//go:build linux
 
-package daemon
+package peercred
 
 import (
 	"net"
@@ -8,8 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerUID returns the uid of the process at the other end (LOCAL_PEERCRED).
-func peerUID(c *net.UnixConn) (int, error) {
+// UID returns the uid of the process at the other end (SO_PEERCRED).
+func UID(c *net.UnixConn) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return -1, err
@@ -17,7 +17,7 @@ func peerUID(c *net.UnixConn) (int, error) {
 	uid := -1
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
-		cred, e := unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
+		cred, e := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 		if e != nil {
 			serr = e
 			return
