@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/mbvm/mb/internal/testvm"
 
 	"github.com/mbvm/mb/home"
 	"github.com/mbvm/mb/image"
@@ -49,29 +49,8 @@ func miniImage(t *testing.T) *image.Manifest {
 	return nil
 }
 
-// vmSlot takes the cross-process lock shared by every package's VM tests,
-// so packages tested in parallel boot one VM at a time.
-func vmSlot(t *testing.T) {
-	t.Helper()
-	path := filepath.Join(os.TempDir(), "mb-vm-tests.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
-	if err != nil {
-		t.Fatalf("open VM test lock: %v", err)
-	}
-	deadline := time.Now().Add(20 * time.Minute)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			t.Fatalf("take VM test lock %s: %v", path, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Cleanup(func() { f.Close() })
-}
+// vmSlot takes the machine-wide VM test lock (testvm.Slot).
+func vmSlot(t *testing.T) { testvm.Slot(t) }
 
 // testVM is a bare qemu-system-x86_64 booting the mini image under TCG.
 type testVM struct {

@@ -8,11 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testvm"
 
 	"golang.org/x/sys/unix"
 
@@ -68,29 +69,8 @@ func miniImage(t testing.TB) testImage {
 	return testImage{}
 }
 
-// vmSlot takes the cross-process lock that keeps packages tested in
-// parallel from booting more than one harness's VMs at a time.
-func vmSlot(t testing.TB) {
-	t.Helper()
-	path := filepath.Join(os.TempDir(), "mb-vm-tests.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
-	if err != nil {
-		t.Fatalf("open VM test lock: %v", err)
-	}
-	deadline := time.Now().Add(20 * time.Minute)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			t.Fatalf("take VM test lock %s: %v", path, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Cleanup(func() { f.Close() })
-}
+// vmSlot takes the machine-wide VM test lock (testvm.Slot).
+func vmSlot(t testing.TB) { testvm.Slot(t) }
 
 // vmDir makes a short VM directory (socket paths must stay under 104 bytes,
 // which t.TempDir's long names can break).

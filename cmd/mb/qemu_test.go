@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -17,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/mbvm/mb/internal/testvm"
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/image"
@@ -332,30 +331,8 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// vmSlot takes the machine-wide lock (/tmp/mb-vm-tests.lock, shared with
-// the other packages' VM harnesses) so that packages tested in parallel
-// never boot their TCG guests at the same time on a small machine.
-func vmSlot(t *testing.T) {
-	t.Helper()
-	path := filepath.Join(os.TempDir(), "mb-vm-tests.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
-	if err != nil {
-		t.Fatalf("open VM test lock: %v", err)
-	}
-	deadline := time.Now().Add(20 * time.Minute)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			t.Fatalf("take VM test lock %s: %v", path, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Cleanup(func() { f.Close() })
-}
+// vmSlot takes the machine-wide VM test lock (testvm.Slot).
+func vmSlot(t *testing.T) { testvm.Slot(t) }
 
 // For an image without an agent, mb start waits for the manifest's ready
 // line on the console; exec then says the VM has no agent.
