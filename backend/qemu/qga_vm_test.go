@@ -1,0 +1,65 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/vmhost"
+)
+
+// TestStockQemuGAInVM boots the mini image's qemu-ga variant (busybox init
+// and Debian's stock qemu-guest-agent, built by make image) and drives it
+// through the same host code as mb-agent: liveness, IP addresses, exec,
+// metrics and a stop through guest-shutdown.
+func TestStockQemuGAInVM(t *testing.T) {
+	h, err := home.Dir()
+	var m *image.Manifest
+	if err == nil {
+		m, err = image.Load(h, "mini-qga")
+	}
+	if err != nil {
+		if os.Getenv(requireVMEnv) == "1" {
+			t.Fatalf("%s=1 but the qemu-ga variant is not usable: %v (run make image)", requireVMEnv, err)
+		}
+		t.Skipf("qemu-ga variant not available: %v (run make image)", err)
+	}
+	vmSlot(t)
+	opts := vmOptions(t, testImage{home: h, manifest: m}, "qgavm", "")
+	opts.Spec.Image = "mini-qga"
+	c := startVM(t, opts)
+
+	waitAgent(t, c, "qemu-ga ok", func(i *vmhost.AgentInfo) bool { return i.State == qga.StateOK })
+	waitAgent(t, c, "the guest IP 10.0.2.15", func(i *vmhost.AgentInfo) bool { return slices.Contains(i.IPs, "10.0.2.15") })
+	if info := c.AgentInfo(); info.Kind != "qemu-ga" {
+		t.Errorf("agent kind = %q, want qemu-ga (%+v)", info.Kind, info)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), bootDeadline)
+	defer cancel()
+	res, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"/bin/sh", "-c", "echo hi; echo oops >&2; exit 7"}})
+	if err != nil || res.ExitCode != 7 || string(res.Stdout) != "hi\n" || string(res.Stderr) != "oops\n" {
+		t.Errorf("exec through qemu-ga = %+v, %v; want exit 7 with hi / oops", res, err)
+	}
+	raw, err := c.Metrics(ctx)
+	var mt qga.Metrics
+	if err != nil || json.Unmarshal(raw, &mt) != nil || mt.Source != "qemu-ga" {
+		t.Errorf("metrics through qemu-ga = %s, %v; want source qemu-ga", raw, err)
+	}
+
+	sctx, scancel := context.WithTimeout(context.Background(), stopDeadline)
+	defer scancel()
+	r, err := c.StopMode(sctx, 60*time.Second, vmhost.ModeAuto)
+	if err != nil || r.StoppedBy != vmhost.ModeAgent {
+		t.Errorf("stop = %+v, %v; want stopped_by agent (guest-shutdown through qemu-ga)", r, err)
+	}
+	if err := waitExit(t, c); err != nil {
+		t.Errorf("Wait after a qemu-ga shutdown = %v, want a clean exit", err)
+	}
+}
