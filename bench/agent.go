@@ -26,33 +26,12 @@ func agentPart() part {
 }
 
 func runAgent(ctx context.Context, e *env, r *results) error {
-	if err := e.needMB(); err != nil {
-		return err
-	}
-	if err := e.needImage(); err != nil {
-		return err
-	}
-	release, err := rig.VMSlot(ctx)
+	s, err := e.openSession(ctx, "mbba", true)
 	if err != nil {
 		return err
 	}
-	defer release()
-	h, err := rig.NewHome("mbba")
-	if err != nil {
-		return err
-	}
-	defer cleanupHome(e, h)
-	if err := rig.LinkImage(h, e.img); err != nil {
-		return err
-	}
-	mb := &rig.MB{Bin: e.bins.MB, Home: h}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	d, err := mb.StartDaemon(dctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer d.Kill()
+	defer s.close(e)
+	mb := s.mb
 	specPath, err := mb.WriteSpec("demo", "name: demo\nimage: mini\nmemory: 256M\nrestart: \"no\"\n")
 	if err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/bench/procfs"
-	"github.com/mbvm/mb/bench/rig"
 )
 
 // densityGuestMiB is the guest memory of each density VM.
@@ -38,35 +37,14 @@ func densityPart() part {
 }
 
 func runDensity(ctx context.Context, e *env, r *results) error {
-	if err := e.needMB(); err != nil {
-		return err
-	}
-	if err := e.needImage(); err != nil {
-		return err
-	}
 	n := e.cfg.densityVMs
 	r.note("density.start_all", "N = %d", n)
-	release, err := rig.VMSlot(ctx)
+	s, err := e.openSession(ctx, "mbbd", true, "MB_ACCEL=tcg")
 	if err != nil {
 		return err
 	}
-	defer release()
-	h, err := rig.NewHome("mbbd")
-	if err != nil {
-		return err
-	}
-	defer cleanupHome(e, h)
-	if err := rig.LinkImage(h, e.img); err != nil {
-		return err
-	}
-	mb := &rig.MB{Bin: e.bins.MB, Home: h, Env: []string{"MB_ACCEL=tcg"}}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	d, err := mb.StartDaemon(dctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer d.Kill()
+	defer s.close(e)
+	mb := s.mb
 
 	names := make([]string, n)
 	specs := make([]string, n)

@@ -24,26 +24,16 @@ func scalePart() part {
 }
 
 func runScale(ctx context.Context, e *env, r *results) error {
-	if err := e.needMB(); err != nil {
-		return err
-	}
 	n := e.cfg.fakeVMs
 	for _, id := range []string{"scale.starts", "scale.start_each", "scale.ls", "scale.api_list", "scale.daemon_rss", "scale.vmhost_rss", "scale.vmhost_pss"} {
 		r.note(id, "N = %d", n)
 	}
-	h, err := rig.NewHome("mbbf")
+	s, err := e.openSession(ctx, "mbbf", false)
 	if err != nil {
 		return err
 	}
-	defer cleanupHome(e, h)
-	mb := &rig.MB{Bin: e.bins.MB, Home: h}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	d, err := mb.StartDaemon(dctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer d.Kill()
+	defer s.close(e)
+	h, mb, d := s.home, s.mb, s.daemon
 
 	var each []float64
 	t0 := time.Now()

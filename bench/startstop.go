@@ -51,33 +51,12 @@ func startStopPart() part {
 }
 
 func runStartStop(ctx context.Context, e *env, r *results) error {
-	if err := e.needMB(); err != nil {
-		return err
-	}
-	if err := e.needImage(); err != nil {
-		return err
-	}
-	release, err := rig.VMSlot(ctx)
+	s, err := e.openSession(ctx, "mbbs", true)
 	if err != nil {
 		return err
 	}
-	defer release()
-	h, err := rig.NewHome("mbbs")
-	if err != nil {
-		return err
-	}
-	defer cleanupHome(e, h)
-	if err := rig.LinkImage(h, e.img); err != nil {
-		return err
-	}
-	mb := &rig.MB{Bin: e.bins.MB, Home: h}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	d, err := mb.StartDaemon(dctx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer d.Kill()
+	defer s.close(e)
+	h, mb := s.home, s.mb
 
 	const name = "bench"
 	specPath, err := mb.WriteSpec(name, "name: bench\nimage: mini\nmemory: 256M\ncpus: 1\nrestart: \"no\"\n")
