@@ -33,9 +33,7 @@ func TestEnduranceFake(t *testing.T) {
 	run(t, mb, "start", "e1", "-f", spec)
 	run(t, mb, "stop", "e1")
 	waitProcesses(t, h, 0, 0, time.Minute)
-	before := snapshot(t, h)
-	baseFDs := fdCount(t, d.PID())
-	baseSockets := sockets(h)
+	base := takeBaseline(t, h, d.PID())
 
 	for i := range enduranceCycles {
 		if _, err := mb.Run(ctxFor(t, cmdTimeout), "start", "e1", "-f", spec); err != nil {
@@ -53,11 +51,31 @@ func TestEnduranceFake(t *testing.T) {
 	if v.Restarts != 0 {
 		t.Errorf("a user-stopped VM was restarted %d times", v.Restarts)
 	}
-	checkFDs(t, d.PID(), baseFDs)
-	if got := sockets(h); strings.Join(got, " ") != strings.Join(baseSockets, " ") {
-		t.Errorf("sockets after %d cycles: %v, before: %v", enduranceCycles, got, baseSockets)
+	base.check(t, h, d.PID(), enduranceCycles)
+}
+
+// baseline is what a daemon home looks like before start/stop cycles: its
+// files, the daemon's descriptor count and the sockets under it.
+type baseline struct {
+	files   map[string]vmSnapshot
+	fds     int
+	sockets []string
+}
+
+func takeBaseline(t *testing.T, h string, daemonPID int) baseline {
+	t.Helper()
+	return baseline{files: snapshot(t, h), fds: fdCount(t, daemonPID), sockets: sockets(h)}
+}
+
+// check asserts nothing leaked over the cycles: descriptors back to where
+// they were, the same sockets, and every file intact.
+func (b baseline) check(t *testing.T, h string, daemonPID, cycles int) {
+	t.Helper()
+	checkFDs(t, daemonPID, b.fds)
+	if got := sockets(h); strings.Join(got, " ") != strings.Join(b.sockets, " ") {
+		t.Errorf("sockets after %d cycles: %v, before: %v", cycles, got, b.sockets)
 	}
-	checkIntact(t, h, before)
+	checkIntact(t, h, b.files)
 }
 
 // checkFDs waits (briefly: idle connections close asynchronously) for a

@@ -234,9 +234,7 @@ func TestEnduranceMini(t *testing.T) {
 	run(t, mb, "start", "m1", "-f", spec)
 	run(t, mb, "stop", "m1")
 	waitProcesses(t, h, 0, 0, time.Minute)
-	before := snapshot(t, h)
-	baseFDs := fdCount(t, d.PID())
-	baseSockets := sockets(h)
+	base := takeBaseline(t, h, d.PID())
 	for i := range cycles {
 		if _, err := mb.Run(ctxFor(t, bootTimeout), "start", "m1", "-f", spec); err != nil {
 			t.Fatalf("cycle %d: %v", i+1, err)
@@ -250,9 +248,5 @@ func TestEnduranceMini(t *testing.T) {
 	if v.Restarts != 0 || v.Reason != "" && strings.Contains(v.Reason, "crash") {
 		t.Errorf("after %d cycles: %+v", cycles, v)
 	}
-	checkFDs(t, d.PID(), baseFDs)
-	if got := sockets(h); strings.Join(got, " ") != strings.Join(baseSockets, " ") {
-		t.Errorf("sockets after %d cycles: %v, before: %v", cycles, got, baseSockets)
-	}
-	checkIntact(t, h, before)
+	base.check(t, h, d.PID(), cycles)
 }
