@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/bench/procfs"
+	"github.com/mbvm/mb/vmhost"
 )
 
 // densityGuestMiB is the guest memory of each density VM.
@@ -83,7 +84,7 @@ func runDensity(ctx context.Context, e *env, r *results) error {
 		if err != nil {
 			return err
 		}
-		vpid, err := pidFile(filepath.Join(dir, "vmhost.pid"))
+		vpid, err := pidFile(filepath.Join(dir, vmhost.PIDName))
 		if err != nil {
 			return err
 		}

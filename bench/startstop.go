@@ -235,7 +235,7 @@ func timeStop(ctx context.Context, mb *rig.MB, name, vmDir, variant string) (tim
 	errc := make(chan error, 1)
 	go func() {
 		if variant == "kill9" {
-			vpid, err := pidFile(filepath.Join(vmDir, "vmhost.pid"))
+			vpid, err := pidFile(filepath.Join(vmDir, vmhost.PIDName))
 			if err == nil {
 				err = syscall.Kill(vpid, syscall.SIGKILL)
 			}
@@ -247,7 +247,7 @@ func timeStop(ctx context.Context, mb *rig.MB, name, vmDir, variant string) (tim
 			errc <- err
 			return
 		}
-		resp, err := vmhost.NewClient(filepath.Join(vmDir, "vmhost.sock")).Call(cctx,
+		resp, err := vmhost.NewClient(filepath.Join(vmDir, vmhost.SocketName)).Call(cctx,
 			vmhost.Request{Method: vmhost.MethodStop, Mode: variant, TimeoutSeconds: int(stopTimeout / time.Second / 2)})
 		if err == nil && resp.StoppedBy != variant {
 			err = fmt.Errorf("stop mode %s: VM stopped by %q", variant, resp.StoppedBy)
@@ -418,7 +418,7 @@ func (e *env) noteAccel(vmDir string) {
 	if e.accel != "" {
 		return
 	}
-	resp, err := vmhost.NewClient(filepath.Join(vmDir, "vmhost.sock")).Info()
+	resp, err := vmhost.NewClient(filepath.Join(vmDir, vmhost.SocketName)).Info()
 	if err != nil {
 		return
 	}

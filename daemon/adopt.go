@@ -97,7 +97,7 @@ func (d *Daemon) reload(v *vm) {
 // adopt re-adopts a live vmhost, or records how the last run ended and
 // cleans its stale files. It reports whether a vmhost runs.
 func (d *Daemon) adopt(v *vm) bool {
-	lockPath := v.file(vmhostLockName)
+	lockPath := v.file(vmhost.LockName)
 	held, pid, err := lockfile.Probe(lockPath)
 	if err != nil {
 		d.log.Warn("cannot probe the vmhost lock", "vm", v.name, "err", err)
@@ -136,7 +136,7 @@ func (d *Daemon) adopt(v *vm) bool {
 		return true
 	}
 	rec, _ := vmhost.ReadExitRecord(v.dir)
-	pidFile := v.file(vmhostPIDName)
+	pidFile := v.file(vmhost.PIDName)
 	var o outcome
 	if st, err := os.Stat(pidFile); err == nil && (rec == nil || rec.Time.Before(st.ModTime())) {
 		// The last vmhost never removed its PID file and left no newer

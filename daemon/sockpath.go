@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/vmhost"
 )
 
 // MaxSocketPath is the longest unix socket path mb accepts, in bytes. The
@@ -13,17 +14,12 @@ import (
 const MaxSocketPath = 103
 
 // vmSocketNames are the sockets a VM directory holds.
-var vmSocketNames = []string{"vmhost.sock", "qmp.sock", "agent.sock", "console.sock"}
-
-// longestVMSocket is the longest socket name bound in a VM directory:
-// vmhost binds vmhost.sock.<pid>.tmp and renames it into place, and a PID
-// has at most 7 digits (pid_max is at most 4194304).
-const longestVMSocket = "vmhost.sock.4194304.tmp"
+var vmSocketNames = []string{vmhost.SocketName, "qmp.sock", "agent.sock", "console.sock"}
 
 // checkVMSocketPaths refuses a VM whose longest socket path would not fit
 // in a unix socket address, saying how long a name may be.
 func checkVMSocketPaths(mbHome, name string) error {
-	p := filepath.Join(home.VMDir(mbHome, name), longestVMSocket)
+	p := filepath.Join(home.VMDir(mbHome, name), vmhost.LongestSocketName)
 	if len(p) <= MaxSocketPath {
 		return nil
 	}

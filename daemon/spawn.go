@@ -56,7 +56,7 @@ func rotateVMHostLog(dir string) {
 // cleanStale removes the files a dead vmhost left behind. Only call it when
 // the vmhost lock is free.
 func cleanStale(dir string) {
-	for _, n := range append([]string{vmhostPIDName}, vmSocketNames...) {
+	for _, n := range append([]string{vmhost.PIDName}, vmSocketNames...) {
 		_ = os.Remove(filepath.Join(dir, n))
 	}
 }
@@ -67,7 +67,7 @@ func (d *Daemon) spawn(v *vm) (*run, error) {
 	if d.cfg.VMHost == "" {
 		return nil, errors.New("no vmhost binary configured: install vmhost beside mb or set " + VMHostEnv)
 	}
-	held, pid, err := lockfile.Probe(v.file(vmhostLockName))
+	held, pid, err := lockfile.Probe(v.file(vmhost.LockName))
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/image"
 	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vmhost"
 )
 
 // UserStoppedName marks a VM the user stopped, so that no restart policy
@@ -81,7 +82,7 @@ type run struct {
 
 func (v *vm) file(name string) string { return filepath.Join(v.dir, name) }
 
-func (v *vm) socket() string { return v.file(vmhostSocketName) }
+func (v *vm) socket() string { return v.file(vmhost.SocketName) }
 
 // userStopped reports whether the user-stopped marker exists.
 func (v *vm) userStopped() bool {
@@ -142,8 +143,4 @@ func (v *vm) snapshot() api.VM {
 }
 
 // Files a vmhost keeps in the VM directory (the contract of cmd/vmhost).
-const (
-	vmhostSocketName = "vmhost.sock"
-	vmhostPIDName    = "vmhost.pid"
-	vmhostLockName   = "vmhost.lock"
-)
+const ()

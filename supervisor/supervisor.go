@@ -27,13 +27,6 @@ const (
 	ExitFailed  = 2 // vmhost could not start the VM
 )
 
-// Files inside the VM directory.
-const (
-	SocketName = "vmhost.sock"
-	PIDName    = "vmhost.pid"
-	LockName   = "vmhost.lock"
-)
-
 // Config is what cmd/vmhost parsed.
 type Config struct {
 	// Dir is the VM directory.
@@ -64,7 +57,7 @@ func Run(ctx context.Context, cfg Config) int {
 		log.Error("cannot create the VM directory", "dir", dir, "err", err)
 		return ExitFailed
 	}
-	lock, err := lockfile.Acquire(filepath.Join(dir, LockName))
+	lock, err := lockfile.Acquire(filepath.Join(dir, vmhost.LockName))
 	if err != nil {
 		var held *lockfile.HeldError
 		if errors.As(err, &held) {
@@ -107,7 +100,7 @@ func Run(ctx context.Context, cfg Config) int {
 	defer stopSignals()
 	go handleSignals(sigCtx, vm, sp.StopTimeout.D(), log)
 
-	srv := vmhost.NewServer(filepath.Join(dir, SocketName), filepath.Join(dir, PIDName), vm.ctrl,
+	srv := vmhost.NewServer(filepath.Join(dir, vmhost.SocketName), filepath.Join(dir, vmhost.PIDName), vm.ctrl,
 		slog.NewLogLogger(log.Handler(), slog.LevelInfo))
 	if err := srv.Run(context.Background()); err != nil {
 		log.Error("control socket failed; stopping the VM", "err", err)

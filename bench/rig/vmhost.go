@@ -23,7 +23,7 @@ type VMHost struct {
 }
 
 // Socket is the vmhost's control socket.
-func (v *VMHost) Socket() string { return filepath.Join(v.Dir, "vmhost.sock") }
+func (v *VMHost) Socket() string { return filepath.Join(v.Dir, vmhost.SocketName) }
 
 // Client returns a protocol client for the vmhost.
 func (v *VMHost) Client() *vmhost.Client { return vmhost.NewClient(v.Socket()) }
