@@ -11,9 +11,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mbvm/mb/atomicfile"
 	"github.com/mbvm/mb/home"
 	"github.com/mbvm/mb/lockfile"
-	"github.com/mbvm/mb/spec"
 )
 
 // ErrExists means an image of that name is already in the cache.
@@ -78,7 +78,7 @@ func (s *staging) commit(m *Manifest) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode image manifest: %w", err)
 	}
-	if err := spec.WriteFileAtomic(filepath.Join(s.dir, ManifestName), data, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.dir, ManifestName), data, 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.Chmod(s.dir, 0o755); err != nil {

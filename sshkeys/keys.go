@@ -17,10 +17,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mbvm/mb/atomicfile"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
-
-	"github.com/mbvm/mb/spec"
 )
 
 // File names inside the VM directory.
@@ -168,5 +167,5 @@ func readPair(dir, name string) ([]byte, ssh.Signer, string, error) {
 
 // writeFile0600 writes data atomically with mode 0600.
 func writeFile0600(path string, data []byte) error {
-	return spec.WriteFileAtomic(path, data, 0o600)
+	return atomicfile.Write(path, data, 0o600)
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/mbvm/mb/atomicfile"
 )
 
 // ExitRecordName is the file vmhost writes into the VM directory before it
@@ -36,7 +38,7 @@ func WriteExitRecord(dir string, rec ExitRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode exit record: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ExitRecordName), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, ExitRecordName), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write exit record: %w", err)
 	}
 	return nil

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/mbvm/mb/atomicfile"
 )
 
 // drainTimeout bounds how long Run waits for requests in flight after the VM
@@ -56,26 +58,27 @@ func NewServer(socketPath, pidPath string, controller VMController, logger *log.
 	}
 }
 
-// Run listens on the socket (mode 0600; peers of another uid are refused),
-// writes the PID file and serves until ctx is cancelled or the controller's
+// Run writes the PID file, listens on the socket (mode 0600; peers of
+// another uid are refused) and serves until ctx is cancelled or the controller's
 // Wait returns. Replies in flight are written before Run returns, and the
 // socket and PID file are removed on the way out, even on error. Run returns
 // an error only when the server itself failed; how the VM ended is for the
 // caller to learn from the controller's Wait.
 func (s *Server) Run(ctx context.Context) (err error) {
 	s.started = time.Now()
+	// The PID file comes first, so a client that finds the socket also
+	// finds the PID.
+	if s.pidPath != "" {
+		defer os.Remove(s.pidPath)
+		if err := atomicfile.Write(s.pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write PID file: %w", err)
+		}
+	}
 	ln, err := listenUnix(s.socketPath)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(s.socketPath)
-	if s.pidPath != "" {
-		defer os.Remove(s.pidPath)
-		if err := writeFileAtomic(s.pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
-			ln.Close()
-			return fmt.Errorf("write PID file: %w", err)
-		}
-	}
 
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()
@@ -437,17 +440,4 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 			return nil, err
 		}
 	}
-}
-
-// writeFileAtomic writes via a temporary file and rename.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/atomicfile"
 )
 
 // versionCacheName is the cache file under $MB_HOME/cache.
@@ -81,5 +81,5 @@ func (vc versionCache) store(path string, v qemuVersion) {
 	if err := os.MkdirAll(filepath.Dir(vc.path), 0o700); err != nil {
 		return
 	}
-	_ = spec.WriteFileAtomic(vc.path, data, 0o600)
+	_ = atomicfile.Write(vc.path, data, 0o600)
 }
