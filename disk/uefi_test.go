@@ -18,30 +18,14 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
 	"github.com/mbvm/mb/disk"
-	"github.com/mbvm/mb/home"
 	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/internal/testvm"
 )
-
-// requireOrSkip fails under MB_REQUIRE_VM=1 and skips otherwise.
-func requireOrSkip(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("MB_REQUIRE_VM") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
 
 // miniImage finds the mini image (make image) in $MB_HOME or ~/.mb.
 func miniImage(t *testing.T) *image.Manifest {
 	t.Helper()
-	h, err := home.Dir()
-	if err != nil {
-		requireOrSkip(t, err.Error())
-	}
-	m, err := image.Load(h, "mini")
-	if err != nil {
-		requireOrSkip(t, "the mini image is missing: "+err.Error())
-	}
+	_, m := testvm.Image(t, "mini")
 	if m.ReadyLine == "" || m.Kernel == "" || m.Initrd == "" {
 		t.Fatalf("mini image %+v lacks a kernel, initrd or ready line", m)
 	}
@@ -112,11 +96,11 @@ func TestUEFIBootsGPTDisk(t *testing.T) {
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil || disk.HostArch() != "x86_64" {
-		requireOrSkip(t, "qemu-system-x86_64 on an x86_64 host is needed (apt-get install qemu-system-x86)")
+		testvm.Missing(t, "qemu-system-x86_64 on an x86_64 host is needed (apt-get install qemu-system-x86)")
 	}
 	fw, err := disk.FindFirmware("", "x86_64")
 	if err != nil {
-		requireOrSkip(t, err.Error())
+		testvm.Missing(t, err.Error())
 	}
 	m := miniImage(t)
 	dir := t.TempDir()

@@ -3,6 +3,7 @@ package guestinit
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/mbvm/mb/internal/testvm"
 
-	"github.com/mbvm/mb/home"
 	"github.com/mbvm/mb/image"
 )
 
@@ -25,9 +25,6 @@ const (
 	stopDeadline = 90 * time.Second
 )
 
-// requireVMEnv makes a missing image a failure instead of a skip.
-const requireVMEnv = "MB_REQUIRE_VM"
-
 // miniImage finds the mini image under $MB_HOME (or ~/.mb). Without it the
 // test is skipped, or fails when MB_REQUIRE_VM=1.
 func miniImage(t *testing.T) *image.Manifest {
@@ -35,18 +32,8 @@ func miniImage(t *testing.T) *image.Manifest {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the guestinit VM tests drive an x86_64 q35 guest; this host is %s", runtime.GOARCH)
 	}
-	h, err := home.Dir()
-	if err == nil {
-		var m *image.Manifest
-		if m, err = image.Load(h, "mini"); err == nil {
-			return m
-		}
-	}
-	if os.Getenv(requireVMEnv) == "1" {
-		t.Fatalf("%s=1 but the mini image is not usable: %v (run make image)", requireVMEnv, err)
-	}
-	t.Skipf("mini image not available: %v (run make image)", err)
-	return nil
+	_, m := testvm.Image(t, "mini")
+	return m
 }
 
 // vmSlot takes the machine-wide VM test lock (testvm.Slot).
@@ -68,10 +55,7 @@ type testVM struct {
 func bootMini(t *testing.T, m *image.Manifest, extraCmdline string, extraArgs ...string) *testVM {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		if os.Getenv(requireVMEnv) == "1" {
-			t.Fatalf("qemu-system-x86_64 not found: %v (apt-get install qemu-system-x86)", err)
-		}
-		t.Skipf("qemu-system-x86_64 not found: %v (apt-get install qemu-system-x86)", err)
+		testvm.Missing(t, fmt.Sprintf("qemu-system-x86_64 not found: %v (apt-get install qemu-system-x86)", err))
 	}
 	vmSlot(t)
 	// A short directory: unix socket paths must stay under 104 bytes.

@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/home"
 	"github.com/mbvm/mb/image"
 	"github.com/mbvm/mb/spec"
 )
@@ -31,9 +30,6 @@ const (
 
 // serialPoll is how often serial.log is read while waiting for a line.
 const serialPoll = 10 * time.Millisecond
-
-// requireVMEnv makes a missing image a failure instead of a skip.
-const requireVMEnv = "MB_REQUIRE_VM"
 
 // defaultReadyLine is what the mini image prints once its agent is up.
 const defaultReadyLine = "mb-agent: ready"
@@ -55,18 +51,8 @@ func (i testImage) readyLine() string {
 // test is skipped, or fails when MB_REQUIRE_VM=1.
 func miniImage(t testing.TB) testImage {
 	t.Helper()
-	h, err := home.Dir()
-	if err == nil {
-		var m *image.Manifest
-		if m, err = image.Load(h, "mini"); err == nil {
-			return testImage{home: h, manifest: m}
-		}
-	}
-	if os.Getenv(requireVMEnv) == "1" {
-		t.Fatalf("%s=1 but the mini image is not usable: %v (run make image)", requireVMEnv, err)
-	}
-	t.Skipf("mini image not available: %v (run make image)", err)
-	return testImage{}
+	h, m := testvm.Image(t, "mini")
+	return testImage{home: h, manifest: m}
 }
 
 // vmSlot takes the machine-wide VM test lock (testvm.Slot).

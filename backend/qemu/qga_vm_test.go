@@ -3,14 +3,12 @@ package qemu
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/internal/testvm"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -19,17 +17,7 @@ import (
 // through the same host code as mb-agent: liveness, IP addresses, exec,
 // metrics and a stop through guest-shutdown.
 func TestStockQemuGAInVM(t *testing.T) {
-	h, err := home.Dir()
-	var m *image.Manifest
-	if err == nil {
-		m, err = image.Load(h, "mini-qga")
-	}
-	if err != nil {
-		if os.Getenv(requireVMEnv) == "1" {
-			t.Fatalf("%s=1 but the qemu-ga variant is not usable: %v (run make image)", requireVMEnv, err)
-		}
-		t.Skipf("qemu-ga variant not available: %v (run make image)", err)
-	}
+	h, m := testvm.Image(t, "mini-qga")
 	vmSlot(t)
 	opts := vmOptions(t, testImage{home: h, manifest: m}, "qgavm", "")
 	opts.Spec.Image = "mini-qga"

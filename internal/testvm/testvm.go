@@ -5,11 +5,14 @@ package testvm
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,4 +42,34 @@ func Slot(t testing.TB) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Cleanup(func() { f.Close() })
+}
+
+// RequireEnv, set to 1, makes a missing image or QEMU a failure instead of
+// a skip (make test sets it).
+const RequireEnv = "MB_REQUIRE_VM"
+
+// Missing ends a test that cannot run here: a failure under
+// MB_REQUIRE_VM=1, a skip otherwise.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("%s=1 but %s", RequireEnv, why)
+	}
+	t.Skipf("skipping a real-VM test: %s", why)
+}
+
+// Image loads the named image (make image builds mini and mini-qga) from
+// $MB_HOME or ~/.mb, and returns that home with the manifest; without it
+// the test ends through Missing.
+func Image(t testing.TB, name string) (string, *image.Manifest) {
+	t.Helper()
+	h, err := home.Dir()
+	if err == nil {
+		var m *image.Manifest
+		if m, err = image.Load(h, name); err == nil {
+			return h, m
+		}
+	}
+	Missing(t, fmt.Sprintf("the %s image is not usable: %v", name, err))
+	return "", nil
 }
