@@ -13,9 +13,10 @@ endif
 # Everything the tests and the demo need: QEMU and qemu-img; busybox and
 # cpio for the mini image; the stock guest agent for the compatibility
 # image; UEFI firmware, ssh, mkfs.ext4 and debootstrap for disk images and
-# the Debian test image; socat for the documented one-liners.
+# the Debian test image; socat for the documented one-liners; systemd for
+# `systemd-analyze verify` of the unit `mb service install` writes.
 DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
-	ovmf openssh-client e2fsprogs util-linux debootstrap
+	ovmf openssh-client e2fsprogs util-linux debootstrap systemd
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.
