@@ -177,7 +177,7 @@ func (m *MB) StartDaemon(ctx context.Context) (*Daemon, error) {
 	cmd := exec.Command(m.Bin, "daemon", "--foreground")
 	cmd.Env = append(append(os.Environ(), "MB_HOME="+m.Home), m.Env...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = ChildSysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start mb daemon: %w", err)
 	}
