@@ -64,4 +64,8 @@
 //
 // When mb-agent is not PID 1 none of this runs: it is an ordinary agent
 // service of the distribution's own init.
+//
+// The init role is Linux-only. Elsewhere the package still builds, for its
+// portable parts (command line, modules.dep and input event parsing), and
+// Run only reports that PID 1 needs a Linux guest and exits.
 package guestinit

@@ -1,3 +1,5 @@
+//go:build linux
+
 package guestinit
 
 import (
@@ -9,28 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Action is what a shutdown ends with.
-type Action int
-
-// The shutdown actions, each with its reboot(2) command.
-const (
-	PowerOff Action = iota
-	Reboot
-	Halt
-)
-
-// String returns the action as the console line names it.
-func (a Action) String() string {
-	switch a {
-	case Reboot:
-		return "reboot"
-	case Halt:
-		return "halt"
-	default:
-		return "power off"
-	}
-}
-
+// rebootCmd returns the reboot(2) command that ends the action.
 func (a Action) rebootCmd() int {
 	switch a {
 	case Reboot:
@@ -40,11 +21,6 @@ func (a Action) rebootCmd() int {
 	default:
 		return unix.LINUX_REBOOT_CMD_POWER_OFF
 	}
-}
-
-// ShutdownLine is the console line printed when a clean shutdown begins.
-func ShutdownLine(a Action, reason string) string {
-	return fmt.Sprintf("mb-agent: %s (reason: %s)", a, reason)
 }
 
 // termGrace is how long processes get between SIGTERM and SIGKILL.
