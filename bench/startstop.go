@@ -368,7 +368,7 @@ func timeBareStart(ctx context.Context, argv []string, bareDir, ready string) (t
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = bareDir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = rig.ChildSysProcAttr()
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start bare QEMU: %w", err)
