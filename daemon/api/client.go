@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -88,6 +89,12 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, cty
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+			// The daemon died or was stopped while it worked on the
+			// request. VMs outlive it and keep their state on disk.
+			return nil, fmt.Errorf("the mb daemon at %s went away before it answered %s %s (was it stopped or killed?): "+
+				"the VMs keep running and their state is kept; check with `mb ls` (which starts a new daemon) and retry: %w", c.socket, method, path, err)
+		}
 		return nil, fmt.Errorf("call the mb daemon at %s: %w", c.socket, err)
 	}
 	if resp.StatusCode >= 300 {
