@@ -177,7 +177,7 @@ func (o *startOptions) spec(cmd *cobra.Command, name string) (*spec.Spec, []stri
 		}
 		fs, err := spec.Parse(data)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", o.file, err)
+			return nil, nil, usagef("%s: %w", o.file, err)
 		}
 		if fs.Name != "" && fs.Name != name {
 			return nil, nil, usagef("%s names the VM %q but the command names %q: make them agree", o.file, fs.Name, name)
@@ -205,7 +205,14 @@ func (o *startOptions) spec(cmd *cobra.Command, name string) (*spec.Spec, []stri
 		set("initrd", "initrd", func() error { s.Initrd = o.initrd; return absPath(&s.Initrd) }),
 		set("cmdline", "cmdline", func() error { s.Cmdline = o.cmdline; return nil }),
 		set("disk", "disk", func() error { s.Disk = o.disk; return absPath(&s.Disk) }),
-		set("cpus", "cpus", func() error { s.CPUs = o.cpus; return nil }),
+		set("cpus", "cpus", func() error {
+			// In a spec 0 means the default; on the command line it is a mistake.
+			if o.cpus < 1 {
+				return fmt.Errorf("%d CPUs: use 1 or more (for example --cpus 2)", o.cpus)
+			}
+			s.CPUs = o.cpus
+			return nil
+		}),
 		set("memory", "memory", func() error {
 			m, err := spec.ParseSize(o.memory)
 			s.Memory = m
@@ -242,6 +249,11 @@ func (o *startOptions) spec(cmd *cobra.Command, name string) (*spec.Spec, []stri
 	}
 	if o.timeout <= 0 {
 		return nil, nil, usagef("--timeout must be positive, for example 2m")
+	}
+	// The daemon checks again; checking here makes a bad flag or spec file
+	// a usage error (exit code 2) without a round trip.
+	if err := s.Validate(); err != nil {
+		return nil, nil, usagef("bad spec for VM %s: %w", name, err)
 	}
 	return s, fields, nil
 }

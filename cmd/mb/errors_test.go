@@ -28,6 +28,8 @@ func TestErrors(t *testing.T) {
 		{[]string{"info", "nosuch"}, 1, "no VM named"},
 		{[]string{"rm", "nosuch"}, 1, "no VM named"},
 		{[]string{"start", "x", "--memory", "lots"}, 2, "--memory"},
+		{[]string{"start", "x", "--backend", "fake", "--cpus", "0"}, 2, "--cpus"},
+		{[]string{"start", "x", "--backend", "fake", "--ssh-port", "-5"}, 2, "ssh_port"},
 		{[]string{"start", "x", "--restart", "sometimes"}, 2, "restart"},
 		{[]string{"start"}, 2, "VM name"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
@@ -47,8 +49,8 @@ func TestErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("name: y\ncpus: many\nbogus: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := e.mb("start", "y", "-f", bad); r.code != 1 || !strings.Contains(r.stderr, "bad spec") {
-		t.Errorf("mb start -f bad.yaml: %s; want exit 1 and bad spec", r)
+	if r := e.mb("start", "y", "-f", bad); r.code != 2 || !strings.Contains(r.stderr, "bad spec") {
+		t.Errorf("mb start -f bad.yaml: %s; want exit 2 and bad spec", r)
 	}
 
 	// The API's statuses.
