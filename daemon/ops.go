@@ -48,6 +48,9 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 	if err := checkVMSocketPaths(d.cfg.Home, s.Name); err != nil {
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	}
+	if err := s.CheckFiles(); err != nil {
+		return nil, errorf(http.StatusBadRequest, "VM %s: %v", s.Name, err)
+	}
 	var m *image.Manifest
 	if s.Image != "" && s.Backend != "fake" {
 		if m, err = image.Load(d.cfg.Home, s.Image); err != nil {

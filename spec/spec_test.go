@@ -2,6 +2,7 @@ package spec
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +106,39 @@ func TestParseSizeAndForward(t *testing.T) {
 		if _, err := ParseForward(bad); err == nil {
 			t.Errorf("ParseForward(%q) accepted", bad)
 		}
+	}
+}
+
+func TestResolveAndCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(kernel, []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Spec{Kernel: "vmlinuz", Initrd: "sub/initrd.img", Disk: "/abs/disk.qcow2"}
+	s.ResolvePaths(dir)
+	if s.Kernel != kernel || s.Initrd != filepath.Join(dir, "sub/initrd.img") || s.Disk != "/abs/disk.qcow2" {
+		t.Fatalf("ResolvePaths: %+v", s)
+	}
+	err := s.CheckFiles()
+	if err == nil {
+		t.Fatal("CheckFiles accepted a missing initrd and disk")
+	}
+	for _, want := range []string{"initrd " + s.Initrd + ": no such file", "disk /abs/disk.qcow2: no such file"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckFiles error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "kernel") {
+		t.Errorf("CheckFiles complains about the existing kernel: %v", err)
+	}
+	if err := (&Spec{Kernel: dir}).CheckFiles(); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("a directory as kernel: %v", err)
+	}
+	if err := (&Spec{Disk: "rel.img"}).CheckFiles(); err == nil || !strings.Contains(err.Error(), "absolute path") {
+		t.Errorf("a relative disk path: %v", err)
+	}
+	if err := (&Spec{Kernel: kernel}).CheckFiles(); err != nil {
+		t.Errorf("an existing kernel: %v", err)
 	}
 }

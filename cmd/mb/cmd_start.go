@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -179,6 +180,11 @@ func (o *startOptions) spec(cmd *cobra.Command, name string) (*spec.Spec, []stri
 		if err != nil {
 			return nil, nil, usagef("%s: %w", o.file, err)
 		}
+		// Files named in a spec file are relative to the file, not to the
+		// daemon's working directory.
+		if dir, err := filepath.Abs(filepath.Dir(o.file)); err == nil {
+			fs.ResolvePaths(dir)
+		}
 		if fs.Name != "" && fs.Name != name {
 			return nil, nil, usagef("%s names the VM %q but the command names %q: make them agree", o.file, fs.Name, name)
 		}
@@ -254,6 +260,9 @@ func (o *startOptions) spec(cmd *cobra.Command, name string) (*spec.Spec, []stri
 	// a usage error (exit code 2) without a round trip.
 	if err := s.Validate(); err != nil {
 		return nil, nil, usagef("bad spec for VM %s: %w", name, err)
+	}
+	if err := s.CheckFiles(); err != nil {
+		return nil, nil, usagef("VM %s: %w", name, err)
 	}
 	return s, fields, nil
 }

@@ -30,6 +30,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"start", "x", "--memory", "lots"}, 2, "--memory"},
 		{[]string{"start", "x", "--backend", "fake", "--cpus", "0"}, 2, "--cpus"},
 		{[]string{"start", "x", "--backend", "fake", "--ssh-port", "-5"}, 2, "ssh_port"},
+		{[]string{"start", "x", "--kernel", "/nonexistent/vmlinuz"}, 2, "kernel /nonexistent/vmlinuz: no such file"},
 		{[]string{"start", "x", "--restart", "sometimes"}, 2, "restart"},
 		{[]string{"start"}, 2, "VM name"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
@@ -53,6 +54,23 @@ func TestErrors(t *testing.T) {
 		t.Errorf("mb start -f bad.yaml: %s; want exit 2 and bad spec", r)
 	}
 
+	// Files named in a spec file are taken relative to that file.
+	specDir := filepath.Join(e.home, "specdir")
+	if err := os.MkdirAll(specDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(specDir, "vmlinuz"), []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	relSpec := filepath.Join(specDir, "rel.yaml")
+	if err := os.WriteFile(relSpec, []byte("backend: fake\nkernel: vmlinuz\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("start", "rel", "-f", relSpec)
+	if v := e.vm("rel"); v.Spec["kernel"] != filepath.Join(specDir, "vmlinuz") {
+		t.Errorf("kernel from a spec file beside it: %v, want %s", v.Spec["kernel"], filepath.Join(specDir, "vmlinuz"))
+	}
+
 	// The API's statuses.
 	e.ok("start", "run", "--backend", "fake")
 	apiCases := []struct {
@@ -62,6 +80,8 @@ func TestErrors(t *testing.T) {
 	}{
 		{"POST", "/v1/vms", "name: z\ncpus: many\n", http.StatusBadRequest, "bad spec"},
 		{"POST", "/v1/vms", `{"name": "Z!"}`, http.StatusBadRequest, "invalid VM name"},
+		{"POST", "/v1/vms", "name: k\nkernel: /nonexistent/vmlinuz\n", http.StatusBadRequest, "no such file"},
+		{"POST", "/v1/vms", "name: k\nkernel: vmlinuz\n", http.StatusBadRequest, "absolute path"},
 		{"POST", "/v1/vms", `{"name": "run", "backend": "fake"}`, http.StatusConflict, "already exists"},
 		{"GET", "/v1/vms/nosuch", "", http.StatusNotFound, "no VM named"},
 		{"GET", "/v1/vms/Bad_Name", "", http.StatusBadRequest, "invalid VM name"},
