@@ -29,6 +29,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"rm", "nosuch"}, 1, "no VM named"},
 		{[]string{"start", "x", "--memory", "lots"}, 2, "--memory"},
 		{[]string{"start", "x", "--backend", "fake", "--cpus", "0"}, 2, "--cpus"},
+		{[]string{"stop", "x", "--timeout", "-3s"}, 2, "--timeout -3s: must not be negative"},
 		{[]string{"start", "x", "--backend", "fake", "--ssh-port", "-5"}, 2, "ssh_port"},
 		{[]string{"start", "x", "--kernel", "/nonexistent/vmlinuz"}, 2, "kernel /nonexistent/vmlinuz: no such file"},
 		{[]string{"start", "x", "--restart", "sometimes"}, 2, "restart"},

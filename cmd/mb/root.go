@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/spec"
@@ -44,6 +46,19 @@ to ~/.mb) and starts the daemon when it is not running.`,
 			_ = cmd.Help()
 			return usagef("a command is required (see the list above)")
 		},
+	}
+	// No command takes a negative duration (--timeout, --interval, ...).
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		var bad error
+		cmd.Flags().Visit(func(f *pflag.Flag) {
+			if f.Value.Type() != "duration" || bad != nil {
+				return
+			}
+			if d, err := time.ParseDuration(f.Value.String()); err == nil && d < 0 {
+				bad = usagef("--%s %s: must not be negative (for example --%s 30s)", f.Name, f.Value, f.Name)
+			}
+		})
+		return bad
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (see `%s --help`)", err, c.CommandPath())
