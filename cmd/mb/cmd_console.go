@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -47,8 +48,11 @@ func (a *app) console(ctx context.Context, name string) error {
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", sock)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("VM %s has no console to attach to (%s: %v): it is not running, or its backend has no serial console; start it with `mb start %s`, and read the console output so far with `mb logs %s`", name, sock, errors.Unwrap(err), name, name)
+	}
 	if err != nil {
-		return fmt.Errorf("attach to the console of VM %s at %s: %w (is it running, with the qemu backend?)", name, sock, err)
+		return fmt.Errorf("attach to the console of VM %s at %s: %w", name, sock, err)
 	}
 	defer conn.Close()
 	in, tty := a.stdin.(*os.File)
