@@ -99,6 +99,10 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s %s: %d %s; want %d with an error containing %q", c.method, c.path, status, body, c.status, c.want)
 		}
 	}
+	// mb console on a VM without a console socket fails clearly.
+	if r := e.mb("console", "run"); r.code != 1 || !strings.Contains(r.stderr, "has no console") || !strings.Contains(r.stderr, "mb logs run") {
+		t.Errorf("mb console on the fake backend: %s; want exit 1, has no console, and a pointer to mb logs", r)
+	}
 	// mb exec on a VM without an agent fails clearly.
 	if r := e.mb("exec", "run", "--", "true"); r.code != 1 || !strings.Contains(r.stderr, "no guest agent") {
 		t.Errorf("mb exec on the fake backend: %s; want exit 1 and no guest agent", r)
