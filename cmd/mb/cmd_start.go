@@ -81,6 +81,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 	defer prog.done()
 	prog.set("checking")
 	vm, err := c.Inspect(ctx, name)
+	created := false // this command created the VM
 	if api.IsNotFound(err) {
 		doc, merr := want.Marshal()
 		if merr != nil {
@@ -88,6 +89,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 		}
 		prog.set("creating")
 		vm, err = c.Create(ctx, doc)
+		created = err == nil
 		if api.IsConflict(err) {
 			// Another mb start created it meanwhile: compare with that one.
 			vm, err = c.Inspect(ctx, name)
@@ -105,6 +107,9 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 	prog.set("starting")
 	vm, err = c.Start(ctx, name, o.timeout)
 	if err != nil {
+		if created {
+			return a.dropFailedVM(c, name, err)
+		}
 		return err
 	}
 	if !o.noWait {
@@ -122,6 +127,26 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 		fmt.Fprintf(a.stdout, "%s is ready (%.1fs)%s\n", name, time.Since(begin).Seconds(), vmSummary(vm))
 	}
 	return nil
+}
+
+// dropFailedVM removes a VM this command created when its first start
+// failed because vmhost could not start it at all (a port in use, a bad
+// disk): nothing is left half-made, and the same command works once the
+// cause is fixed. A VM that started and then crashed or timed out is kept
+// for its logs.
+func (a *app) dropFailedVM(c *api.Client, name string, startErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	vm, err := c.Inspect(ctx, name)
+	if err != nil || vm.State != api.StateCrashed || vm.ExitCode == nil || *vm.ExitCode != 2 {
+		return startErr
+	}
+	if err := c.Delete(ctx, name, true); err != nil {
+		return fmt.Errorf("%w (removing the new VM %s failed too: %v; remove it with `mb rm --force %s`)", startErr, name, err, name)
+	}
+	// startErr points to the VM's vmhost.log, which is gone now; the
+	// reason holds what it said.
+	return fmt.Errorf("VM %s did not start: %s; the new VM was not kept, so the same command works once this is fixed", name, vm.Reason)
 }
 
 // vmSummary is a short suffix with the SSH port and IPs.

@@ -366,3 +366,38 @@ func TestQEMUReadyLineWithoutAgent(t *testing.T) {
 	}
 	e.ok("stop", "--force", "na")
 }
+
+// A first start that vmhost cannot carry out (here: the explicit SSH port
+// is taken) leaves no half-made VM behind: the error says why, the VM is
+// not kept, and the name is free for the corrected command. A VM that
+// existed before keeps existing when a start fails.
+func TestFailedFirstStartLeavesNoVM(t *testing.T) {
+	e := requireVM(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	r := e.mb("start", "p", "--ssh-port", port)
+	if r.code != 1 || !strings.Contains(r.stderr, "already in use") || !strings.Contains(r.stderr, "not kept") {
+		t.Errorf("mb start with a taken ssh port: %s; want exit 1, already in use, not kept", r)
+	}
+	if v := findVM(e.list(), "p"); v != nil {
+		t.Errorf("the failed VM is still listed: %+v", *v)
+	}
+	if _, err := os.Stat(filepath.Join(e.home, "vms", "p")); !os.IsNotExist(err) {
+		t.Errorf("the failed VM's directory: %v, want it gone", err)
+	}
+	// A VM that exists (created, stopped, through the API) is not removed
+	// by a failing start.
+	if status, body := e.httpCall("POST", "/v1/vms", "name: q\nimage: mini\nssh_port: "+port+"\n"); status != http.StatusCreated {
+		t.Fatalf("create q: %d %s", status, body)
+	}
+	if r := e.mb("start", "q"); r.code != 1 || !strings.Contains(r.stderr, "already in use") || strings.Contains(r.stderr, "not kept") {
+		t.Errorf("mb start of an existing VM with a taken port: %s", r)
+	}
+	if v := findVM(e.list(), "q"); v == nil || v.State != api.StateCrashed {
+		t.Errorf("the existing VM after a failed start: %+v, want it kept, crashed", v)
+	}
+}
