@@ -75,6 +75,9 @@ code is the remote command's (255 for an SSH error).`,
 			if err != nil {
 				return err
 			}
+			if err := checkSSHKey(t); err != nil {
+				return err
+			}
 			keys, err := sshkeys.Load(t.Dir)
 			if err != nil {
 				return err
@@ -112,6 +115,15 @@ code is the remote command's (255 for an SSH error).`,
 	return cmd
 }
 
+// checkSSHKey fails clearly for a VM that has no SSH key: mb makes keys
+// only for disk images booted with cloud-init.
+func checkSSHKey(t sshkeys.Target) error {
+	if _, err := os.Stat(filepath.Join(t.Dir, sshkeys.ClientKeyFile)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("VM %q has no SSH key: mb injects keys through cloud-init into disk images only, and this VM was not booted from one; use `mb exec %s -- CMD` instead", t.Name, t.Name)
+	}
+	return nil
+}
+
 func (a *app) sshConfigCmd() *cobra.Command {
 	var user string
 	cmd := &cobra.Command{
@@ -126,8 +138,8 @@ func (a *app) sshConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := os.Stat(filepath.Join(t.Dir, sshkeys.ClientKeyFile)); err != nil {
-				return fmt.Errorf("VM %q has no SSH key (%w): it was not booted from a disk image with cloud-init", t.Name, err)
+			if err := checkSSHKey(t); err != nil {
+				return err
 			}
 			_, err = fmt.Fprint(a.stdout, sshkeys.ConfigBlock(t))
 			return err

@@ -181,6 +181,11 @@ func TestQEMUGuestSession(t *testing.T) {
 	if r := e.mb("exec", "demo", "--", "sh", "-c", "exit 7"); r.code != 7 {
 		t.Errorf("mb exec sh -c 'exit 7': %s, want exit 7", r)
 	}
+	// The mini image boots without cloud-init, so it has no SSH key: mb ssh
+	// says so and points to mb exec.
+	if r := e.mb("ssh", "demo", "--", "true"); r.code != 1 || !strings.Contains(r.stderr, "has no SSH key") || !strings.Contains(r.stderr, "mb exec demo") {
+		t.Errorf("mb ssh on the mini image: %s; want exit 1, has no SSH key, and a pointer to mb exec", r)
+	}
 	// stdin is passed when it is not a terminal.
 	ctxIn, cancelIn := context.WithTimeout(context.Background(), 2*time.Minute)
 	catCmd := e.command(ctxIn, "exec", "demo", "--", "cat")
