@@ -275,7 +275,8 @@ func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request, v *vm) {
 		writeError(w, agentError(v, "exec", err))
 		return
 	}
-	res := api.ExecResult{Stdout: resp.Stdout, Stderr: resp.Stderr, OutTruncated: resp.OutTruncated, ErrTruncated: resp.ErrTruncated}
+	res := api.ExecResult{Stdout: resp.Stdout, Stderr: resp.Stderr, OutTruncated: resp.OutTruncated, ErrTruncated: resp.ErrTruncated,
+		TimedOut: resp.TimedOut, ExecError: resp.ExecError}
 	if resp.ExitCode != nil {
 		res.ExitCode = *resp.ExitCode
 	}

@@ -3,6 +3,7 @@ package vmhost
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -105,6 +106,17 @@ type ExecResult struct {
 	OutTruncated bool
 	ErrTruncated bool
 }
+
+// Errors an Executor wraps so that vmhost can report them as exec results
+// (exit codes 124, 126 and 127) rather than as failures of the request.
+var (
+	// ErrExecTimeout: the command outlived its timeout. The Executor
+	// returns what the command wrote with it, when it knows.
+	ErrExecTimeout = errors.New("command timed out")
+	// ErrExecStart: the guest could not start the command (no such
+	// program, not executable).
+	ErrExecStart = errors.New("the guest could not start the command")
+)
 
 // Executor is implemented by controllers that can run commands in the guest
 // (through the guest agent). It enables MethodExec.

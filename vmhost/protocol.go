@@ -104,6 +104,14 @@ type Response struct {
 	Stderr       []byte `json:"stderr,omitempty"`
 	OutTruncated bool   `json:"out_truncated,omitempty"`
 	ErrTruncated bool   `json:"err_truncated,omitempty"`
+	// TimedOut says the command outlived its timeout: it was killed with
+	// its process group (mb-agent), or abandoned (stock qemu-ga); ExitCode
+	// is then what it died with, or 124 when unknown.
+	TimedOut bool `json:"timed_out,omitempty"`
+	// ExecError explains, for a person, a command that timed out or that
+	// the guest could not start at all (ExitCode 127 when the program was
+	// not found, 126 otherwise, as a shell reports them).
+	ExecError string `json:"exec_error,omitempty"`
 
 	// Metrics is the guest's metrics document (MethodMetrics).
 	Metrics json.RawMessage `json:"metrics,omitempty"`

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -371,21 +372,31 @@ func (s *Server) exec(ctx context.Context, req *Request) *Response {
 	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()
 	res, err := ex.Exec(ctx, ExecRequest{Argv: req.Argv, Env: req.Env, Stdin: req.Stdin, Timeout: timeout})
-	if res == nil {
-		if err == nil {
-			err = errors.New("the backend returned no result")
+	switch {
+	case errors.Is(err, ErrExecStart):
+		// Like a shell: 127 for a program that is not there, 126 else.
+		code := 126
+		if msg := strings.ToLower(err.Error()); strings.Contains(msg, "no such file") || strings.Contains(msg, "not found") {
+			code = 127
 		}
+		return &Response{OK: true, ExitCode: &code, ExecError: err.Error()}
+	case errors.Is(err, ErrExecTimeout):
+		// A timed-out command still returns what it wrote before it was
+		// killed.
+		if res == nil {
+			res = &ExecResult{ExitCode: 124}
+		}
+		code := res.ExitCode
+		return &Response{OK: true, ExitCode: &code, Stdout: res.Stdout, Stderr: res.Stderr,
+			OutTruncated: res.OutTruncated, ErrTruncated: res.ErrTruncated, TimedOut: true, ExecError: err.Error()}
+	case err != nil:
 		return &Response{Error: fmt.Sprintf("exec: %v", err)}
+	case res == nil:
+		return &Response{Error: "exec: the backend returned no result"}
 	}
 	code := res.ExitCode
-	r := &Response{OK: true, ExitCode: &code, Stdout: res.Stdout, Stderr: res.Stderr,
+	return &Response{OK: true, ExitCode: &code, Stdout: res.Stdout, Stderr: res.Stderr,
 		OutTruncated: res.OutTruncated, ErrTruncated: res.ErrTruncated}
-	if err != nil {
-		// A timed-out command still returns what it wrote before it was
-		// killed, with the error.
-		r.OK, r.Error = false, fmt.Sprintf("exec: %v", err)
-	}
-	return r
 }
 
 func (s *Server) metrics(ctx context.Context, req *Request) *Response {

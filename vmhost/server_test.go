@@ -415,3 +415,55 @@ func TestRunFailsOnBadSocketPathAndCleansUp(t *testing.T) {
 		t.Error("PID file left behind after a failed Run")
 	}
 }
+
+// scriptedExec is a controller whose exec returns a fixed result and error.
+type scriptedExec struct {
+	*fake.Controller
+	res *vmhost.ExecResult
+	err error
+}
+
+func (s scriptedExec) Exec(context.Context, vmhost.ExecRequest) (*vmhost.ExecResult, error) {
+	return s.res, s.err
+}
+
+// exec maps what the Executor returns onto the reply: a command the guest
+// cannot start is a result with 127 (not found) or 126, a timeout a result
+// with the output so far and timed_out, anything else an error.
+func TestExecOutcomes(t *testing.T) {
+	cases := []struct {
+		name     string
+		res      *vmhost.ExecResult
+		err      error
+		ok       bool
+		code     int
+		timedOut bool
+		stdout   string
+		errText  string
+	}{
+		{"exit code", &vmhost.ExecResult{ExitCode: 3, Stdout: []byte("out")}, nil, true, 3, false, "out", ""},
+		{"not found", nil, fmt.Errorf("%w: %q: fork/exec /x: no such file or directory", vmhost.ErrExecStart, "/x"), true, 127, false, "", "no such file"},
+		{"not executable", nil, fmt.Errorf("%w: %q: permission denied", vmhost.ErrExecStart, "/etc"), true, 126, false, "", "permission denied"},
+		{"killed at timeout", &vmhost.ExecResult{ExitCode: 137, Stdout: []byte("partial")}, fmt.Errorf("%w after 1s", vmhost.ErrExecTimeout), true, 137, true, "partial", "timed out"},
+		{"abandoned at timeout", nil, fmt.Errorf("%w after 1s: may still run", vmhost.ErrExecTimeout), true, 124, true, "", "may still run"},
+		{"agent failure", nil, errors.New("agent unresponsive"), false, 0, false, "", "agent unresponsive"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := serve(t, scriptedExec{fake.New(fake.Options{}), c.res, c.err})
+			r, err := vmhost.NewClient(h.sock).Call(context.Background(), vmhost.Request{Method: vmhost.MethodExec, Argv: []string{"x"}})
+			if !c.ok {
+				if err == nil || !strings.Contains(err.Error(), c.errText) {
+					t.Fatalf("reply %+v, %v; want an error containing %q", r, err, c.errText)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.ExitCode == nil || *r.ExitCode != c.code || r.TimedOut != c.timedOut || string(r.Stdout) != c.stdout || !strings.Contains(r.ExecError, c.errText) {
+				t.Errorf("reply exit %v timed_out %v stdout %q exec_error %q; want %d %v %q %q", r.ExitCode, r.TimedOut, r.Stdout, r.ExecError, c.code, c.timedOut, c.stdout, c.errText)
+			}
+		})
+	}
+}

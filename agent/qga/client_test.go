@@ -180,8 +180,8 @@ func TestExec(t *testing.T) {
 	if !errors.Is(err, qga.ErrExecTimeout) || res == nil || res.ExitCode != 137 {
 		t.Errorf("timeout: %+v, %v; want exit 137 and ErrExecTimeout", res, err)
 	}
-	if _, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"/no/such/program"}}); err == nil {
-		t.Error("missing program: want an error")
+	if _, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"/no/such/program"}}); !errors.Is(err, vmhost.ErrExecStart) || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing program: %v, want vmhost.ErrExecStart saying no such file", err)
 	}
 	if _, err := c.Exec(ctx, vmhost.ExecRequest{}); err == nil {
 		t.Error("empty argv: want an error")

@@ -10,7 +10,8 @@ import (
 )
 
 // ErrExecTimeout is returned (wrapped) when a command outlives its timeout.
-var ErrExecTimeout = errors.New("command timed out")
+// It is vmhost.ErrExecTimeout, so that vmhost reports it as a result.
+var ErrExecTimeout = vmhost.ErrExecTimeout
 
 // execTimeoutMargin is how long past the timeout the host waits for an
 // mb-agent to report the command it killed.
@@ -44,6 +45,11 @@ func (c *Client) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.Exec
 		}
 		return s.call("guest-exec", args, &pid)
 	})
+	var guestErr *Error
+	if errors.As(err, &guestErr) {
+		// The agent answered and refused: the command cannot run there.
+		return nil, fmt.Errorf("%w: %q: %s", vmhost.ErrExecStart, req.Argv[0], guestErr.Desc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start %q in the guest: %w", req.Argv[0], err)
 	}

@@ -23,7 +23,10 @@ func (a *app) execCmd() *cobra.Command {
 		Long: `Runs CMD in the guest through its agent (mb-agent or qemu-guest-agent),
 prints its stdout and stderr, and exits with its exit code. stdin is passed
 to the command when it is not a terminal (up to 16 MiB). Output is capped at
-16 MiB per stream; mb exec warns when it was cut.`,
+16 MiB per stream; mb exec warns when it was cut. When the guest cannot
+start the command, mb exec exits 127 (no such program) or 126 (not
+executable), as a shell does; a command killed at --timeout exits 124, as
+with timeout(1).`,
 		Example: `  mb exec demo -- uname -a
   mb exec demo -- sh -c 'exit 7'; echo $?
   echo hello | mb exec demo -- cat
@@ -63,6 +66,13 @@ to the command when it is not a terminal (up to 16 MiB). Output is capped at
 			}
 			if res.ErrTruncated {
 				fmt.Fprintln(a.stderr, "mb: the command's stderr was truncated (over the agent's output cap)")
+			}
+			if res.ExecError != "" {
+				fmt.Fprintf(a.stderr, "mb: VM %s: %s\n", args[0], res.ExecError)
+			}
+			if res.TimedOut {
+				// Like timeout(1), so scripts can tell a timeout apart.
+				return &exitError{code: 124}
 			}
 			if res.ExitCode != 0 {
 				return &exitError{code: res.ExitCode}

@@ -181,6 +181,14 @@ func TestQEMUGuestSession(t *testing.T) {
 	if r := e.mb("exec", "demo", "--", "sh", "-c", "exit 7"); r.code != 7 {
 		t.Errorf("mb exec sh -c 'exit 7': %s, want exit 7", r)
 	}
+	// Like a shell and timeout(1): 127 for a missing program, 124 for a
+	// command killed at --timeout (with what it printed before).
+	if r := e.mb("exec", "demo", "--", "/no/such/program"); r.code != 127 || !strings.Contains(r.stderr, "could not start") {
+		t.Errorf("mb exec of a missing program: %s, want exit 127 and could not start", r)
+	}
+	if r := e.mb("exec", "--timeout", "1s", "demo", "--", "sh", "-c", "echo partial; sleep 60"); r.code != 124 || r.stdout != "partial\n" || !strings.Contains(r.stderr, "timed out") {
+		t.Errorf("mb exec past its --timeout: %s, want exit 124, the output so far, and timed out", r)
+	}
 	// The mini image boots without cloud-init, so it has no SSH key: mb ssh
 	// says so and points to mb exec.
 	if r := e.mb("ssh", "demo", "--", "true"); r.code != 1 || !strings.Contains(r.stderr, "has no SSH key") || !strings.Contains(r.stderr, "mb exec demo") {

@@ -106,6 +106,12 @@ type ExecResult struct {
 	Stderr       []byte `json:"stderr,omitempty"`
 	OutTruncated bool   `json:"out_truncated,omitempty"`
 	ErrTruncated bool   `json:"err_truncated,omitempty"`
+	// TimedOut: the command outlived its timeout and was killed (or, with
+	// stock qemu-ga, abandoned); ExitCode is what it died with, or 124.
+	TimedOut bool `json:"timed_out,omitempty"`
+	// ExecError explains a command that timed out or that the guest could
+	// not start (ExitCode 127: no such program; 126: not executable).
+	ExecError string `json:"exec_error,omitempty"`
 }
 
 // Event is one lifecycle event, as streamed by GET /v1/events (one JSON
