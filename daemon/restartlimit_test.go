@@ -94,7 +94,7 @@ func TestRestartLimitGivesUp(t *testing.T) {
 		}
 	}
 	var restarting, gaveUp int
-	for _, ev := range readEvents(t, c, opCtx) {
+	for _, ev := range readEvents(opCtx, t, c) {
 		if ev.VM != "r" {
 			continue
 		}
@@ -155,7 +155,7 @@ func waitVM(t *testing.T, c *api.Client, name string, cond func(*api.VM) bool) *
 	return nil
 }
 
-func readEvents(t *testing.T, c *api.Client, ctx context.Context) []api.Event {
+func readEvents(ctx context.Context, t *testing.T, c *api.Client) []api.Event {
 	t.Helper()
 	body, err := c.Events(ctx, false)
 	if err != nil {
