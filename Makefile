@@ -30,6 +30,8 @@ VM_PKG_RE := /(guestinit|backend/qemu|disk|daemon|cmd/mb|failtest|bench)(/|$$)
 FUZZ     := ./vmhost:FuzzDecodeRequest ./agent:FuzzRequestParser ./agent/qga:FuzzReplyParser
 FUZZTIME ?= 50000x
 TEST_TIMEOUT ?= 25m
+# What `mb version` prints: the git revision (dev outside a checkout).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: all deps build image debian-image test vet fuzz demo bench chaos clean
 
@@ -39,7 +41,7 @@ deps:
 	@./scripts/deps.sh $(DEB_PKGS)
 
 build:
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/mb ./cmd/vmhost
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/ ./cmd/mb ./cmd/vmhost
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/mb-agent ./cmd/mb-agent
 
 # The mini image: Debian cloud kernel + busybox + mb-agent as PID 1, in
