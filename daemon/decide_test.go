@@ -9,18 +9,19 @@ import (
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/peercred"
 	"github.com/mbvm/mb/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 
 func TestPeerAllowed(t *testing.T) {
-	if err := peerAllowed(1000, 1000); err != nil {
+	if err := peercred.Check(1000, 1000); err != nil {
 		t.Errorf("same uid refused: %v", err)
 	}
-	if err := peerAllowed(0, 1000); err == nil {
+	if err := peercred.Check(0, 1000); err == nil {
 		t.Error("root peer of a user daemon accepted")
 	}
-	if err := peerAllowed(1001, 1000); err == nil || !strings.Contains(err.Error(), "1001") {
+	if err := peercred.Check(1001, 1000); err == nil || !strings.Contains(err.Error(), "1001") {
 		t.Errorf("other uid: %v, want a refusal naming it", err)
 	}
 }
