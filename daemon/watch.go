@@ -99,15 +99,21 @@ func (d *Daemon) watch(v *vm, r *run) {
 	if v.cur == r {
 		v.cur = nil
 	}
-	v.state, v.reason, v.exitCode, v.stoppedBy = o.state, o.reason, o.exitCode, o.stoppedBy
-	v.ready = false
 	policy := spec.RestartNo
 	if v.spec != nil {
 		policy = v.spec.Restart
 	}
-	history := append([]time.Time(nil), v.restartLog...)
 	deleted := v.deleted
 	restarts := v.restarts
+	// Decide before the new state shows, so that a VM given up on never
+	// appears crashed without saying why.
+	dec := decideRestart(d.cfg.Restart, policy, o.kind, userStopped, v.restartLog, time.Now())
+	reason := o.reason
+	if dec.GaveUp {
+		reason += " (" + dec.Why + ")"
+	}
+	v.state, v.reason, v.exitCode, v.stoppedBy = o.state, reason, o.exitCode, o.stoppedBy
+	v.ready = false
 	v.mu.Unlock()
 
 	typ := api.EventStopped
@@ -120,12 +126,8 @@ func (d *Daemon) watch(v *vm, r *run) {
 	if deleted || d.ctx.Err() != nil {
 		return
 	}
-	dec := decideRestart(d.cfg.Restart, policy, o.kind, userStopped, history, time.Now())
 	if dec.GaveUp {
 		d.log.Warn("not restarting VM", "vm", v.name, "why", dec.Why)
-		v.mu.Lock()
-		v.reason += " (" + dec.Why + ")"
-		v.mu.Unlock()
 		d.events.publish(api.Event{VM: v.name, Type: api.EventGaveUp, State: o.state, Reason: dec.Why, Restarts: restarts})
 		return
 	}
