@@ -18,6 +18,20 @@ func Check(peerUID, ownUID int) error {
 	return nil
 }
 
+// UID returns the uid of the process at the other end of c, as the kernel
+// recorded it (SO_PEERCRED on Linux, LOCAL_PEERCRED on macOS).
+func UID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	uid, serr := -1, error(nil)
+	if err := raw.Control(func(fd uintptr) { uid, serr = peerUID(int(fd)) }); err != nil {
+		return -1, err
+	}
+	return uid, serr
+}
+
 // Verify reads the peer's uid from the kernel and applies Check against
 // this process's uid.
 func Verify(c *net.UnixConn) error {

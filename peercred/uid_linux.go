@@ -2,29 +2,13 @@
 
 package peercred
 
-import (
-	"net"
+import "golang.org/x/sys/unix"
 
-	"golang.org/x/sys/unix"
-)
-
-// UID returns the uid of the process at the other end (SO_PEERCRED).
-func UID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
+// peerUID reads the peer's uid from a socket descriptor (SO_PEERCRED).
+func peerUID(fd int) (int, error) {
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		return -1, err
 	}
-	uid := -1
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, e := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		if e != nil {
-			serr = e
-			return
-		}
-		uid = int(cred.Uid)
-	}); err != nil {
-		return -1, err
-	}
-	return uid, serr
+	return int(cred.Uid), nil
 }
