@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mbvm/mb/bench/procfs"
+	"github.com/mbvm/mb/bench/rig"
 	"github.com/mbvm/mb/daemon/api"
 )
 
@@ -87,11 +89,11 @@ func TestRestartLimitGivesUp(t *testing.T) {
 	}
 	// Give a wrong fourth start a chance (the backoff is at most 400 ms).
 	time.Sleep(2 * time.Second)
-	if v, err := c.Inspect(opCtx, "r"); err != nil || v.State != api.StateCrashed || v.PID != 0 && alivePID(v.PID) {
+	if v, err := c.Inspect(opCtx, "r"); err != nil || v.State != api.StateCrashed || v.PID != 0 && procfs.Alive(v.PID) {
 		t.Errorf("after giving up: %+v, %v; want it crashed with no vmhost", v, err)
 	}
 	for _, pid := range pids {
-		if alivePID(pid) {
+		if procfs.Alive(pid) {
 			t.Errorf("vmhost %d still runs", pid)
 		}
 	}
@@ -120,41 +122,35 @@ func newTestClient(t *testing.T, h string) *api.Client {
 	t.Helper()
 	c := api.NewClient(SocketPath(h))
 	t.Cleanup(c.Close)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rig.Poll(ctx, 50*time.Millisecond, "the daemon to answer", func() (bool, error) {
 		_, err := c.Ping(ctx)
-		cancel()
-		if err == nil {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon does not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil, err
+	}); err != nil {
+		t.Fatal(err)
 	}
+	return c
 }
 
 // waitVM polls the VM until cond holds, with a deadline generous enough for
 // a loaded machine.
 func waitVM(t *testing.T, c *api.Client, name string, cond func(*api.VM) bool) *api.VM {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var last *api.VM
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := rig.Poll(ctx, 50*time.Millisecond, "VM "+name+" to reach the expected state", func() (bool, error) {
 		v, err := c.Inspect(ctx, name)
-		cancel()
-		if err == nil {
-			last = v
-			if cond(v) {
-				return v
-			}
+		if err != nil {
+			return false, err
 		}
-		time.Sleep(50 * time.Millisecond)
+		last = v
+		return cond(v), nil
+	}); err != nil {
+		t.Fatalf("%v; last seen %+v", err, last)
 	}
-	t.Fatalf("VM %s never reached the expected state; last seen %+v", name, last)
-	return nil
+	return last
 }
 
 func readEvents(ctx context.Context, t *testing.T, c *api.Client) []api.Event {
@@ -178,9 +174,4 @@ func readEvents(ctx context.Context, t *testing.T, c *api.Client) []api.Event {
 		t.Fatal(err)
 	}
 	return evs
-}
-
-func alivePID(pid int) bool {
-	// A zombie still answers signal 0, but the daemon reaps its children.
-	return pid > 0 && syscall.Kill(pid, 0) == nil
 }
