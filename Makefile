@@ -20,8 +20,8 @@ DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.
-VM_PKGS  := ./guestinit/... ./backend/qemu/... ./disk/... ./daemon/... ./cmd/mb/... ./failtest/... ./bench/...
-VM_PKG_RE := /(guestinit|backend/qemu|disk|daemon|cmd/mb|failtest|bench)(/|$$)
+VM_PKGS  := ./agent/guestinit/... ./backend/qemu/... ./vm/disk/... ./daemon/... ./cmd/mb/... ./failtest/... ./bench/...
+VM_PKG_RE := /(agent/guestinit|backend/qemu|vm/disk|daemon|cmd/mb|failtest|bench)(/|$$)
 # Fuzz targets (package:target), run briefly by `make test`. The budget is a
 # count of executions, not a duration: with a duration, Go 1.26's fuzzing
 # coordinator can report a spurious "context deadline exceeded" at the end

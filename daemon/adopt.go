@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/lockfile"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/lockfile"
+	"github.com/mbvm/mb/vm/image"
+	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -19,7 +19,7 @@ import (
 // stopped or crashed (as its exit record says) and cleaned; VMs with
 // restart policy always that the user did not stop are started.
 func (d *Daemon) adoptAll() {
-	entries, err := os.ReadDir(home.VMsDir(d.cfg.Home))
+	entries, err := os.ReadDir(layout.VMsDir(d.cfg.Home))
 	if err != nil {
 		d.log.Warn("cannot read the VM directory", "err", err)
 		return
@@ -73,7 +73,7 @@ func (d *Daemon) adoptAll() {
 
 // load reads a VM's spec (and image manifest) into a new record.
 func (d *Daemon) load(name string) *vm {
-	v := newVM(name, home.VMDir(d.cfg.Home, name))
+	v := newVM(name, layout.VMDir(d.cfg.Home, name))
 	d.reload(v)
 	return v
 }

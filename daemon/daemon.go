@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/lockfile"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/lockfile"
 )
 
 // Files of the daemon inside $MB_HOME.
@@ -83,10 +83,10 @@ func SocketPath(mbHome string) string { return filepath.Join(mbHome, api.SocketN
 // running after Run returns unless the stop request asked to stop them.
 func (d *Daemon) Run(ctx context.Context) error {
 	h := d.cfg.Home
-	if err := home.Ensure(h); err != nil {
+	if err := layout.Ensure(h); err != nil {
 		return err
 	}
-	if err := home.Ensure(home.VMsDir(h)); err != nil {
+	if err := layout.Ensure(layout.VMsDir(h)); err != nil {
 		return err
 	}
 	lock, err := lockfile.Acquire(filepath.Join(h, LockName))

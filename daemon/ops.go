@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/image"
+	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -62,7 +62,7 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 	if _, ok := d.vms[s.Name]; ok {
 		return nil, errorf(http.StatusConflict, "VM %s already exists: start it with `mb start %s`, or remove it first with `mb rm %s`", s.Name, s.Name, s.Name)
 	}
-	dir := home.VMDir(d.cfg.Home, s.Name)
+	dir := layout.VMDir(d.cfg.Home, s.Name)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, errorf(http.StatusConflict, "directory %s already exists but holds no VM the daemon knows: remove it, or restart the daemon to load it", dir)

@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"net"
 
-	"github.com/mbvm/mb/peercred"
+	"github.com/mbvm/mb/internal/peercred"
 )
 
 // peerListener accepts only connections from the daemon's own uid and

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/sshkeys"
+	"github.com/mbvm/mb/vm/image"
+	"github.com/mbvm/mb/vm/sshkeys"
 	"github.com/mbvm/mb/vmhost"
 )
 

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // Backoff tunes restarts under a restart policy: the first restart waits

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -19,7 +19,7 @@ var vmSocketNames = []string{vmhost.SocketName, "qmp.sock", "agent.sock", "conso
 // checkVMSocketPaths refuses a VM whose longest socket path would not fit
 // in a unix socket address, saying how long a name may be.
 func checkVMSocketPaths(mbHome, name string) error {
-	p := filepath.Join(home.VMDir(mbHome, name), vmhost.LongestSocketName)
+	p := filepath.Join(layout.VMDir(mbHome, name), vmhost.LongestSocketName)
 	if len(p) <= MaxSocketPath {
 		return nil
 	}

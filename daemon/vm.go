@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/image"
+	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/mbvm/mb/lockfile"
+	"github.com/mbvm/mb/internal/lockfile"
 )
 
 // waitForLock polls lockPath until no process holds it. It returns false

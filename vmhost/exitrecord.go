@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mbvm/mb/atomicfile"
+	"github.com/mbvm/mb/internal/atomicfile"
 )
 
 // ExitRecordName is the file vmhost writes into the VM directory before it

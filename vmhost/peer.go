@@ -3,7 +3,7 @@ package vmhost
 import (
 	"net"
 
-	"github.com/mbvm/mb/peercred"
+	"github.com/mbvm/mb/internal/peercred"
 )
 
 // checkPeerConn refuses a peer whose uid is not this process's.

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mbvm/mb/atomicfile"
+	"github.com/mbvm/mb/internal/atomicfile"
 )
 
 // drainTimeout bounds how long Run waits for requests in flight after the VM

@@ -7,7 +7,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // AccelEnv overrides the accelerator for every VM: auto, kvm, hvf or tcg.

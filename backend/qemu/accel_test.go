@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 func fakeHost(goos string, kvmErr error, flags string, modules ...string) hostProbe {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mbvm/mb/disk"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/disk"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // Names of the files QEMU uses in the VM directory.

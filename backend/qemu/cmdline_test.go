@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbvm/mb/disk"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/disk"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // optValue returns the value after each occurrence of flag in args.

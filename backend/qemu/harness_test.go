@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/internal/testvm"
+	"github.com/mbvm/mb/bench/testvm"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/image"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // Generous deadlines: a busy 2-core machine under TCG must not turn a

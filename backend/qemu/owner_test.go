@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // ownerEnv makes the test binary act as a VM's owner process (like vmhost):

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
-	"github.com/mbvm/mb/internal/testvm"
+	"github.com/mbvm/mb/bench/testvm"
 	"github.com/mbvm/mb/vmhost"
 )
 

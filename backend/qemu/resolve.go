@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mbvm/mb/cloudinit"
+	"github.com/mbvm/mb/vm/cloudinit"
 	"os"
 	"path/filepath"
 
-	"github.com/mbvm/mb/disk"
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/disk"
+	"github.com/mbvm/mb/vm/image"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // resolveBoot turns a validated spec into a bootConfig: it loads the image

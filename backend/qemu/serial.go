@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/mbvm/mb/daemon/logfile"
+	"github.com/mbvm/mb/internal/logfile"
 )
 
 // serialLogCap is the size over which serial.log is moved to serial.log.1.

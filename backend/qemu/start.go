@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -23,7 +23,7 @@ type Options struct {
 	Dir string
 	// Spec is the VM's configuration; Start applies its defaults to a copy.
 	Spec *spec.Spec
-	// Home is $MB_HOME, where images are looked up; empty means home.Dir().
+	// Home is $MB_HOME, where images are looked up; empty means layout.Dir().
 	Home string
 	// Logger receives the backend's logs; nil discards them.
 	Logger *slog.Logger
@@ -68,7 +68,7 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	}
 	mbHome := opts.Home
 	if mbHome == "" {
-		if mbHome, err = home.Dir(); err != nil {
+		if mbHome, err = layout.Dir(); err != nil {
 			return nil, err
 		}
 	}
@@ -81,7 +81,7 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := home.Ensure(dir); err != nil {
+	if err := layout.Ensure(dir); err != nil {
 		return nil, err
 	}
 	cfg, err := resolveBoot(ctx, dir, mbHome, &s, a)

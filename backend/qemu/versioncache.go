@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mbvm/mb/atomicfile"
+	"github.com/mbvm/mb/internal/atomicfile"
 )
 
 // versionCacheName is the cache file under $MB_HOME/cache.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 

@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/image"
 )
 
 // RequireVMEnv is the environment variable that turns a missing image,
@@ -122,7 +122,7 @@ func (i *Image) ReadyLine() string {
 // FindImage loads the named image from the user's $MB_HOME or ~/.mb, where
 // `make image` writes it.
 func FindImage(name string) (*Image, error) {
-	h, err := home.Dir()
+	h, err := layout.Dir()
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func FindImage(name string) (*Image, error) {
 // LinkImage links img into mbHome/images, so a temporary home boots the
 // prebuilt image without copying or rebuilding it.
 func LinkImage(mbHome string, img *Image) error {
-	dir := home.ImagesDir(mbHome)
+	dir := layout.ImagesDir(mbHome)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("make %s: %w", dir, err)
 	}

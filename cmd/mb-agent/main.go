@@ -16,7 +16,7 @@ import (
 	"syscall"
 
 	"github.com/mbvm/mb/agent"
-	"github.com/mbvm/mb/guestinit"
+	"github.com/mbvm/mb/agent/guestinit"
 )
 
 func main() {

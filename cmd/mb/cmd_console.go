@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // detachKey is Ctrl-], which detaches from the console.
@@ -42,8 +42,8 @@ func (a *app) console(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	sock := filepath.Join(home.VMDir(h, name), "console.sock")
-	if _, err := os.Stat(home.VMDir(h, name)); err != nil {
+	sock := filepath.Join(layout.VMDir(h, name), "console.sock")
+	if _, err := os.Stat(layout.VMDir(h, name)); err != nil {
 		return fmt.Errorf("no VM named %q: create it with `mb start %s`", name, name)
 	}
 	var d net.Dialer

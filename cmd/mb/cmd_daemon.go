@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mbvm/mb/daemon"
-	"github.com/mbvm/mb/daemon/logfile"
-	"github.com/mbvm/mb/lockfile"
+	"github.com/mbvm/mb/internal/lockfile"
+	"github.com/mbvm/mb/internal/logfile"
 )
 
 func (a *app) daemonCmd() *cobra.Command {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/image"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // imageCmd is `mb image`: the image cache under $MB_HOME/images. It works
@@ -221,7 +221,7 @@ func (a *app) imageRmCmd() *cobra.Command {
 // validating it (an image must not be removed from under a VM whose spec
 // is merely invalid); unreadable ones are reported on warn.
 func loadVMSpecs(mbHome string, warn io.Writer) []*spec.Spec {
-	des, err := os.ReadDir(home.VMsDir(mbHome))
+	des, err := os.ReadDir(layout.VMsDir(mbHome))
 	if err != nil {
 		return nil
 	}
@@ -230,7 +230,7 @@ func loadVMSpecs(mbHome string, warn io.Writer) []*spec.Spec {
 		if !d.IsDir() {
 			continue
 		}
-		path := filepath.Join(home.VMDir(mbHome, d.Name()), spec.FileName)
+		path := filepath.Join(layout.VMDir(mbHome, d.Name()), spec.FileName)
 		data, err := os.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) {
 			continue

@@ -10,7 +10,7 @@ import (
 
 	"github.com/mbvm/mb/daemon"
 	"github.com/mbvm/mb/daemon/service"
-	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 func (a *app) serviceCmd() *cobra.Command {
@@ -48,7 +48,7 @@ VMs (KillMode=process; AbandonProcessGroup on macOS).`,
 			return nil, err
 		}
 		p := service.Params{MB: exe, Path: service.DefaultPath()}
-		if os.Getenv(home.Env) != "" {
+		if os.Getenv(layout.Env) != "" {
 			p.Home = h
 		}
 		if runtime.GOOS == "darwin" {

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/sshkeys"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/sshkeys"
 )
 
 // sshTarget asks the daemon where the VM's SSH port is and returns the
@@ -36,7 +36,7 @@ func (a *app) sshTarget(ctx context.Context, name, user string) (sshkeys.Target,
 		if err != nil {
 			return sshkeys.Target{}, err
 		}
-		dir = home.VMDir(h, name)
+		dir = layout.VMDir(h, name)
 	}
 	return sshkeys.Target{Name: name, Dir: dir, User: user, Port: v.SSHPort}, nil
 }

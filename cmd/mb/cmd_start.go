@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // startOptions are mb start's flags.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/mbvm/mb/daemon"
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // daemonStartTimeout bounds the wait for an auto-started daemon.
@@ -20,11 +20,11 @@ const daemonStartTimeout = 60 * time.Second
 
 // mbHome returns $MB_HOME (default ~/.mb), created with mode 0700.
 func mbHome() (string, error) {
-	h, err := home.Dir()
+	h, err := layout.Dir()
 	if err != nil {
 		return "", err
 	}
-	if err := home.Ensure(h); err != nil {
+	if err := layout.Ensure(h); err != nil {
 		return "", err
 	}
 	return h, nil
@@ -93,7 +93,7 @@ func spawnDaemon(h string) (<-chan int, error) {
 		return nil, fmt.Errorf("find the mb executable to start the daemon: %w", err)
 	}
 	cmd := exec.Command(exe, "daemon", "--foreground", "--log-file", filepath.Join(h, daemon.LogName))
-	cmd.Env = append(os.Environ(), home.Env+"="+h)
+	cmd.Env = append(os.Environ(), layout.Env+"="+h)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/sshkeys"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/image"
+	"github.com/mbvm/mb/vm/sshkeys"
 )
 
 // debianImage finds the Debian test image scripts/mkimage-debian.sh built
@@ -100,7 +100,7 @@ user_data: |
 	begin := time.Now()
 	e.ok("start", "deb", "-f", specFile, "--timeout", "10m")
 	t.Logf("mb start deb: ready (qemu-ga answers) after %s", time.Since(begin).Round(100*time.Millisecond))
-	if _, err := os.Stat(filepath.Join(home.VMDir(e.home, "deb"), "seed.iso")); err != nil {
+	if _, err := os.Stat(filepath.Join(layout.VMDir(e.home, "deb"), "seed.iso")); err != nil {
 		msg := "the qemu backend attached no cloud-init seed (" + err.Error() + "): backend/qemu/resolve.go must call cloudinit.PrepareVM for disk boots (docs/notes/distro.md, hook 2)"
 		if os.Getenv("MB_REQUIRE_VM") == "1" {
 			t.Fatal(msg)
@@ -121,7 +121,7 @@ user_data: |
 	if out := e.ok("ssh", "deb", "--", "uname", "-a"); !strings.HasPrefix(out, "Linux deb ") {
 		t.Errorf("mb ssh deb -- uname -a printed %q", out)
 	}
-	keys, err := sshkeys.Load(home.VMDir(e.home, "deb"))
+	keys, err := sshkeys.Load(layout.VMDir(e.home, "deb"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ user_data: |
 		t.Errorf("after mb stop: state %q stopped_by %q, want stopped by the agent", v.State, v.StoppedBy)
 	}
 	// systemd shut the guest down cleanly (dbus and logind at work).
-	serial, err := os.ReadFile(filepath.Join(home.VMDir(e.home, "deb"), "serial.log"))
+	serial, err := os.ReadFile(filepath.Join(layout.VMDir(e.home, "deb"), "serial.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/image"
 )
 
 // runImage runs `mb image ARGS` in-process under mbHome.
 func runImage(t *testing.T, mbHome string, args ...string) (string, string, error) {
 	t.Helper()
-	t.Setenv(home.Env, mbHome)
+	t.Setenv(layout.Env, mbHome)
 	var out, errb bytes.Buffer
 	a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
 	cmd := a.imageCmd()
@@ -57,7 +57,7 @@ func TestImageCommands(t *testing.T) {
 		t.Fatalf("pull: %q, %v", out, err)
 	}
 	// A VM using deb.
-	vmDir := home.VMDir(mbHome, "web")
+	vmDir := layout.VMDir(mbHome, "web")
 	if err := os.MkdirAll(vmDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestImageCommands(t *testing.T) {
 	if _, _, err := runImage(t, mbHome, "pull", "file://"+src, "--name", "bad", "--sha256", strings.Repeat("0", 64)); err == nil || !strings.Contains(err.Error(), "mismatch") {
 		t.Errorf("pull with a wrong digest: err = %v", err)
 	}
-	if _, err := os.Stat(home.ImageDir(mbHome, "bad")); !os.IsNotExist(err) {
-		t.Errorf("a wrong-digest pull left %s: %v", home.ImageDir(mbHome, "bad"), err)
+	if _, err := os.Stat(layout.ImageDir(mbHome, "bad")); !os.IsNotExist(err) {
+		t.Errorf("a wrong-digest pull left %s: %v", layout.ImageDir(mbHome, "bad"), err)
 	}
 }

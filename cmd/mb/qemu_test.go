@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/internal/testvm"
+	"github.com/mbvm/mb/bench/testvm"
 
 	"github.com/mbvm/mb/daemon/api"
-	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/vm/image"
 )
 
 // miniImageDir finds the prebuilt mini image: $MB_TEST_IMAGE_DIR, else

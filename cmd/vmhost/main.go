@@ -15,9 +15,9 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/spec"
-	"github.com/mbvm/mb/supervisor"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/spec"
+	"github.com/mbvm/mb/vmhost/process"
 )
 
 func main() {
@@ -61,7 +61,7 @@ func run(args []string) int {
 	h := *mbHome
 	if h == "" {
 		var err error
-		if h, err = home.Dir(); err != nil {
+		if h, err = layout.Dir(); err != nil {
 			logger.Error("cannot find mb's state directory", "err", err)
 			return 2
 		}
@@ -104,7 +104,7 @@ func run(args []string) int {
 		}
 		return nil
 	}
-	return supervisor.Run(context.Background(), supervisor.Config{
+	return process.Run(context.Background(), process.Config{
 		Dir: *dir, Home: h, Backend: *backend, Override: override, Logger: logger,
 	})
 }

@@ -24,7 +24,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/mbvm/mb/guestinit"
+	"github.com/mbvm/mb/agent/guestinit"
 )
 
 func main() {

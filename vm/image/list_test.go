@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 func TestListAndRemove(t *testing.T) {
@@ -23,13 +23,13 @@ func TestListAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A broken image is listed with its problem.
-	if err := os.MkdirAll(home.ImageDir(mbHome, "broken"), 0o755); err != nil {
+	if err := os.MkdirAll(layout.ImageDir(mbHome, "broken"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	vms := []*spec.Spec{
 		{Name: "b", Image: "deb"},
 		{Name: "a", Image: "deb"},
-		{Name: "c", Disk: filepath.Join(home.ImageDir(mbHome, "mini"), "k")},
+		{Name: "c", Disk: filepath.Join(layout.ImageDir(mbHome, "mini"), "k")},
 		{Name: "d", Image: "other"},
 	}
 	entries, err := List(testCtx(t), mbHome, vms)

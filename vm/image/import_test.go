@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mbvm/mb/disk"
+	"github.com/mbvm/mb/vm/disk"
 )
 
 func writeFile(t *testing.T, dir, name string, data []byte) string {

@@ -1,11 +1,11 @@
-package supervisor
+package process
 
 import (
 	"context"
 	"log/slog"
 
 	"github.com/mbvm/mb/backend/qemu"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // startQEMU starts the QEMU backend.

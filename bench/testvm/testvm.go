@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,7 +63,7 @@ func Missing(t testing.TB, why string) {
 // the test ends through Missing.
 func Image(t testing.TB, name string) (string, *image.Manifest) {
 	t.Helper()
-	h, err := home.Dir()
+	h, err := layout.Dir()
 	if err == nil {
 		var m *image.Manifest
 		if m, err = image.Load(h, name); err == nil {

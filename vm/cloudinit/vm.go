@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/mbvm/mb/spec"
-	"github.com/mbvm/mb/sshkeys"
+	"github.com/mbvm/mb/vm/spec"
+	"github.com/mbvm/mb/vm/sshkeys"
 )
 
 // PrepareVM makes everything a distribution guest needs from mb before it

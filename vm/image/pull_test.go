@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/disk"
+	"github.com/mbvm/mb/vm/disk"
 )
 
 var (

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -126,7 +126,7 @@ func (s *imageServer) rangeRequests() []string {
 // and lock files: no staging directories or partial downloads.
 func assertNoLeftovers(t *testing.T, mbHome string, images ...string) {
 	t.Helper()
-	des, err := os.ReadDir(home.ImagesDir(mbHome))
+	des, err := os.ReadDir(layout.ImagesDir(mbHome))
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/image"
 )
 
 // TestVMQemuGAVariant boots the mini image's qemu-ga variant
@@ -25,7 +25,7 @@ func TestVMQemuGAVariant(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("x86_64 only; this host is %s", runtime.GOARCH)
 	}
-	h, err := home.Dir()
+	h, err := layout.Dir()
 	if err != nil {
 		t.Fatal(err)
 	}

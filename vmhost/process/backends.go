@@ -1,4 +1,4 @@
-package supervisor
+package process
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/backend/fake"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 

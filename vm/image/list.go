@@ -9,9 +9,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mbvm/mb/disk"
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/disk"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // Entry is one image as `mb image ls` shows it.
@@ -37,7 +37,7 @@ type Entry struct {
 // the VMs among vms that use each. A broken image is listed with Error
 // set rather than failing the whole list.
 func List(ctx context.Context, mbHome string, vms []*spec.Spec) ([]Entry, error) {
-	dirents, err := os.ReadDir(home.ImagesDir(mbHome))
+	dirents, err := os.ReadDir(layout.ImagesDir(mbHome))
 	if errors.Is(err, os.ErrNotExist) {
 		return []Entry{}, nil
 	}
@@ -56,7 +56,7 @@ func List(ctx context.Context, mbHome string, vms []*spec.Spec) ([]Entry, error)
 }
 
 func describe(ctx context.Context, mbHome, name string, vms []*spec.Spec) Entry {
-	dir := home.ImageDir(mbHome, name)
+	dir := layout.ImageDir(mbHome, name)
 	e := Entry{Name: name, UsedBy: UsedBy(mbHome, name, vms), Size: dirSize(dir)}
 	m, err := LoadDir(dir)
 	if err != nil {
@@ -81,7 +81,7 @@ func describe(ctx context.Context, mbHome, name string, vms []*spec.Spec) Entry 
 // UsedBy returns the names of the VMs among vms that use the image: by
 // name (spec.Image) or by a kernel, initrd or disk inside its directory.
 func UsedBy(mbHome, name string, vms []*spec.Spec) []string {
-	dir := home.ImageDir(mbHome, name) + string(filepath.Separator)
+	dir := layout.ImageDir(mbHome, name) + string(filepath.Separator)
 	users := []string{}
 	for _, s := range vms {
 		if s == nil {

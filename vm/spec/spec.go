@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mbvm/mb/atomicfile"
+	"github.com/mbvm/mb/internal/atomicfile"
 	"go.yaml.in/yaml/v3"
 )
 

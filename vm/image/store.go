@@ -11,9 +11,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mbvm/mb/atomicfile"
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/lockfile"
+	"github.com/mbvm/mb/internal/atomicfile"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/lockfile"
 )
 
 // ErrExists means an image of that name is already in the cache.
@@ -21,13 +21,13 @@ var ErrExists = errors.New("image already exists")
 
 // lockPath is the lock serialising changes to the named image.
 func lockPath(mbHome, name string) string {
-	return filepath.Join(home.ImagesDir(mbHome), "."+name+".lock")
+	return filepath.Join(layout.ImagesDir(mbHome), "."+name+".lock")
 }
 
 // lockImage takes the image's lock, waiting while another mb holds it
 // (another pull of the same image), until ctx ends.
 func lockImage(ctx context.Context, mbHome, name string) (*lockfile.Lock, error) {
-	if err := home.Ensure(home.ImagesDir(mbHome)); err != nil {
+	if err := layout.Ensure(layout.ImagesDir(mbHome)); err != nil {
 		return nil, err
 	}
 	for {
@@ -56,8 +56,8 @@ type staging struct {
 
 // newStaging makes a hidden temporary directory in the image cache.
 func newStaging(mbHome, name string) (*staging, error) {
-	s := &staging{final: home.ImageDir(mbHome, name)}
-	dir, err := os.MkdirTemp(home.ImagesDir(mbHome), ".tmp-"+name+"-")
+	s := &staging{final: layout.ImageDir(mbHome, name)}
+	dir, err := os.MkdirTemp(layout.ImagesDir(mbHome), ".tmp-"+name+"-")
 	if err != nil {
 		return nil, fmt.Errorf("create image %q: %w", name, err)
 	}
@@ -93,7 +93,7 @@ func (s *staging) commit(m *Manifest) (*Manifest, error) {
 
 // exists reports whether the named image directory exists.
 func exists(mbHome, name string) bool {
-	_, err := os.Stat(home.ImageDir(mbHome, name))
+	_, err := os.Stat(layout.ImageDir(mbHome, name))
 	return err == nil
 }
 

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mbvm/mb/disk"
+	"github.com/mbvm/mb/vm/disk"
 )
 
 // PullOptions says what to download and how.

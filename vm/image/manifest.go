@@ -10,7 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mbvm/mb/home"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // ManifestName is the manifest's file name inside an image directory.
@@ -54,7 +54,7 @@ func (m *Manifest) Path(file string) string {
 
 // Load reads the manifest of the named image under mbHome.
 func Load(mbHome, name string) (*Manifest, error) {
-	dir := home.ImageDir(mbHome, name)
+	dir := layout.ImageDir(mbHome, name)
 	return LoadDir(dir)
 }
 

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/mbvm/mb/home"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/spec"
 )
 
 // ErrInUse means a VM still uses the image.
@@ -30,14 +30,14 @@ func Remove(ctx context.Context, mbHome, name string, vms []*spec.Spec) error {
 		return err
 	}
 	defer lock.Release()
-	dir := home.ImageDir(mbHome, name)
+	dir := layout.ImageDir(mbHome, name)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("image %q: %w (mb image ls lists the images)", name, ErrNotFound)
 	}
 	if users := UsedBy(mbHome, name, vms); len(users) > 0 {
 		return fmt.Errorf("image %q: %w by VM %s: delete those VMs first", name, ErrInUse, strings.Join(users, ", "))
 	}
-	trash, err := os.MkdirTemp(home.ImagesDir(mbHome), ".rm-"+name+"-")
+	trash, err := os.MkdirTemp(layout.ImagesDir(mbHome), ".rm-"+name+"-")
 	if err != nil {
 		return fmt.Errorf("remove image %q: %w", name, err)
 	}

@@ -2,7 +2,7 @@
 // the spec, starts the backend, serves vmhost.sock, handles signals and
 // writes exit.json when the VM ends. cmd/vmhost only parses flags and calls
 // Run, so tests can drive the whole process from here.
-package supervisor
+package process
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mbvm/mb/lockfile"
-	"github.com/mbvm/mb/spec"
+	"github.com/mbvm/mb/internal/lockfile"
+	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
 )
 

@@ -8,8 +8,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mbvm/mb/spec"
-	"github.com/mbvm/mb/sshkeys"
+	"github.com/mbvm/mb/vm/spec"
+	"github.com/mbvm/mb/vm/sshkeys"
 )
 
 func TestPrepareVM(t *testing.T) {

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mbvm/mb/internal/testvm"
+	"github.com/mbvm/mb/bench/testvm"
 
-	"github.com/mbvm/mb/image"
+	"github.com/mbvm/mb/vm/image"
 )
 
 // Generous deadlines: a busy 2-core machine under TCG must not turn a

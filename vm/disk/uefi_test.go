@@ -17,9 +17,9 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
-	"github.com/mbvm/mb/disk"
-	"github.com/mbvm/mb/image"
-	"github.com/mbvm/mb/internal/testvm"
+	"github.com/mbvm/mb/bench/testvm"
+	"github.com/mbvm/mb/vm/disk"
+	"github.com/mbvm/mb/vm/image"
 )
 
 // miniImage finds the mini image (make image) in $MB_HOME or ~/.mb.

@@ -1,6 +1,6 @@
-// Package home locates mb's state directory ($MB_HOME, default ~/.mb) and
+// Package layout locates mb's state directory ($MB_HOME, default ~/.mb) and
 // the files inside it.
-package home
+package layout
 
 import (
 	"fmt"

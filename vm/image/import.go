@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/mbvm/mb/disk"
+	"github.com/mbvm/mb/vm/disk"
 )
 
 // ImportOptions names the files that make an image.
