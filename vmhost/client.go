@@ -41,6 +41,8 @@ type RemoteError struct {
 	Socket  string
 	Method  Method
 	Message string
+	// Code is the reply's Code (one of the Code* constants, or empty).
+	Code string
 }
 
 func (e *RemoteError) Error() string {
@@ -145,7 +147,7 @@ func (c *Client) Call(ctx context.Context, req Request) (*Response, error) {
 		if msg == "" {
 			msg = "request failed without a message"
 		}
-		return &resp, &RemoteError{Socket: c.socketPath, Method: req.Method, Message: msg}
+		return &resp, &RemoteError{Socket: c.socketPath, Method: req.Method, Message: msg, Code: resp.Code}
 	}
 	return &resp, nil
 }

@@ -77,8 +77,11 @@ type Request struct {
 // Response is one line answered by vmhost.sock. OK is false exactly when
 // Error is set. Fields a method does not fill are omitted.
 type Response struct {
-	OK      bool   `json:"ok"`
-	Error   string `json:"error,omitempty"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Code says, for programs, what kind of error Error is (one of the
+	// Code* constants); a client switches on it, never on Error's text.
+	Code    string `json:"code,omitempty"`
 	State   string `json:"state,omitempty"`
 	SSHPort int    `json:"ssh_port,omitempty"`
 	Backend string `json:"backend,omitempty"`
@@ -116,6 +119,29 @@ type Response struct {
 	// Metrics is the guest's metrics document (MethodMetrics).
 	Metrics json.RawMessage `json:"metrics,omitempty"`
 }
+
+// Error codes carried in Response.Code next to Error. Error stays prose for
+// people; Code is what another process acts on. New codes may be added; a
+// client treats an unknown code like an empty one.
+const (
+	// CodeBadRequest: the request was malformed or had a bad value.
+	CodeBadRequest = "bad_request"
+	// CodeUnknownMethod: the method does not exist.
+	CodeUnknownMethod = "unknown_method"
+	// CodeNotAvailable: the backend or the guest cannot do this at all (no
+	// guest agent, a stop mode the backend lacks, a method not implemented).
+	CodeNotAvailable = "not_available"
+	// CodeTimeout: the operation did not finish within its timeout.
+	CodeTimeout = "timeout"
+	// CodeExecStart: the guest could not start the program (exec).
+	CodeExecStart = "exec_start"
+	// CodeTooLarge: the request was over a size limit.
+	CodeTooLarge = "too_large"
+	// CodeBusy: the server refused the request because of load.
+	CodeBusy = "busy"
+	// CodeFailed: the operation was tried and failed (any other error).
+	CodeFailed = "failed"
+)
 
 // AgentInfo describes the guest agent as vmhost sees it.
 type AgentInfo struct {

@@ -28,6 +28,8 @@ type Client struct {
 type StatusError struct {
 	Status  int
 	Message string
+	// Code is the reply's machine-readable code (api.Code*), or empty.
+	Code string
 }
 
 func (e *StatusError) Error() string { return e.Message }
@@ -104,7 +106,7 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, cty
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("mb daemon answered %s: %s", resp.Status, strings.TrimSpace(string(data)))
 		}
-		return nil, &StatusError{Status: resp.StatusCode, Message: e.Error}
+		return nil, &StatusError{Status: resp.StatusCode, Message: e.Error, Code: e.Code}
 	}
 	return resp, nil
 }

@@ -72,7 +72,26 @@ func (v *VM) AgentState() string {
 // Error is the body of every error reply.
 type Error struct {
 	Error string `json:"error"`
+	// Code says, for programs, what kind of error it is (one of the Code*
+	// constants); clients switch on it, never on Error's text.
+	Code string `json:"code,omitempty"`
 }
+
+// Error codes of the daemon's API, in Error.Code.
+const (
+	CodeBadRequest   = "bad_request"   // malformed body or bad value
+	CodeTooLarge     = "too_large"     // body over the size limit
+	CodeNotFound     = "not_found"     // no such VM or image
+	CodeExists       = "exists"        // already exists with other settings
+	CodeNotRunning   = "not_running"   // the VM must be running for this
+	CodeRunning      = "running"       // the VM must be stopped for this
+	CodeNoAgent      = "no_agent"      // the guest has no agent for this
+	CodeInUse        = "in_use"        // an image is used by VMs
+	CodeGuestFailed  = "guest_failed"  // the guest or vmhost failed the request
+	CodeExecStart    = "exec_start"    // the guest could not start the program
+	CodeVMHostFailed = "vmhost_failed" // vmhost could not be reached or failed
+	CodeInternal     = "internal"      // anything else
+)
 
 // StartRequest is the body of POST /v1/vms/{name}/start.
 type StartRequest struct {
