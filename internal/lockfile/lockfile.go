@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,7 +47,7 @@ func Acquire(path string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := lockExclusive(f); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, &HeldError{Path: path, PID: readPID(path)}
@@ -57,6 +58,26 @@ func Acquire(path string) (*Lock, error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &Lock{f: f, path: path}, nil
+}
+
+// probeGrace is how long Acquire keeps trying a lock that is busy. A Probe
+// holds a shared lock for the instant it takes to test it, and flock(2)
+// cannot test a lock without taking it (F_OFD_GETLK does not see flock
+// locks), so a free lock can look busy to Acquire while a probe runs; a
+// real holder keeps it far longer than this.
+const probeGrace = 100 * time.Millisecond
+
+// lockExclusive takes the exclusive lock without blocking for longer than
+// probeGrace. It returns EWOULDBLOCK when the lock stayed held.
+func lockExclusive(f *os.File) error {
+	deadline := time.Now().Add(probeGrace)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Release drops the lock. The file stays, so the PID in it cannot be
@@ -75,7 +96,8 @@ func (l *Lock) Path() string { return l.path }
 
 // Probe reports whether some process holds the lock on path, and the PID
 // recorded in it. A missing file is not held. Probe briefly takes and drops
-// the lock when it is free.
+// a shared lock when it is free; Acquire waits out that instant, so a probe
+// never makes a concurrent Acquire of a free lock fail.
 func Probe(path string) (held bool, pid int, err error) {
 	f, err := os.OpenFile(path, os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {

@@ -79,3 +79,43 @@ func TestHeldByAnotherProcessAndFreedWhenItDies(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestProbeNeverFailsAcquire probes a lock in a tight loop while it is
+// taken and dropped: Probe takes a shared lock for an instant, and Acquire
+// must not mistake that instant for a holder.
+func TestProbeNeverFailsAcquire(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.lock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, _, err := Probe(path); err != nil {
+				t.Errorf("Probe: %v", err)
+				return
+			}
+		}
+	}()
+	failed := 0
+	for i := 0; i < 2000; i++ {
+		l, err := Acquire(path)
+		if err != nil {
+			failed++
+			continue
+		}
+		l.Release()
+	}
+	close(stop)
+	<-done
+	if failed > 0 {
+		t.Errorf("%d of 2000 Acquire calls of a free lock failed while another goroutine probed it", failed)
+	}
+}
