@@ -71,10 +71,23 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -timeout 10m $$pkg || exit 1; \
 	done
 
+# Every run is -count=1: tests in failtest, daemon and cmd/mb build the
+# binaries they drive at run time, so a cached "ok" could hide a change to
+# those binaries. Each go test run goes through internal/tools/testsum, which
+# prints the failures and counts passes and skips; the last line adds the
+# runs up, lists every skipped test, and fails on any skip, because make test
+# installs everything a test needs (internal/testenv is the one skip rule).
+TESTRUN  := $(BIN)/testrun
+TESTSUM  := $(BIN)/testsum
 test: deps image debian-image build vet
-	MB_REQUIRE_VM=1 $(GO) test -race -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -E '$(VM_PKG_RE)')
-	MB_REQUIRE_VM=1 $(GO) test -race -p 1 -timeout $(TEST_TIMEOUT) $(VM_PKGS)
+	@rm -rf $(TESTRUN) && mkdir -p $(TESTRUN)
+	$(GO) build -o $(TESTSUM) ./internal/tools/testsum
+	{ MB_REQUIRE_VM=1 $(GO) test -count=1 -json -race -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v -E '$(VM_PKG_RE)'); \
+		echo $$? > $(TESTRUN)/unit.rc; } | $(TESTSUM) -record $(TESTRUN)/unit.json -rc $(TESTRUN)/unit.rc
+	{ MB_REQUIRE_VM=1 $(GO) test -count=1 -json -race -p 1 -timeout $(TEST_TIMEOUT) $(VM_PKGS); \
+		echo $$? > $(TESTRUN)/vm.rc; } | $(TESTSUM) -record $(TESTRUN)/vm.json -rc $(TESTRUN)/vm.rc
 	$(MAKE) --no-print-directory fuzz
+	@$(TESTSUM) -total -no-skips $(TESTRUN)/unit.json $(TESTRUN)/vm.json
 
 demo: deps image build
 	./scripts/demo.sh
@@ -83,7 +96,7 @@ bench: deps image build
 	$(GO) run ./bench
 
 chaos: deps image build
-	MB_CHAOS=1 $(GO) test -race -p 1 -timeout 60m -run 'Endurance' ./failtest/...
+	MB_CHAOS=1 $(GO) test -count=1 -race -p 1 -timeout 60m -run 'Endurance' ./failtest/...
 
 clean:
 	rm -rf $(BIN)
