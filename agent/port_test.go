@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mbvm/mb/agent/internal/frame"
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func TestFindPort(t *testing.T) {
@@ -52,7 +54,7 @@ func TestFindPort(t *testing.T) {
 func TestPortReaderBacksOffWhenNoHost(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "fifo")
 	if err := unix.Mkfifo(p, 0o600); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		testenv.Need(t, fmt.Sprintf("mkfifo: %v", err))
 	}
 	w, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
@@ -90,7 +92,7 @@ func openPTY(t *testing.T) (*os.File, string) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals: %v", err)
+		testenv.Need(t, fmt.Sprintf("pseudo-terminals (/dev/ptmx): %v", err))
 	}
 	t.Cleanup(func() { m.Close() })
 	fd := int(m.Fd())

@@ -5,11 +5,14 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 // TestVsockListener binds a vsock port, refuses a second agent on the same
@@ -19,7 +22,7 @@ import (
 func TestVsockListener(t *testing.T) {
 	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM, 0)
 	if err != nil {
-		t.Skipf("no vsock on this machine: %v", err)
+		testenv.Need(t, fmt.Sprintf("vsock sockets (modprobe vsock_loopback): %v", err))
 	}
 	unix.Close(fd)
 	const port = 52841

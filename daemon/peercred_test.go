@@ -15,14 +15,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 // A client of another uid is refused even when the socket's file mode
 // would let it in (the SO_PEERCRED check is the second wall).
 func TestPeerOfAnotherUIDRefused(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run a client as another uid")
-	}
+	testenv.Root(t, "running a client as another uid")
 	h, err := os.MkdirTemp("/tmp", "mbd")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestPeerOfAnotherUIDRefused(t *testing.T) {
 	if err := os.Chmod(binDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^TestPeerClientHelper$", "-test.v")
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), "MB_PEER_SOCKET="+sock)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -93,13 +93,20 @@ func TestPeerOfAnotherUIDRefused(t *testing.T) {
 	}
 }
 
-// TestPeerClientHelper is the client half of TestPeerOfAnotherUIDRefused,
-// run in a child process as another uid.
-func TestPeerClientHelper(t *testing.T) {
-	sock := os.Getenv("MB_PEER_SOCKET")
-	if sock == "" {
-		t.Skip("helper process only")
+// TestMain runs the client half of TestPeerOfAnotherUIDRefused when the
+// test binary is started as that child (MB_PEER_SOCKET set), and the tests
+// otherwise.
+func TestMain(m *testing.M) {
+	if sock := os.Getenv("MB_PEER_SOCKET"); sock != "" {
+		peerClient(sock)
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// peerClient asks the daemon for its status over sock and prints whether it
+// was answered or refused.
+func peerClient(sock string) {
 	c, err := net.DialTimeout("unix", sock, 30*time.Second)
 	if err != nil {
 		fmt.Printf("PEER-RESULT dial failed: %v\n", err)

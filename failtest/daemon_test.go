@@ -15,6 +15,7 @@ import (
 
 	"github.com/mbvm/mb/bench/procfs"
 	"github.com/mbvm/mb/bench/rig"
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -238,13 +239,11 @@ func readEvents(t *testing.T, mb *rig.MB) []event {
 // fails with a clear "no space" error, the existing VM's spec and state are
 // untouched, and once space is freed the same start works.
 func TestFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testenv.Root(t, "mounting a tmpfs")
 	mbBin := needMB(t)
 	h := newHome(t)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", h).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs on %s: %v: %s", h, err, out)
+		testenv.Need(t, fmt.Sprintf("a tmpfs on %s: %v: %s", h, err, out))
 	}
 	t.Cleanup(func() {
 		if err := rig.KillAll(h); err != nil {

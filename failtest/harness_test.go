@@ -17,6 +17,7 @@ import (
 
 	"github.com/mbvm/mb/bench/procfs"
 	"github.com/mbvm/mb/bench/rig"
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -38,13 +39,10 @@ func needVMHost(t *testing.T) string {
 	return suite.bins.VMHost
 }
 
-// missing skips the test, or fails it when MB_REQUIRE_VM=1.
+// missing ends the test through testenv.Need.
 func missing(t *testing.T, what string, err error) {
 	t.Helper()
-	if rig.RequireVM() {
-		t.Fatalf("%s=1 but %s is missing: %v", rig.RequireVMEnv, what, err)
-	}
-	t.Skipf("%s is missing: %v", what, err)
+	testenv.Need(t, fmt.Sprintf("%s is missing: %v", what, err))
 }
 
 // needMB returns the mb binary, or skips (fails under MB_REQUIRE_VM=1).

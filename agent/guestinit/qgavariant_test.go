@@ -5,11 +5,13 @@ package guestinit
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mbvm/mb/bench/testvm"
 	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vm/image"
 )
@@ -31,7 +33,7 @@ func TestVMQemuGAVariant(t *testing.T) {
 	}
 	m, err := image.Load(h, "mini-qga")
 	if err != nil {
-		t.Skipf("qemu-ga variant not built: %v (run scripts/mkimage-mini.sh --variant qemu-ga)", err)
+		testvm.Missing(t, fmt.Sprintf("the qemu-ga variant of the mini image is not built: %v (run scripts/mkimage-mini.sh --variant qemu-ga)", err))
 	}
 	if m.Agent != "qemu-ga" || m.ReadyLine == "" {
 		t.Fatalf("manifest of mini-qga: agent %q, ready line %q; want qemu-ga and a ready line", m.Agent, m.ReadyLine)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -26,7 +28,7 @@ var dangerousRPCs = []string{
 }
 
 // startQemuGA runs the stock qemu-guest-agent on a unix socket. Without it
-// the test is skipped, or fails when MB_REQUIRE_QGA=1.
+// the test ends through testenv.Need.
 func startQemuGA(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("qemu-ga")
@@ -36,10 +38,7 @@ func startQemuGA(t *testing.T) string {
 		}
 	}
 	if err != nil {
-		if os.Getenv("MB_REQUIRE_QGA") == "1" {
-			t.Fatalf("MB_REQUIRE_QGA=1 but qemu-ga is not installed: %v (apt-get install qemu-guest-agent)", err)
-		}
-		t.Skipf("qemu-ga not installed (apt-get install qemu-guest-agent): %v", err)
+		testenv.Need(t, fmt.Sprintf("qemu-ga is not installed (apt-get install qemu-guest-agent): %v", err))
 	}
 	dir, err := os.MkdirTemp("", "mbqga-")
 	if err != nil {

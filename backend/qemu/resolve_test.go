@@ -2,12 +2,14 @@ package qemu
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vm/spec"
 )
 
@@ -73,10 +75,7 @@ func TestResolveExplicitKernel(t *testing.T) {
 }
 
 func TestResolveDiskImage(t *testing.T) {
-	qemuImg, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
-	}
+	qemuImg := testenv.Tool(t, "qemu-img", "qemu-utils")
 	mbHome := t.TempDir()
 	imgDir := writeImage(t, mbHome, "deb", "name: deb\ndisk: base.qcow2\nformat: qcow2\n")
 	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", filepath.Join(imgDir, "base.qcow2"), "64M").CombinedOutput(); err != nil {
@@ -88,7 +87,7 @@ func TestResolveDiskImage(t *testing.T) {
 	c, err := resolveBoot(context.Background(), vmDir, mbHome, s, archX86_64)
 	if err != nil {
 		if strings.Contains(err.Error(), "UEFI firmware") {
-			t.Skipf("no UEFI firmware here (apt-get install ovmf): %v", err)
+			testenv.Need(t, fmt.Sprintf("UEFI firmware (apt-get install ovmf): %v", err))
 		}
 		t.Fatal(err)
 	}

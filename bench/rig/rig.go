@@ -21,15 +21,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vm/image"
 )
 
 // RequireVMEnv is the environment variable that turns a missing image,
-// daemon or CLI into a test failure instead of a skip.
-const RequireVMEnv = "MB_REQUIRE_VM"
+// daemon or CLI into a test failure instead of a skip (testenv's rule).
+const RequireVMEnv = testenv.RequireEnv
 
 // RequireVM reports whether MB_REQUIRE_VM=1.
-func RequireVM() bool { return os.Getenv(RequireVMEnv) == "1" }
+func RequireVM() bool { return testenv.Required() }
 
 // DefaultReadyLine is what the mini image prints on the serial console once
 // its agent is up, used when the manifest names none.

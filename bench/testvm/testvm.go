@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vm/image"
 	"golang.org/x/sys/unix"
 )
@@ -44,18 +45,11 @@ func Slot(t testing.TB) {
 	t.Cleanup(func() { f.Close() })
 }
 
-// RequireEnv, set to 1, makes a missing image or QEMU a failure instead of
-// a skip (make test sets it).
-const RequireEnv = "MB_REQUIRE_VM"
-
-// Missing ends a test that cannot run here: a failure under
-// MB_REQUIRE_VM=1, a skip otherwise.
+// Missing ends a test that cannot run here, by the one rule of
+// testenv.Need: a failure under MB_REQUIRE_VM=1, a skip otherwise.
 func Missing(t testing.TB, why string) {
 	t.Helper()
-	if os.Getenv(RequireEnv) == "1" {
-		t.Fatalf("%s=1 but %s", RequireEnv, why)
-	}
-	t.Skipf("skipping a real-VM test: %s", why)
+	testenv.Need(t, why)
 }
 
 // Image loads the named image (make image builds mini and mini-qga) from

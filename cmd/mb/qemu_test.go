@@ -19,6 +19,7 @@ import (
 	"github.com/mbvm/mb/bench/testvm"
 
 	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vm/image"
 )
 
@@ -40,12 +41,7 @@ func miniImageDir() string {
 // image or QEMU is missing.
 func requireVM(t *testing.T) *testEnv {
 	t.Helper()
-	missing := func(why string) {
-		if os.Getenv("MB_REQUIRE_VM") == "1" {
-			t.Fatalf("MB_REQUIRE_VM=1 but %s", why)
-		}
-		t.Skipf("skipping a real-VM test: %s (set MB_REQUIRE_VM=1 to make this a failure)", why)
-	}
+	missing := func(why string) { testenv.Need(t, why) }
 	dir := miniImageDir()
 	if _, err := image.LoadDir(dir); err != nil {
 		missing("the mini image is not built: " + err.Error() + " (run `make image`, or set MB_TEST_IMAGE_DIR)")

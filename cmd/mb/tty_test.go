@@ -7,16 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 // scriptCmd runs an mb command line on a pseudo-terminal with util-linux
 // script(1), or skips the test when script is missing.
 func (e *testEnv) scriptCmd(ctx context.Context, args string) *exec.Cmd {
 	e.t.Helper()
-	tool, err := exec.LookPath("script")
-	if err != nil {
-		e.t.Skip("script(1) is not installed (apt-get install util-linux): no pseudo-terminal for this test")
-	}
+	tool := testenv.Tool(e.t, "script", "util-linux")
 	cmd := exec.CommandContext(ctx, tool, "-qec", filepath.Join(binDir, "mb")+" "+args, "/dev/null")
 	cmd.Env = append(e.command(ctx).Env, "SHELL=/bin/sh")
 	return cmd

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -85,10 +87,7 @@ func TestLaunchdPlistGolden(t *testing.T) {
 
 // systemd-analyze verify accepts the unit (when the tool is installed).
 func TestSystemdAnalyzeVerify(t *testing.T) {
-	tool, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze is not installed (apt-get install systemd)")
-	}
+	tool := testenv.Tool(t, "systemd-analyze", "systemd")
 	dir := t.TempDir()
 	// verify checks that ExecStart exists and is executable.
 	mb := filepath.Join(dir, "mb")
@@ -133,10 +132,7 @@ func verifyUnit(t *testing.T, tool, dir, unit string) []string {
 }
 
 func TestDefaultPathFindsQEMU(t *testing.T) {
-	q, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu is not installed")
-	}
+	q := testenv.Tool(t, "qemu-system-x86_64", "qemu-system-x86")
 	dir, _ := filepath.Abs(filepath.Dir(q))
 	if !strings.Contains(":"+DefaultPath()+":", ":"+dir+":") {
 		t.Errorf("DefaultPath %q lacks qemu's directory %s", DefaultPath(), dir)

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func TestAcquireProbeRelease(t *testing.T) {
@@ -35,9 +37,7 @@ func TestAcquireProbeRelease(t *testing.T) {
 // TestHeldByAnotherProcessAndFreedWhenItDies uses flock(1) from util-linux
 // as the other holder, then kills it.
 func TestHeldByAnotherProcessAndFreedWhenItDies(t *testing.T) {
-	if _, err := exec.LookPath("flock"); err != nil {
-		t.Skip("flock(1) not installed (util-linux)")
-	}
+	testenv.Tool(t, "flock", "util-linux")
 	path := filepath.Join(t.TempDir(), "x.lock")
 	os.WriteFile(path, nil, 0o600)
 	cmd := exec.Command("flock", "-x", path, "sleep", "60")

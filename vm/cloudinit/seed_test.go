@@ -11,6 +11,8 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func testConfig() Config {
@@ -107,10 +109,7 @@ func TestWriteSeedReadBack(t *testing.T) {
 // TestSeedLabelSeenByBlkid checks the label with an independent reader:
 // cloud-init finds the seed by this label through blkid.
 func TestSeedLabelSeenByBlkid(t *testing.T) {
-	blkid, err := exec.LookPath("blkid")
-	if err != nil {
-		t.Skip("blkid not installed (apt-get install util-linux)")
-	}
+	blkid := testenv.Tool(t, "blkid", "util-linux")
 	path := filepath.Join(t.TempDir(), SeedFile)
 	if err := WriteSeed(path, testConfig()); err != nil {
 		t.Fatal(err)

@@ -2,10 +2,13 @@ package disk
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func touch(t *testing.T, root, path, content string) {
@@ -78,10 +81,7 @@ func TestFindFirmwareMissingGivesHint(t *testing.T) {
 func TestFindFirmwareOnThisHost(t *testing.T) {
 	fw, err := FindFirmware("", "x86_64")
 	if err != nil {
-		if HostArch() == "x86_64" && os.Getenv("MB_REQUIRE_VM") == "1" {
-			t.Fatalf("MB_REQUIRE_VM=1 and %v", err)
-		}
-		t.Skipf("no UEFI firmware here: %v", err)
+		testenv.Need(t, fmt.Sprintf("UEFI firmware (apt-get install ovmf): %v", err))
 	}
 	for _, p := range []string{fw.Code, fw.Vars} {
 		if !isFile(p) {

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -18,14 +20,10 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// needTool skips the test when a binary is missing, naming the package.
+// needTool returns a program's path, or ends the test through testenv.
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed (apt-get install %s)", name, pkg)
-	}
-	return p
+	return testenv.Tool(t, name, pkg)
 }
 
 func run(t *testing.T, name string, args ...string) string {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -29,9 +30,7 @@ func testCtx(t *testing.T) context.Context {
 func qcow2Bytes(t *testing.T) []byte {
 	t.Helper()
 	for _, tool := range []string{"qemu-img", "qemu-io"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install qemu-utils)", tool)
-		}
+		testenv.Tool(t, tool, "qemu-utils")
 	}
 	p := filepath.Join(t.TempDir(), "src.qcow2")
 	for _, args := range [][]string{

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vm/disk"
 )
 
@@ -62,13 +63,8 @@ func TestImportKernelImage(t *testing.T) {
 }
 
 func TestImportKernelWithRootDisk(t *testing.T) {
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		t.Skip("mkfs.ext4 not installed (apt-get install e2fsprogs)")
-	}
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
-	}
+	mkfs := testenv.Tool(t, "mkfs.ext4", "e2fsprogs")
+	testenv.Tool(t, "qemu-img", "qemu-utils")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root.img")
 	if out, err := exec.Command(mkfs, "-q", "-F", root, "8M").CombinedOutput(); err != nil {
@@ -107,9 +103,7 @@ func TestImportBadInput(t *testing.T) {
 			assertNoLeftovers(t, mbHome)
 		})
 	}
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
-	}
+	testenv.Tool(t, "qemu-img", "qemu-utils")
 	mbHome := t.TempDir()
 	if _, err := Import(testCtx(t), mbHome, ImportOptions{Disk: text}); !errors.Is(err, disk.ErrNotImage) {
 		t.Errorf("text file: err = %v, want ErrNotImage", err)

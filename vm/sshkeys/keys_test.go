@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func TestEnsureWritesPrivateFiles0600(t *testing.T) {
@@ -103,10 +105,7 @@ func (fakeAddr) Network() string { return "tcp" }
 func (fakeAddr) String() string  { return "127.0.0.1:22" }
 
 func TestPrivateKeysReadableByOpenSSH(t *testing.T) {
-	keygen, err := exec.LookPath("ssh-keygen")
-	if err != nil {
-		t.Skip("ssh-keygen not installed (apt-get install openssh-client)")
-	}
+	keygen := testenv.Tool(t, "ssh-keygen", "openssh-client")
 	dir := t.TempDir()
 	k, err := Ensure(dir, "dev")
 	if err != nil {

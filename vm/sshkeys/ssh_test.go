@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func TestArgv(t *testing.T) {
@@ -166,10 +168,7 @@ func TestWaitReadyRetriesUntilServerUp(t *testing.T) {
 // presenting the injected host key: known_hosts, HostKeyAlias and the exit
 // code pass through.
 func TestArgvWithOpenSSH(t *testing.T) {
-	sshBin, err := exec.LookPath("ssh")
-	if err != nil {
-		t.Skip("ssh not installed (apt-get install openssh-client)")
-	}
+	sshBin := testenv.Tool(t, "ssh", "openssh-client")
 	dir := t.TempDir()
 	k, err := Ensure(dir, "vm")
 	if err != nil {
