@@ -13,6 +13,18 @@ import (
 	"github.com/mbvm/mb/bench/procfs"
 )
 
+// gitRevision names the commit the benchmark measures and whether the
+// work tree differs from it ("unknown" outside a git checkout).
+func gitRevision(ctx context.Context, dir string) (rev string, dirty bool) {
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown", false
+	}
+	rev = strings.TrimSpace(string(out))
+	st, err := exec.CommandContext(ctx, "git", "-C", dir, "status", "--porcelain", "--untracked-files=no").Output()
+	return rev, err == nil && len(strings.TrimSpace(string(st))) > 0
+}
+
 // describeMachine collects the CPU model, cores, memory, kernel, QEMU
 // version and the accelerator QEMU can use here.
 func describeMachine(ctx context.Context) Machine {

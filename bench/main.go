@@ -159,6 +159,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (*Report, error) {
 	e.img, e.imgErr = rig.FindImage("mini")
 
 	rep := &Report{Date: began.UTC(), Quick: cfg.quick, Machine: describeMachine(ctx)}
+	rep.Revision, rep.Dirty = gitRevision(ctx, src)
 	for _, p := range allParts() {
 		r := newResults(p.name, p.rows)
 		reason := "part skipped (-parts)"

@@ -74,6 +74,9 @@ func TestQuickBench(t *testing.T) {
 			t.Errorf("control-plane row %s not measured: %s", id, got[id].NotMeasured)
 		}
 	}
+	if rep.Revision == "" || rep.Revision == "unknown" {
+		t.Errorf("the report names no git revision: %q", rep.Revision)
+	}
 	if rep.Machine.Cores <= 0 || rep.Machine.MemoryBytes == 0 || rep.Machine.CPUModel == "" {
 		t.Errorf("machine description incomplete: %+v", rep.Machine)
 	}
@@ -145,7 +148,7 @@ func checkRow(t *testing.T, r Row) {
 	if r.ID == "agent.cpu" && (m < 0 || m > 100*float64(8)) {
 		t.Errorf("row %s: %v%% is not a CPU share", r.ID, m)
 	}
-	if r.Target != "" && r.Met == nil {
+	if r.Target != "" && r.Verdict == "" {
 		t.Errorf("row %s has target %s but no verdict", r.ID, r.Target)
 	}
 }

@@ -23,10 +23,16 @@ type Row struct {
 	Max     *float64  `json:"max,omitempty"`
 	Runs    int       `json:"runs"`
 	Samples []float64 `json:"samples,omitempty"`
-	// Target is the goal from the design ("<= 1.05"), Met whether the
-	// median reaches it.
-	Target string `json:"target,omitempty"`
-	Met    *bool  `json:"met,omitempty"`
+	// Target is the goal from the design ("<= 1.05"). Verdict is "met"
+	// when the whole 95% confidence interval of the median (CILow to
+	// CIHigh, bootstrapped from the samples) is on the target's side,
+	// "not met" when it is wholly on the other, and "inconclusive" when
+	// the noise is larger than the difference or there are fewer than
+	// three runs.
+	Target  string   `json:"target,omitempty"`
+	Verdict string   `json:"verdict,omitempty"`
+	CILow   *float64 `json:"ci_low,omitempty"`
+	CIHigh  *float64 `json:"ci_high,omitempty"`
 	// NotMeasured says why there is no number.
 	NotMeasured string `json:"not_measured,omitempty"`
 	Note        string `json:"note,omitempty"`
@@ -52,11 +58,15 @@ type Machine struct {
 
 // Report is the whole run, as written to results.json.
 type Report struct {
-	Date            time.Time `json:"date"`
-	Quick           bool      `json:"quick"`
-	DurationSeconds float64   `json:"duration_seconds"`
-	Machine         Machine   `json:"machine"`
-	Rows            []Row     `json:"rows"`
+	Date time.Time `json:"date"`
+	// Revision is the git revision the run measured (git describe), with
+	// Dirty set when the work tree had uncommitted changes.
+	Revision        string  `json:"revision"`
+	Dirty           bool    `json:"dirty"`
+	Quick           bool    `json:"quick"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	Machine         Machine `json:"machine"`
+	Rows            []Row   `json:"rows"`
 }
 
 // target is a goal a row's median is checked against.
@@ -121,22 +131,60 @@ func (r *results) set(id string, samples []float64) {
 	med, lo, hi := median(clean), quantile(clean, 0), quantile(clean, 1)
 	row.Median, row.Min, row.Max = &med, &lo, &hi
 	row.Runs, row.Samples, row.NotMeasured = len(clean), clean, ""
+	r.judge(id, clean)
+}
+
+// Verdicts of a row with a target.
+const (
+	VerdictMet          = "met"
+	VerdictNotMet       = "not met"
+	VerdictInconclusive = "inconclusive"
+)
+
+// judge gives a row with a target its verdict from the samples the
+// median comes from: the bootstrapped 95% interval of their median must lie
+// wholly on one side of the target for "met" or "not met".
+func (r *results) judge(id string, samples []float64) {
+	var t *target
 	for _, d := range r.defs {
-		if d.id == id && d.target != nil {
-			m := d.target.met(med)
-			row.Met = &m
+		if d.id == id {
+			t = d.target
 		}
+	}
+	row := r.rows[id]
+	if t == nil || row.Median == nil {
+		return
+	}
+	if len(samples) < 3 {
+		row.Verdict = VerdictInconclusive
+		return
+	}
+	lo, hi := bootstrapMedianCI(samples, 0.95)
+	row.CILow, row.CIHigh = &lo, &hi
+	switch {
+	case t.met(hi):
+		row.Verdict = VerdictMet
+	case !t.met(lo):
+		row.Verdict = VerdictNotMet
+	default:
+		row.Verdict = VerdictInconclusive
 	}
 }
 
-// setSummary records a row whose spread is given explicitly (for example a
-// ratio of medians with the spread of the per-pair ratios).
-func (r *results) setSummary(id string, med, lo, hi float64, runs int) {
-	r.set(id, []float64{med})
+// setRatio records a ratio of medians (mb's median over the baseline's)
+// with the spread of the per-pair ratios, and judges the target on the
+// per-pair ratios: each pair ran back to back, so their ratio cancels the
+// load both sides shared.
+func (r *results) setRatio(id string, ratioOfMedians float64, pairRatios []float64) {
+	r.set(id, []float64{ratioOfMedians})
 	row := r.rows[id]
-	if row.Median != nil {
-		row.Min, row.Max, row.Runs, row.Samples = &lo, &hi, runs, nil
+	if row.Median == nil || len(pairRatios) == 0 {
+		return
 	}
+	lo, hi := quantile(pairRatios, 0), quantile(pairRatios, 1)
+	row.Min, row.Max, row.Runs, row.Samples = &lo, &hi, len(pairRatios), pairRatios
+	row.Verdict, row.CILow, row.CIHigh = "", nil, nil
+	r.judge(id, pairRatios)
 }
 
 // note appends a remark to a row.
@@ -204,12 +252,9 @@ func (rep *Report) Markdown() string {
 		if r.Runs > 1 {
 			spread = formatNum(*r.Min) + "–" + formatNum(*r.Max)
 		}
-		met := ""
-		if r.Met != nil {
-			met = "no"
-			if *r.Met {
-				met = "yes"
-			}
+		met := r.Verdict
+		if r.CILow != nil && r.CIHigh != nil {
+			met += " (95% CI " + formatNum(*r.CILow) + "–" + formatNum(*r.CIHigh) + ")"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s %s | %s | %d | %s | %s |\n", r.Part, mdEscape(name),
 			formatNum(*r.Median), r.Unit, spread, r.Runs, r.Target, met)
@@ -253,10 +298,16 @@ func (rep *Report) write(dir string) error {
 	if rep.Quick {
 		mode = "quick run (BENCH_QUICK=1: one run per part, small sizes; not for quoting)"
 	}
-	md := fmt.Sprintf("# mb benchmark results\n\nDate: %s (%s, %.0f s).\n\nMachine: %s.\n\n"+
+	rev := rep.Revision
+	if rep.Dirty {
+		rev += " with uncommitted changes"
+	}
+	md := fmt.Sprintf("# mb benchmark results\n\nDate: %s (%s, %.0f s), revision %s.\n\nMachine: %s.\n\n"+
 		"Both sides of every comparison run alternately in the same run; medians with the min–max spread over the runs. "+
-		"Generated by `make bench` (`go run ./bench`); method in docs/notes/bench.md.\n\n%s",
-		rep.Date.UTC().Format("2006-01-02 15:04 UTC"), mode, rep.DurationSeconds, rep.Machine.Markdown(), rep.Markdown())
+		"A target is met only when the 95%% confidence interval of the median (bootstrapped from the runs; for ratios, from the per-pair ratios) "+
+		"lies wholly on its side; inconclusive when the interval straddles it or there are fewer than 3 runs. "+
+		"Generated by `make bench` (`go run ./bench`), which also writes results.json beside this file; method in docs/notes/bench.md.\n\n%s",
+		rep.Date.UTC().Format("2006-01-02 15:04 UTC"), mode, rep.DurationSeconds, rev, rep.Machine.Markdown(), rep.Markdown())
 	if err := os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(md), 0o644); err != nil {
 		return fmt.Errorf("write RESULTS.md: %w", err)
 	}

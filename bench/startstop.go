@@ -154,8 +154,7 @@ func runStartStop(ctx context.Context, e *env, r *results) error {
 	for i := range bare {
 		ratios = append(ratios, paired[i]/bare[i])
 	}
-	r.setSummary("start.ratio", median(paired)/median(bare),
-		quantile(ratios, 0), quantile(ratios, 1), len(ratios))
+	r.setRatio("start.ratio", median(paired)/median(bare), ratios)
 	r.set("start.ratio_min", []float64{quantile(paired, 0) / quantile(bare, 0)})
 	for _, v := range stopVariants {
 		r.set("stop."+v, durationsMS(stops[v]))

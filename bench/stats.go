@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -24,6 +25,24 @@ func quantile(xs []float64, q float64) float64 {
 		return s[lo]
 	}
 	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
+}
+
+// bootstrapMedianCI is the central conf-interval of the median of xs by the
+// percentile bootstrap (2000 resamples, fixed seed so a report is
+// reproducible from its samples).
+func bootstrapMedianCI(xs []float64, conf float64) (lo, hi float64) {
+	const resamples = 2000
+	rng := rand.New(rand.NewPCG(1, 2))
+	meds := make([]float64, resamples)
+	buf := make([]float64, len(xs))
+	for i := range meds {
+		for j := range buf {
+			buf[j] = xs[rng.IntN(len(xs))]
+		}
+		meds[i] = median(buf)
+	}
+	tail := (1 - conf) / 2
+	return quantile(meds, tail), quantile(meds, 1-tail)
 }
 
 // ms converts a duration to float milliseconds.

@@ -41,7 +41,7 @@ func TestResultsRows(t *testing.T) {
 		t.Fatalf("%d rows", len(rows))
 	}
 	a := rows[0]
-	if !a.Measured() || *a.Median != 0.7 || *a.Min != 0.5 || *a.Max != 2 || a.Runs != 3 || a.Met == nil || !*a.Met {
+	if !a.Measured() || *a.Median != 0.7 || *a.Min != 0.5 || *a.Max != 2 || a.Runs != 3 || a.Verdict != VerdictInconclusive {
 		t.Errorf("row a = %+v", a)
 	}
 	if rows[1].Measured() || rows[1].NotMeasured != "no valid sample" {
@@ -51,7 +51,7 @@ func TestResultsRows(t *testing.T) {
 		t.Errorf("row c = %+v", rows[2])
 	}
 	md := (&Report{Rows: rows}).Markdown()
-	if !strings.Contains(md, "not measured: because") || !strings.Contains(md, "| 0.7000 ms | 0.5000–2.000 | 3 | < 1 | yes |") {
+	if !strings.Contains(md, "not measured: because") || !strings.Contains(md, "| 0.7000 ms | 0.5000–2.000 | 3 | < 1 | inconclusive (95% CI 0.5000–2.000) |") {
 		t.Errorf("markdown:\n%s", md)
 	}
 }
@@ -76,5 +76,33 @@ func TestStatusKB(t *testing.T) {
 	}
 	if _, err := statusKB("Name: x\n", "VmRSS:"); err == nil {
 		t.Error("no error for a missing line")
+	}
+}
+
+// A target is met or missed only with confidence: samples wholly under or
+// over it decide, samples straddling it or too few runs are inconclusive,
+// however the median falls.
+func TestVerdicts(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		samples []float64
+		want    string
+	}{
+		{"clearly under", []float64{0.10, 0.12, 0.11, 0.13, 0.12, 0.11, 0.10}, VerdictMet},
+		{"clearly over", []float64{1.5, 1.6, 1.4, 1.55, 1.7, 1.45}, VerdictNotMet},
+		{"median under, noise over", []float64{0.2, 0.9, 0.95, 1.8, 2.5, 0.4}, VerdictInconclusive},
+		{"one run", []float64{0.1}, VerdictInconclusive},
+	} {
+		r := newResults("p", []rowDef{{id: "x", name: "X", unit: "ms", target: &target{"<", 1}}})
+		r.set("x", tc.samples)
+		if got := r.rows["x"].Verdict; got != tc.want {
+			t.Errorf("%s: verdict %q, want %q (CI %v-%v)", tc.name, got, tc.want, deref(r.rows["x"].CILow), deref(r.rows["x"].CIHigh))
+		}
+	}
+	// A ratio is judged on its per-pair ratios, not on the ratio of medians.
+	r := newResults("p", []rowDef{{id: "ratio", name: "R", unit: "×", target: &target{"<=", 1.05}}})
+	r.setRatio("ratio", 0.96, []float64{0.6, 1.4, 0.9, 1.3, 0.7, 1.2})
+	if got := r.rows["ratio"].Verdict; got != VerdictInconclusive {
+		t.Errorf("noisy ratio with a median under the target: verdict %q, want inconclusive", got)
 	}
 }
