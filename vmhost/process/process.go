@@ -1,4 +1,4 @@
-// Package supervisor is the vmhost process: it locks the VM directory, reads
+// Package process is the vmhost program: it locks the VM directory, reads
 // the spec, starts the backend, serves vmhost.sock, handles signals and
 // writes exit.json when the VM ends. cmd/vmhost only parses flags and calls
 // Run, so tests can drive the whole process from here.
