@@ -121,6 +121,19 @@ func ValidateName(name string) error {
 	return nil
 }
 
+var imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+// ValidateImageName checks an image name: 1 to 63 lower-case letters,
+// digits, dots, dashes and underscores, starting with a letter or digit and
+// without "..", so it is safe as a directory name under $MB_HOME/images.
+// Package image uses it too; it lives here because image imports spec.
+func ValidateImageName(name string) error {
+	if !imageNameRE.MatchString(name) || strings.Contains(name, "..") {
+		return fmt.Errorf("invalid image name %q: use 1 to 63 lower-case letters, digits, dots, dashes and underscores, starting with a letter or digit (for example %q)", name, "debian-12")
+	}
+	return nil
+}
+
 // Backends lists the accepted backend names.
 var Backends = []string{"qemu", "applevirt", "fake"}
 
@@ -172,6 +185,11 @@ func (s *Spec) Validate() error {
 	}
 	if s.Memory != 0 && s.Memory < 32<<20 {
 		errs = append(errs, fmt.Errorf("memory %s: must be at least 32M (for example 512M or 2G)", s.Memory))
+	}
+	if s.Image != "" {
+		if err := ValidateImageName(s.Image); err != nil {
+			errs = append(errs, fmt.Errorf("image: %w", err))
+		}
 	}
 	if (s.Initrd != "" || s.Cmdline != "") && s.Kernel == "" && s.Image == "" {
 		errs = append(errs, errors.New("initrd and cmdline need a kernel: set kernel (or use an image)"))
