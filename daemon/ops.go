@@ -11,6 +11,7 @@ import (
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/disk"
 	"github.com/mbvm/mb/vm/image"
 	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
@@ -49,6 +50,9 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	}
 	if err := s.CheckFiles(); err != nil {
+		return nil, errorf(http.StatusBadRequest, "VM %s: %v", s.Name, err)
+	}
+	if err := decideDiskFormat(s); err != nil {
 		return nil, errorf(http.StatusBadRequest, "VM %s: %v", s.Name, err)
 	}
 	var m *image.Manifest
@@ -276,5 +280,26 @@ func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
 	}
 	d.log.Info("deleted VM", "vm", v.name)
 	d.events.publish(api.Event{VM: v.name, Type: api.EventDeleted})
+	return nil
+}
+
+// decideDiskFormat decides the format of the spec's own disk once, at
+// create, and stores it in the spec (disk_format): later starts pass it to
+// QEMU and never probe the disk again, whatever the guest writes into it.
+// A disk that names another file (a qcow2 backing or data file) is refused.
+func decideDiskFormat(s *spec.Spec) error {
+	if s.Disk == "" || s.Backend == "fake" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if s.DiskFormat != "" {
+		return disk.CheckStandalone(s.Disk, s.DiskFormat)
+	}
+	info, err := disk.Probe(ctx, s.Disk)
+	if err != nil {
+		return fmt.Errorf("disk %s: %w", s.Disk, err)
+	}
+	s.DiskFormat = info.Format
 	return nil
 }

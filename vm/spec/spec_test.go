@@ -48,6 +48,9 @@ func TestValidate(t *testing.T) {
 		{func(s *Spec) { s.Image = "../../../../etc" }, "invalid image name"},
 		{func(s *Spec) { s.Image = "../../decoy" }, "invalid image name"},
 		{func(s *Spec) { s.Image = "a/b" }, "invalid image name"},
+		{func(s *Spec) { s.Disk = "json:{\"file.filename\":\"/etc/shadow\"}" }, "json: pseudo-protocol"},
+		{func(s *Spec) { s.Disk = "/d.img"; s.DiskFormat = "vmdk" }, "disk_format"},
+		{func(s *Spec) { s.DiskFormat = "raw" }, "disk_format needs a disk"},
 	}
 	for i, tc := range cases {
 		s := ok()
