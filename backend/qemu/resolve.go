@@ -134,6 +134,22 @@ func userDiskFormat(ctx context.Context, s *spec.Spec) (string, error) {
 	return s.DiskFormat, nil
 }
 
+// qemuWrites lists the files of a VM directory that QEMU opens for
+// writing itself, following symbolic links as it does.
+var qemuWrites = []string{serialLogName, pidFileName, disk.OverlayFile, disk.VarsFile}
+
+// refuseLinks refuses a VM directory where a file QEMU writes is a
+// symbolic link: QEMU would write through it, into whatever it points at.
+func refuseLinks(dir string) error {
+	for _, name := range qemuWrites {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link: QEMU would write through it; mb does not follow links in a VM directory: remove it (rm %s)", p, p)
+		}
+	}
+	return nil
+}
+
 // checkFile says clearly when a boot file is missing or unreadable.
 func checkFile(path string) error {
 	f, err := os.Open(path)

@@ -184,3 +184,21 @@ func TestResolveUserDiskKeepsStoredFormat(t *testing.T) {
 		t.Errorf("unstored format: err = %v, want ErrReferencesFile naming %s", err, secret)
 	}
 }
+
+// A file QEMU writes in the VM directory (serial.log, qemu.pid, the disk
+// overlay, the UEFI store) planted as a link is refused before QEMU runs.
+func TestRefuseLinksInVMDir(t *testing.T) {
+	for _, name := range qemuWrites {
+		dir := t.TempDir()
+		if err := refuseLinks(dir); err != nil {
+			t.Fatalf("an empty VM directory: %v", err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.Symlink(filepath.Join(t.TempDir(), "target"), p); err != nil {
+			t.Fatal(err)
+		}
+		if err := refuseLinks(dir); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s a symlink: err = %v, want a refusal naming it", name, err)
+		}
+	}
+}

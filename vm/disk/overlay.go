@@ -55,6 +55,10 @@ func (o Overlay) Ensure(ctx context.Context) error {
 	if err := CheckStandalone(base, format); err != nil {
 		return fmt.Errorf("disk overlay %s: %w", o.Path, err)
 	}
+	// QEMU writes the overlay: it must be the VM's own file, not a link.
+	if fi, err := os.Lstat(o.Path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("disk %s is not a regular file (%s): mb does not write through links in a VM directory: remove it (rm %s)", o.Path, fi.Mode().Type(), o.Path)
+	}
 	info, err := ReadInfo(ctx, o.Path, "qcow2")
 	switch {
 	case err == nil:
