@@ -57,6 +57,15 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 	}
 	var m *image.Manifest
 	if s.Image != "" && s.Backend != "fake" {
+		// Shared image lock until the VM exists: `mb image rm` (which takes
+		// it exclusively) then sees the VM and refuses.
+		ctx, cancel := context.WithTimeout(context.Background(), imageLockWait)
+		release, err := image.Share(ctx, d.cfg.Home, s.Image)
+		cancel()
+		if err != nil {
+			return nil, errorf(http.StatusConflict, "VM %s: %v", s.Name, err)
+		}
+		defer release()
 		if m, err = image.Load(d.cfg.Home, s.Image); err != nil {
 			return nil, errorf(http.StatusBadRequest, "%v", err)
 		}
@@ -127,6 +136,13 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 		d.markRunning(v, r)
 		return v.snapshot(), nil
 	}
+	// Shared image lock until the VM runs: its image is neither removed
+	// nor replaced while vmhost builds the VM's disk on it.
+	release, err := d.shareImage(ctx, v)
+	if err != nil {
+		return api.VM{}, errorf(http.StatusConflict, "VM %s cannot start: %v", v.name, err)
+	}
+	defer release()
 	v.setState(api.StateStarting, "")
 	d.events.publish(api.Event{VM: v.name, Type: api.EventStarting, State: api.StateStarting})
 	r, err := d.spawn(v)
@@ -302,4 +318,20 @@ func decideDiskFormat(s *spec.Spec) error {
 	}
 	s.DiskFormat = info.Format
 	return nil
+}
+
+// imageLockWait bounds the wait for an image that is being pulled,
+// imported or removed when a VM is created from it.
+const imageLockWait = 30 * time.Second
+
+// shareImage takes the shared lock of the image v's spec names (see
+// image.Share); a VM without an image, or a fake one, needs none.
+func (d *Daemon) shareImage(ctx context.Context, v *vm) (func(), error) {
+	v.mu.Lock()
+	s := v.spec
+	v.mu.Unlock()
+	if s == nil || s.Image == "" || s.Backend == "fake" {
+		return func() {}, nil
+	}
+	return image.Share(ctx, d.cfg.Home, s.Image)
 }

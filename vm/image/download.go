@@ -33,6 +33,30 @@ type fetcher struct {
 	// idle ends a response whose body sends no byte for this long, so a
 	// stalled server is resumed from like a dropped one.
 	idle time.Duration
+	// report, when set, receives progress (see PullOptions.OnProgress).
+	report func(done, total int64)
+}
+
+// reportEvery spaces progress reports.
+const reportEvery = 250 * time.Millisecond
+
+// progressReader counts bytes read for fetcher.report.
+type progressReader struct {
+	r     io.Reader
+	done  int64
+	total int64
+	last  time.Time
+	fn    func(done, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if now := time.Now(); now.Sub(p.last) >= reportEvery || (err != nil && p.done > 0) {
+		p.last = now
+		p.fn(p.done, p.total)
+	}
+	return n, err
 }
 
 // errIdle is a response body that stopped sending.
@@ -118,7 +142,7 @@ func (f *fetcher) fetchFile(ctx context.Context, path string, out io.Writer, h h
 	}
 	bar := f.startBar(fi.Size())
 	defer finishBar(bar)
-	n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, &ctxReader{ctx: ctx, r: in}))
+	n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, &ctxReader{ctx: ctx, r: in}, 0, fi.Size()))
 	if err != nil {
 		return n, fmt.Errorf("copy %s: %w", path, err)
 	}
@@ -217,7 +241,7 @@ func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h has
 			bar.SetCurrent(written)
 		}
 		body := newIdleReader(resp.Body, f.idle, cancelReq)
-		n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, body))
+		n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, body, written, total))
 		body.stop()
 		resp.Body.Close()
 		if cause := context.Cause(reqCtx); err != nil && errors.Is(cause, errIdle) {
@@ -295,7 +319,12 @@ func (f *fetcher) startBar(total int64) *pb.ProgressBar {
 	return bar.Start()
 }
 
-func (f *fetcher) proxy(bar *pb.ProgressBar, r io.Reader) io.Reader {
+// proxy wraps r for the progress bar and the progress callback; done is
+// what was received before r (a resumed transfer), total the size or -1.
+func (f *fetcher) proxy(bar *pb.ProgressBar, r io.Reader, done, total int64) io.Reader {
+	if f.report != nil {
+		r = &progressReader{r: r, done: done, total: total, fn: f.report}
+	}
 	if bar == nil {
 		return r
 	}

@@ -55,6 +55,11 @@ func List(ctx context.Context, mbHome string, vms []*spec.Spec) ([]Entry, error)
 	return entries, nil
 }
 
+// Describe returns the named image's entry, as List gives it.
+func Describe(ctx context.Context, mbHome, name string, vms []*spec.Spec) Entry {
+	return describe(ctx, mbHome, name, vms)
+}
+
 func describe(ctx context.Context, mbHome, name string, vms []*spec.Spec) Entry {
 	dir := layout.ImageDir(mbHome, name)
 	e := Entry{Name: name, UsedBy: UsedBy(mbHome, name, vms), Size: dirSize(dir)}

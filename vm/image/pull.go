@@ -30,6 +30,10 @@ type PullOptions struct {
 	// Progress receives a progress bar; nil draws none. Pass
 	// TerminalProgress(os.Stderr).
 	Progress io.Writer
+	// OnProgress, when set, is called as the download advances with the
+	// bytes received and the total (-1 when unknown), at most a few times
+	// a second.
+	OnProgress func(done, total int64)
 	// Client is the HTTP client; a default with connection timeouts when nil.
 	Client *http.Client
 	// Logger receives progress events; slog.Default() when nil.
@@ -99,7 +103,7 @@ func Pull(ctx context.Context, mbHome string, o PullOptions) (*Manifest, error) 
 	}
 	defer st.discard()
 	tmp := filepath.Join(st.dir, "download")
-	f := &fetcher{client: o.Client, logger: logger, progress: o.Progress, retries: o.Retries, backoff: o.RetryBackoff, idle: o.IdleTimeout}
+	f := &fetcher{client: o.Client, logger: logger, progress: o.Progress, retries: o.Retries, backoff: o.RetryBackoff, idle: o.IdleTimeout, report: o.OnProgress}
 	if f.idle <= 0 {
 		f.idle = DefaultIdleTimeout
 	}
