@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/internal/atomicfile"
 	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/internal/lockfile"
 )
@@ -83,7 +84,7 @@ func SocketPath(mbHome string) string { return filepath.Join(mbHome, api.SocketN
 // running after Run returns unless the stop request asked to stop them.
 func (d *Daemon) Run(ctx context.Context) error {
 	h := d.cfg.Home
-	if err := layout.Ensure(h); err != nil {
+	if err := layout.EnsureHome(h); err != nil {
 		return err
 	}
 	if err := layout.Ensure(layout.VMsDir(h)); err != nil {
@@ -103,7 +104,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer lock.Release()
 	pidPath := filepath.Join(h, PIDName)
-	if err := os.WriteFile(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(pidPath, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", pidPath, err)
 	}
 	defer os.Remove(pidPath)

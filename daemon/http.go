@@ -41,6 +41,9 @@ func (d *Daemon) routes() http.Handler {
 	route("GET", "/v1/vms/{name}/metrics", d.withVM(d.handleMetrics))
 	route("GET", "/v1/vms/{name}/logs", d.withVM(d.handleLogs))
 	route("GET", "/v1/events", d.handleEvents)
+	route("GET", "/v1/images", d.handleImages) // images.go
+	route("POST", "/v1/images", d.handleImageCreate)
+	route("DELETE", "/v1/images/{name}", d.handleImageRemove)
 	// Wrong methods get a JSON 405 naming the allowed ones (the mux's own
 	// answer is plain text).
 	for path, methods := range allowed {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/vm/disk"
 	"github.com/mbvm/mb/vm/image"
 	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
@@ -51,8 +52,20 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 	if err := s.CheckFiles(); err != nil {
 		return nil, errorf(http.StatusBadRequest, "VM %s: %v", s.Name, err)
 	}
+	if err := decideDiskFormat(s); err != nil {
+		return nil, errorf(http.StatusBadRequest, "VM %s: %v", s.Name, err)
+	}
 	var m *image.Manifest
 	if s.Image != "" && s.Backend != "fake" {
+		// Shared image lock until the VM exists: `mb image rm` (which takes
+		// it exclusively) then sees the VM and refuses.
+		ctx, cancel := context.WithTimeout(context.Background(), imageLockWait)
+		release, err := image.Share(ctx, d.cfg.Home, s.Image)
+		cancel()
+		if err != nil {
+			return nil, errorf(http.StatusConflict, "VM %s: %v", s.Name, err)
+		}
+		defer release()
 		if m, err = image.Load(d.cfg.Home, s.Image); err != nil {
 			return nil, errorf(http.StatusBadRequest, "%v", err)
 		}
@@ -123,6 +136,13 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 		d.markRunning(v, r)
 		return v.snapshot(), nil
 	}
+	// Shared image lock until the VM runs: its image is neither removed
+	// nor replaced while vmhost builds the VM's disk on it.
+	release, err := d.shareImage(ctx, v)
+	if err != nil {
+		return api.VM{}, errorf(http.StatusConflict, "VM %s cannot start: %v", v.name, err)
+	}
+	defer release()
 	v.setState(api.StateStarting, "")
 	d.events.publish(api.Event{VM: v.name, Type: api.EventStarting, State: api.StateStarting})
 	r, err := d.spawn(v)
@@ -277,4 +297,41 @@ func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
 	d.log.Info("deleted VM", "vm", v.name)
 	d.events.publish(api.Event{VM: v.name, Type: api.EventDeleted})
 	return nil
+}
+
+// decideDiskFormat decides the format of the spec's own disk once, at
+// create, and stores it in the spec (disk_format): later starts pass it to
+// QEMU and never probe the disk again, whatever the guest writes into it.
+// A disk that names another file (a qcow2 backing or data file) is refused.
+func decideDiskFormat(s *spec.Spec) error {
+	if s.Disk == "" || s.Backend == "fake" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if s.DiskFormat != "" {
+		return disk.CheckStandalone(s.Disk, s.DiskFormat)
+	}
+	info, err := disk.Probe(ctx, s.Disk)
+	if err != nil {
+		return fmt.Errorf("disk %s: %w", s.Disk, err)
+	}
+	s.DiskFormat = info.Format
+	return nil
+}
+
+// imageLockWait bounds the wait for an image that is being pulled,
+// imported or removed when a VM is created from it.
+const imageLockWait = 30 * time.Second
+
+// shareImage takes the shared lock of the image v's spec names (see
+// image.Share); a VM without an image, or a fake one, needs none.
+func (d *Daemon) shareImage(ctx context.Context, v *vm) (func(), error) {
+	v.mu.Lock()
+	s := v.spec
+	v.mu.Unlock()
+	if s == nil || s.Image == "" || s.Backend == "fake" {
+		return func() {}, nil
+	}
+	return image.Share(ctx, d.cfg.Home, s.Image)
 }

@@ -79,9 +79,9 @@ func (d *Daemon) spawn(v *vm) (*run, error) {
 	if st, err := os.Stat(logPath); err == nil && st.Size() > logfile.DefaultMaxSize {
 		_ = logfile.Rotate(logPath, logfile.DefaultKeep)
 	}
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	logf, err := logfile.OpenAppend(logPath)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", logPath, err)
+		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(d.cfg.VMHost, "--dir", v.dir)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/internal/atomicfile"
 	"github.com/mbvm/mb/vm/image"
 	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
@@ -99,7 +100,8 @@ func (v *vm) setUserStopped(on bool) error {
 		}
 		return nil
 	}
-	return os.WriteFile(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
+	// Written beside and renamed over: never through a link planted there.
+	return atomicfile.Write(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
 }
 
 // setState changes the state under v.mu.

@@ -90,10 +90,13 @@ if [ -z "${MB_CACHE:-}" ]; then
 fi
 PKGS=$MB_CACHE/pkgs
 mkdir -p "$PKGS" "$MB_CACHE/kernel"
-# One build at a time per cache and per output directory (parallel test
-# runs may all call make image).
+# One build at a time per cache, and the image written under the lock mb
+# holds while it pulls, imports or removes an image and while a VM is created
+# or started from it ($MB_HOME/images/.NAME.lock, flock): parallel test runs
+# may all call make image, and a VM must not boot a half-written image.
+# Opened for appending: mb records its PID in that file.
 if command -v flock >/dev/null; then
-	exec 8>"$MB_CACHE/.lock" 9>"$OUT/.lock"
+	exec 8>"$MB_CACHE/.lock" 9>>"$(dirname "$OUT")/.$(basename "$OUT").lock"
 	flock 8
 	flock 9
 fi

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mbvm/mb/vm/cloudinit"
 	"os"
 	"path/filepath"
 
+	"github.com/mbvm/mb/vm/cloudinit"
 	"github.com/mbvm/mb/vm/disk"
 	"github.com/mbvm/mb/vm/image"
 	"github.com/mbvm/mb/vm/spec"
@@ -75,11 +75,11 @@ func resolveBoot(ctx context.Context, dir, mbHome string, s *spec.Spec, a arch) 
 func resolveDisk(ctx context.Context, c *bootConfig, s *spec.Spec, m *image.Manifest) error {
 	switch {
 	case s.Disk != "":
-		info, err := disk.Probe(ctx, s.Disk)
+		format, err := userDiskFormat(ctx, s)
 		if err != nil {
-			return fmt.Errorf("disk %s: %w", s.Disk, err)
+			return err
 		}
-		c.Drives = []disk.Drive{{Path: s.Disk, Format: info.Format}}
+		c.Drives = []disk.Drive{{Path: s.Disk, Format: format}}
 	case m != nil && m.Disk != "":
 		o := disk.Overlay{Path: filepath.Join(c.Dir, disk.OverlayFile), Base: m.Path(m.Disk), BaseFormat: m.Format, Size: uint64(s.DiskSize)}
 		if err := o.Ensure(ctx); err != nil {
@@ -107,6 +107,46 @@ func resolveDisk(ctx context.Context, c *bootConfig, s *spec.Spec, m *image.Mani
 		return err
 	}
 	c.FirmwareCode, c.FirmwareVars = fw.Code, vars
+	return nil
+}
+
+// userDiskFormat is the format of the spec's own disk: the one the daemon
+// stored at create (disk_format), never probed again, since the guest may
+// have written anything into a raw disk, a qcow2 header naming a host file
+// included. A qcow2 disk is checked to name no other file (the user may have
+// replaced it on the host). A spec without disk_format (written before it
+// existed, or vmhost run by hand) is probed, and a disk that names another
+// file is refused.
+func userDiskFormat(ctx context.Context, s *spec.Spec) (string, error) {
+	if s.DiskFormat == "" {
+		info, err := disk.Probe(ctx, s.Disk)
+		if err != nil {
+			return "", fmt.Errorf("disk %s: %w", s.Disk, err)
+		}
+		return info.Format, nil
+	}
+	if err := disk.CheckFormat(s.DiskFormat); err != nil {
+		return "", fmt.Errorf("disk %s: %w", s.Disk, err)
+	}
+	if err := disk.CheckStandalone(s.Disk, s.DiskFormat); err != nil {
+		return "", err
+	}
+	return s.DiskFormat, nil
+}
+
+// qemuWrites lists the files of a VM directory that QEMU opens for
+// writing itself, following symbolic links as it does.
+var qemuWrites = []string{serialLogName, pidFileName, disk.OverlayFile, disk.VarsFile}
+
+// refuseLinks refuses a VM directory where a file QEMU writes is a
+// symbolic link: QEMU would write through it, into whatever it points at.
+func refuseLinks(dir string) error {
+	for _, name := range qemuWrites {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symbolic link: QEMU would write through it; mb does not follow links in a VM directory: remove it (rm %s)", p, p)
+		}
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"fmt"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mbvm/mb/internal/testenv"
+	"github.com/mbvm/mb/vm/disk"
 	"github.com/mbvm/mb/vm/spec"
 )
 
@@ -105,5 +107,97 @@ func TestResolveDiskImage(t *testing.T) {
 	}
 	if c.Kernel != "" || c.Cmdline != "" {
 		t.Errorf("a disk boot got a kernel %q / cmdline %q", c.Kernel, c.Cmdline)
+	}
+}
+
+// The attack of issue 10, item 1: root in the guest writes a qcow2 header
+// naming a host file as backing file into its raw disk. The next start
+// must still attach the disk as raw (the format stored at create), never
+// probe it and hand QEMU the host file.
+func TestResolveUserDiskKeepsStoredFormat(t *testing.T) {
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
+	}
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "host-secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("secret\n", 1024)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A raw disk with an MBR signature: Probe calls it raw.
+	raw := filepath.Join(dir, "user.img")
+	mbr := make([]byte, 4<<20)
+	mbr[510], mbr[511] = 0x55, 0xaa
+	if err := os.WriteFile(raw, mbr, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &spec.Spec{Name: "u", Disk: raw, Kernel: filepath.Join(dir, "vmlinuz")}
+	if err := os.WriteFile(s.Kernel, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.SetDefaults()
+	// What the daemon does at create.
+	info, err := disk.Probe(context.Background(), raw)
+	if err != nil || info.Format != "raw" {
+		t.Fatalf("probe at create: %+v, %v", info, err)
+	}
+	s.DiskFormat = info.Format
+
+	// The guest writes a qcow2 header with backing_file=host-secret over
+	// the start of its disk.
+	evil := filepath.Join(dir, "evil.qcow2")
+	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", secret, evil, "4M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v: %s", err, out)
+	}
+	hdr, err := os.ReadFile(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(raw, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(hdr[:4096], 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	c, err := resolveBoot(context.Background(), t.TempDir(), t.TempDir(), s, archX86_64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Drives) == 0 || c.Drives[0].Path != raw || c.Drives[0].Format != "raw" {
+		t.Fatalf("drives %+v: want %s attached as raw, the format stored at create", c.Drives, raw)
+	}
+	for _, a := range buildArgs(c) {
+		if strings.Contains(a, "file="+raw) && !strings.Contains(a, "format=raw") {
+			t.Errorf("-drive %s has no format=raw", a)
+		}
+	}
+
+	// A spec without a stored format (from before disk_format) is probed
+	// and refused, naming the host file, rather than attached as qcow2.
+	s.DiskFormat = ""
+	_, err = resolveBoot(context.Background(), t.TempDir(), t.TempDir(), s, archX86_64)
+	if !errors.Is(err, disk.ErrReferencesFile) || !strings.Contains(err.Error(), secret) {
+		t.Errorf("unstored format: err = %v, want ErrReferencesFile naming %s", err, secret)
+	}
+}
+
+// A file QEMU writes in the VM directory (serial.log, qemu.pid, the disk
+// overlay, the UEFI store) planted as a link is refused before QEMU runs.
+func TestRefuseLinksInVMDir(t *testing.T) {
+	for _, name := range qemuWrites {
+		dir := t.TempDir()
+		if err := refuseLinks(dir); err != nil {
+			t.Fatalf("an empty VM directory: %v", err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.Symlink(filepath.Join(t.TempDir(), "target"), p); err != nil {
+			t.Fatal(err)
+		}
+		if err := refuseLinks(dir); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s a symlink: err = %v, want a refusal naming it", name, err)
+		}
 	}
 }

@@ -5,21 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/cheggaaa/pb/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/vm/image"
-	"github.com/mbvm/mb/vm/spec"
 )
 
-// imageCmd is `mb image`: the image cache under $MB_HOME/images. It works
-// on files directly and needs no daemon.
+// imageCmd is `mb image`: the image cache under $MB_HOME/images. Every
+// command goes through the daemon (started when needed), the one writer of
+// $MB_HOME, which holds each image's lock while it changes it.
 func (a *app) imageCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
@@ -38,13 +38,8 @@ which is never written.`,
 	return cmd
 }
 
-// imageLogger logs the image operations' progress to stderr.
-func (a *app) imageLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
 func (a *app) imagePullCmd() *cobra.Command {
-	var o image.PullOptions
+	var o api.ImageRequest
 	cmd := &cobra.Command{
 		Use:   "pull URL",
 		Short: "Download a disk image into the cache",
@@ -62,16 +57,21 @@ shown on a terminal.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := mbHome()
+			o.URL = args[0]
+			if o.Name == "" {
+				o.Name = image.NameFromSource(o.URL)
+			}
+			if err := image.ValidateName(o.Name); err != nil {
+				return usagef("%v", err)
+			}
+			c, err := connect(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
-			o.URL = args[0]
-			o.Logger = a.imageLogger()
-			if f, ok := a.stderr.(*os.File); ok {
-				o.Progress = image.TerminalProgress(f)
-			}
-			m, err := image.Pull(cmd.Context(), h, o)
+			defer c.Close()
+			bar := newPullBar(a.stderr)
+			m, err := c.CreateImage(cmd.Context(), o, bar.update)
+			bar.finish()
 			if err != nil {
 				return err
 			}
@@ -87,7 +87,7 @@ shown on a terminal.`,
 }
 
 func (a *app) imageImportCmd() *cobra.Command {
-	var o image.ImportOptions
+	var o api.ImageRequest
 	cmd := &cobra.Command{
 		Use:   "import [FILE] --name NAME",
 		Short: "Copy a local disk image (or a kernel and initrd) into the cache",
@@ -104,14 +104,31 @@ func (a *app) imageImportCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := mbHome()
-			if err != nil {
-				return err
-			}
 			if len(args) == 1 {
 				o.Disk = args[0]
 			}
-			m, err := image.Import(cmd.Context(), h, o)
+			if o.Name != "" {
+				if err := image.ValidateName(o.Name); err != nil {
+					return usagef("%v", err)
+				}
+			}
+			// The daemon reads the files: give it absolute paths.
+			for _, p := range []*string{&o.Disk, &o.Kernel, &o.Initrd} {
+				if *p == "" {
+					continue
+				}
+				abs, err := filepath.Abs(*p)
+				if err != nil {
+					return fmt.Errorf("import %s: %w", *p, err)
+				}
+				*p = abs
+			}
+			c, err := connect(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			m, err := c.CreateImage(cmd.Context(), o, nil)
 			if err != nil {
 				return err
 			}
@@ -140,12 +157,12 @@ func (a *app) imageLsCmd() *cobra.Command {
 		Short: "List the cached images, their size, format, digest and the VMs using them",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := mbHome()
+			c, err := connect(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
-			vms := loadVMSpecs(h, a.stderr)
-			entries, err := image.List(cmd.Context(), h, vms)
+			defer c.Close()
+			entries, err := c.Images(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -162,7 +179,7 @@ func (a *app) imageLsCmd() *cobra.Command {
 	return cmd
 }
 
-func printImages(w io.Writer, entries []image.Entry) {
+func printImages(w io.Writer, entries []api.Image) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tFORMAT\tSIZE\tDISK SIZE\tSHA256\tUSED BY")
 	for _, e := range entries {
@@ -199,14 +216,19 @@ func (a *app) imageRmCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := mbHome()
+			for _, name := range args {
+				if err := image.ValidateName(name); err != nil {
+					return usagef("%v", err)
+				}
+			}
+			c, err := connect(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
-			vms := loadVMSpecs(h, a.stderr)
+			defer c.Close()
 			var errs []error
 			for _, name := range args {
-				if err := image.Remove(cmd.Context(), h, name, vms); err != nil {
+				if err := c.RemoveImage(cmd.Context(), name); err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -217,37 +239,36 @@ func (a *app) imageRmCmd() *cobra.Command {
 	}
 }
 
-// loadVMSpecs reads every VM's spec.yaml under $MB_HOME/vms without
-// validating it (an image must not be removed from under a VM whose spec
-// is merely invalid); unreadable ones are reported on warn.
-func loadVMSpecs(mbHome string, warn io.Writer) []*spec.Spec {
-	des, err := os.ReadDir(layout.VMsDir(mbHome))
-	if err != nil {
-		return nil
+// pullBar draws a pull's progress on a terminal; elsewhere it draws
+// nothing.
+type pullBar struct {
+	w   io.Writer
+	bar *pb.ProgressBar
+}
+
+func newPullBar(w io.Writer) *pullBar {
+	if f, ok := w.(*os.File); ok && image.TerminalProgress(f) != nil {
+		return &pullBar{w: w}
 	}
-	var specs []*spec.Spec
-	for _, d := range des {
-		if !d.IsDir() {
-			continue
-		}
-		path := filepath.Join(layout.VMDir(mbHome, d.Name()), spec.FileName)
-		data, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		var s *spec.Spec
-		if err == nil {
-			s, err = spec.Parse(data)
-		}
-		if err != nil {
-			fmt.Fprintf(warn, "mb: warning: %s: %v\n", path, err)
-			continue
-		}
-		if s.Name == "" {
-			s.Name = d.Name()
-		}
-		s.SetDefaults() // a spec naming no image uses the default one
-		specs = append(specs, s)
+	return &pullBar{}
+}
+
+// update moves the bar to done of total bytes (total -1: unknown).
+func (p *pullBar) update(done, total int64) {
+	if p.w == nil {
+		return
 	}
-	return specs
+	if p.bar == nil {
+		p.bar = pb.New64(max(total, 0)).SetTemplate(pb.Full).Set(pb.Bytes, true).SetWriter(p.w).SetWidth(80).Start()
+	}
+	if total > 0 {
+		p.bar.SetTotal(total)
+	}
+	p.bar.SetCurrent(done)
+}
+
+func (p *pullBar) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/mbvm/mb/daemon"
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/logfile"
 )
 
 // daemonStartTimeout bounds the wait for an auto-started daemon.
@@ -24,7 +25,7 @@ func mbHome() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := layout.Ensure(h); err != nil {
+	if err := layout.EnsureHome(h); err != nil {
 		return "", err
 	}
 	return h, nil
@@ -92,7 +93,15 @@ func spawnDaemon(h string) (<-chan int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find the mb executable to start the daemon: %w", err)
 	}
-	cmd := exec.Command(exe, "daemon", "--foreground", "--log-file", filepath.Join(h, daemon.LogName))
+	// Check the log here, where the user sees the error: a link planted in
+	// its place is refused, never written through (nor shown back).
+	logPath := filepath.Join(h, daemon.LogName)
+	lf, err := logfile.OpenAppend(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("start the mb daemon: %w", err)
+	}
+	lf.Close()
+	cmd := exec.Command(exe, "daemon", "--foreground", "--log-file", logPath)
 	cmd.Env = append(os.Environ(), layout.Env+"="+h)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

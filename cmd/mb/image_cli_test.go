@@ -1,9 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,27 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vm/image"
 )
 
-// runImage runs `mb image ARGS` in-process under mbHome.
-func runImage(t *testing.T, mbHome string, args ...string) (string, string, error) {
+// makeQcow2 makes a small real qcow2 image with data in it.
+func makeQcow2(t *testing.T) string {
 	t.Helper()
-	t.Setenv(layout.Env, mbHome)
-	var out, errb bytes.Buffer
-	a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errb}
-	cmd := a.imageCmd()
-	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&errb)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	err := cmd.ExecuteContext(ctx)
-	return out.String(), errb.String(), err
-}
-
-func TestImageCommands(t *testing.T) {
 	for _, tool := range []string{"qemu-img", "qemu-io"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed (apt-get install qemu-utils)", tool)
@@ -46,38 +34,32 @@ func TestImageCommands(t *testing.T) {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
 	}
-	mbHome := t.TempDir()
+	return src
+}
 
-	out, _, err := runImage(t, mbHome, "import", src, "--name", "deb", "--agent", "qemu-ga")
-	if err != nil || !strings.HasPrefix(out, "deb\tqcow2\t") {
-		t.Fatalf("import: %q, %v", out, err)
-	}
-	out, _, err = runImage(t, mbHome, "pull", "file://"+src, "--name", "deb2")
-	if err != nil || !strings.HasPrefix(out, "deb2\tqcow2\tsha256:") {
-		t.Fatalf("pull: %q, %v", out, err)
-	}
-	// A VM using deb.
-	vmDir := layout.VMDir(mbHome, "web")
-	if err := os.MkdirAll(vmDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(vmDir, "spec.yaml"), []byte("name: web\nimage: deb\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+// mb image goes through the daemon: pull, import, ls and rm.
+func TestImageCommands(t *testing.T) {
+	src := makeQcow2(t)
+	e := newEnv(t)
 
-	out, _, err = runImage(t, mbHome, "ls")
-	if err != nil {
-		t.Fatal(err)
+	out := e.ok("image", "import", src, "--name", "deb", "--agent", "qemu-ga")
+	if !strings.HasPrefix(out, "deb\tqcow2\t") {
+		t.Fatalf("import: %q", out)
 	}
+	out = e.ok("image", "pull", "file://"+src, "--name", "deb2")
+	if !strings.HasPrefix(out, "deb2\tqcow2\tsha256:") {
+		t.Fatalf("pull: %q", out)
+	}
+	// A VM using deb (fake: it needs no real image to exist).
+	e.ok("start", "web", "--backend", "fake", "--image", "deb", "--no-wait")
+
+	out = e.ok("image", "ls")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "deb ") || !strings.Contains(lines[1], "qcow2") || !strings.HasSuffix(lines[1], "web") {
 		t.Errorf("mb image ls:\n%s", out)
 	}
-	out, _, err = runImage(t, mbHome, "ls", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var entries []image.Entry
+	out = e.ok("image", "ls", "--json")
+	var entries []api.Image
 	if err := json.Unmarshal([]byte(out), &entries); err != nil {
 		t.Fatalf("ls --json: %v\n%s", err, out)
 	}
@@ -86,16 +68,114 @@ func TestImageCommands(t *testing.T) {
 		t.Errorf("ls --json: %+v", entries)
 	}
 
-	if _, _, err := runImage(t, mbHome, "rm", "deb"); err == nil || !strings.Contains(err.Error(), "web") {
-		t.Errorf("rm of an image in use: err = %v, want a refusal naming the VM", err)
+	if r := e.mb("image", "rm", "deb"); r.code == 0 || !strings.Contains(r.stderr, "web") {
+		t.Errorf("rm of an image in use: %v; want a refusal naming the VM", r)
 	}
-	if out, _, err := runImage(t, mbHome, "rm", "deb2"); err != nil || strings.TrimSpace(out) != "deb2" {
-		t.Errorf("rm deb2: %q, %v", out, err)
+	if out := e.ok("image", "rm", "deb2"); strings.TrimSpace(out) != "deb2" {
+		t.Errorf("rm deb2: %q", out)
 	}
-	if _, _, err := runImage(t, mbHome, "pull", "file://"+src, "--name", "bad", "--sha256", strings.Repeat("0", 64)); err == nil || !strings.Contains(err.Error(), "mismatch") {
-		t.Errorf("pull with a wrong digest: err = %v", err)
+	if r := e.mb("image", "pull", "file://"+src, "--name", "bad", "--sha256", strings.Repeat("0", 64)); r.code == 0 || !strings.Contains(r.stderr, "mismatch") {
+		t.Errorf("pull with a wrong digest: %v", r)
 	}
-	if _, err := os.Stat(layout.ImageDir(mbHome, "bad")); !os.IsNotExist(err) {
-		t.Errorf("a wrong-digest pull left %s: %v", layout.ImageDir(mbHome, "bad"), err)
+	if _, err := os.Stat(layout.ImageDir(e.home, "bad")); !os.IsNotExist(err) {
+		t.Errorf("a wrong-digest pull left %s: %v", layout.ImageDir(e.home, "bad"), err)
+	}
+	if r := e.mb("image", "rm", "../../decoy"); r.code == 0 || !strings.Contains(r.stderr, "invalid image name") {
+		t.Errorf("rm ../../decoy: %v", r)
+	}
+
+	// The API answers with codes.
+	status, body := e.httpCall("DELETE", "/v1/images/nope", "")
+	var apiErr api.Error
+	_ = json.Unmarshal([]byte(body), &apiErr)
+	if status != http.StatusNotFound || apiErr.Code != api.CodeNotFound {
+		t.Errorf("DELETE of a missing image: %d %s", status, body)
+	}
+	status, body = e.httpCall("DELETE", "/v1/images/deb", "")
+	_ = json.Unmarshal([]byte(body), &apiErr)
+	if status != http.StatusConflict || apiErr.Code != api.CodeInUse {
+		t.Errorf("DELETE of an image in use: %d %s", status, body)
+	}
+	status, body = e.httpCall("POST", "/v1/images", `{"url": "file:///x.qcow2", "name": "../../decoy"}`)
+	_ = json.Unmarshal([]byte(body), &apiErr)
+	if status != http.StatusBadRequest || apiErr.Code != api.CodeBadRequest {
+		t.Errorf("pull named ../../decoy: %d %s", status, body)
+	}
+	status, body = e.httpCall("POST", "/v1/images", `{"disk": "relative.qcow2"}`)
+	_ = json.Unmarshal([]byte(body), &apiErr)
+	if status != http.StatusBadRequest || apiErr.Code != api.CodeBadRequest {
+		t.Errorf("import of a relative path: %d %s", status, body)
+	}
+}
+
+// An image cannot be removed while a VM is being created or started from
+// it: both hold the image's lock shared, removal takes it exclusively. The
+// test holds the shared lock itself, as a VM start does.
+func TestImageRemoveWaitsForImageUsers(t *testing.T) {
+	src := makeQcow2(t)
+	e := newEnv(t)
+	e.ok("image", "import", src, "--name", "deb")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	release, err := image.Share(ctx, e.home, "deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The removal cannot proceed while the lock is shared; the client gives
+	// up after a while, which cancels it.
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(e.home, "mb.sock"))
+	}}, Timeout: 2 * time.Second}
+	req, err := http.NewRequest("DELETE", "http://mb/v1/images/deb", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("DELETE while a VM uses the image answered %s", resp.Status)
+	}
+	if _, err := image.Load(e.home, "deb"); err != nil {
+		t.Errorf("the image went away while its lock was shared: %v", err)
+	}
+	release()
+	e.ok("image", "rm", "deb")
+	if _, err := os.Stat(layout.ImageDir(e.home, "deb")); !os.IsNotExist(err) {
+		t.Errorf("deb still there after rm: %v", err)
+	}
+}
+
+// A VM does not start while its image is being changed (pulled, imported,
+// removed, or rebuilt by make image): the start waits for the image's lock.
+// The test holds the lock exclusively, as those do.
+func TestStartWaitsForImageChange(t *testing.T) {
+	src := makeQcow2(t)
+	e := newEnv(t)
+	e.ok("image", "import", src, "--name", "deb")
+	status, body := e.httpCall("POST", "/v1/vms", `{"name": "w", "image": "deb"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lock, err := image.Lock(ctx, e.home, "deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(e.home, "mb.sock"))
+	}}, Timeout: 2 * time.Second}
+	req, err := http.NewRequest("POST", "http://mb/v1/vms/w/start", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := c.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("start while the image is locked answered %s", resp.Status)
+	}
+	if _, err := os.Stat(filepath.Join(layout.VMDir(e.home, "w"), "vmhost.log")); err == nil {
+		t.Error("a vmhost was started while the image was locked")
 	}
 }

@@ -80,7 +80,8 @@ func run(args []string) int {
 			s.Cmdline = *cmdline
 		}
 		if *disk != "" {
-			s.Disk = *disk
+			// The stored format was decided for the spec's own disk.
+			s.Disk, s.DiskFormat = *disk, ""
 		}
 		if *cpus != 0 {
 			s.CPUs = *cpus

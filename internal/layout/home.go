@@ -39,14 +39,6 @@ func ImagesDir(home string) string { return filepath.Join(home, "images") }
 // ImageDir is the directory of the named image.
 func ImageDir(home, name string) string { return filepath.Join(home, "images", name) }
 
-// Ensure creates dir (and parents) with mode 0700 and tightens an existing
-// directory to 0700.
-func Ensure(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("chmod %s: %w", dir, err)
-	}
-	return nil
-}
+// Ensure creates dir (and parents) with mode 0700 and checks it, without
+// changing an existing directory: see EnsureDir.
+func Ensure(dir string) error { return EnsureDir(dir) }

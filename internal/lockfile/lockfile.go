@@ -43,7 +43,9 @@ func (e *HeldError) Unwrap() error { return ErrLocked }
 // file with mode 0600 if needed, and records the caller's PID in it. When
 // another process holds it, the error is a *HeldError naming that PID.
 func Acquire(path string) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: the lock file's PID is written into it, never through a
+	// link someone planted in its place.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}

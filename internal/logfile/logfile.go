@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 // Defaults for mb's logs.
@@ -48,9 +49,9 @@ func Open(path string, maxSize int64, keep int) (*Writer, error) {
 }
 
 func (w *Writer) open() error {
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := OpenAppend(w.path)
 	if err != nil {
-		return fmt.Errorf("open log %s: %w", w.path, err)
+		return err
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -59,6 +60,41 @@ func (w *Writer) open() error {
 	}
 	w.f, w.size = f, st.Size()
 	return nil
+}
+
+// ErrNotRegular means a log path is a symbolic link, a FIFO or anything
+// else than a regular file: mb never writes through a link in its state
+// directory, where someone may have planted one aiming at a file of the
+// user's.
+var ErrNotRegular = errors.New("not a regular file")
+
+// OpenAppend opens path (creating it with mode 0600) for appending, without
+// following a symbolic link (O_NOFOLLOW) and without blocking on a FIFO: a
+// path that is not a regular file is refused with ErrNotRegular.
+func OpenAppend(path string) (*os.File, error) {
+	return openNoFollow(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
+}
+
+// openNoFollow opens path with flag plus O_NOFOLLOW and O_NONBLOCK and
+// checks it is a regular file.
+func openNoFollow(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("open log %s: %w: it is a symbolic link; mb does not write through links in its state directory: remove it (rm %s)", path, ErrNotRegular, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat log %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open log %s: %w (it is %s): remove it (rm %s)", path, ErrNotRegular, st.Mode().Type(), path)
+	}
+	return f, nil
 }
 
 // Write appends p, rotating first when the file is full.
@@ -118,7 +154,10 @@ func Rotate(path string, keep int) error {
 // Lines written between the copy and the truncation are lost, which is the
 // price of not owning the writer.
 func CopyTruncate(path string, keep int) error {
-	src, err := os.Open(path)
+	// Read and truncate through one descriptor opened without following a
+	// link: a planted link must neither leak its target into path.1 nor
+	// get the target truncated.
+	src, err := openNoFollow(path, os.O_RDWR)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -129,7 +168,10 @@ func CopyTruncate(path string, keep int) error {
 	if err := shift(path, keep); err != nil {
 		return err
 	}
-	dst, err := os.OpenFile(path+".1", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// shift removed or renamed path.1 away: create it afresh (O_EXCL never
+	// follows a link).
+	_ = os.Remove(path + ".1")
+	dst, err := os.OpenFile(path+".1", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("rotate %s: %w", path, err)
 	}
@@ -140,7 +182,7 @@ func CopyTruncate(path string, keep int) error {
 	if err := dst.Close(); err != nil {
 		return fmt.Errorf("rotate %s: %w", path, err)
 	}
-	if err := os.Truncate(path, 0); err != nil {
+	if err := src.Truncate(0); err != nil {
 		return fmt.Errorf("rotate %s: truncate: %w", path, err)
 	}
 	return nil

@@ -113,7 +113,12 @@ func isFile(p string) bool {
 // returns the copy's path.
 func (f *Firmware) EnsureVars(vmDir string) (string, error) {
 	dst := filepath.Join(vmDir, VarsFile)
-	if isFile(dst) {
+	// Lstat: QEMU writes the store, so a link here would have it write
+	// through to the link's target.
+	if fi, err := os.Lstat(dst); err == nil {
+		if !fi.Mode().IsRegular() {
+			return "", fmt.Errorf("UEFI variable store %s is not a regular file (%s): remove it (rm %s)", dst, fi.Mode().Type(), dst)
+		}
 		return dst, nil
 	}
 	src, err := os.Open(f.Vars)

@@ -19,7 +19,9 @@ type Overlay struct {
 	// Base is the base image; it is made absolute, so the overlay does not
 	// depend on the directory QEMU runs in.
 	Base string
-	// BaseFormat is the base's format (qcow2 or raw); probed when empty.
+	// BaseFormat is the base's format (qcow2 or raw), as stored when the
+	// image came in; probed (see Probe) only when empty. The overlay pins
+	// it (-F), so QEMU never guesses the base's format.
 	BaseFormat string
 	// Size is the disk's virtual size in bytes; 0 keeps the base's size.
 	// It may grow an existing overlay, never shrink it.
@@ -46,11 +48,25 @@ func (o Overlay) Ensure(ctx context.Context) error {
 		}
 		format = bi.Format
 	}
-	info, err := ReadInfo(ctx, o.Path)
+	if err := CheckFormat(format); err != nil {
+		return fmt.Errorf("disk overlay %s: base image %s: %w", o.Path, base, err)
+	}
+	// The base itself must not pull in other files.
+	if err := CheckStandalone(base, format); err != nil {
+		return fmt.Errorf("disk overlay %s: %w", o.Path, err)
+	}
+	// QEMU writes the overlay: it must be the VM's own file, not a link.
+	if fi, err := os.Lstat(o.Path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("disk %s is not a regular file (%s): mb does not write through links in a VM directory: remove it (rm %s)", o.Path, fi.Mode().Type(), o.Path)
+	}
+	info, err := ReadInfo(ctx, o.Path, "qcow2")
 	switch {
 	case err == nil:
 		if info.FullBackingFilename != base && info.BackingFilename != base {
 			return fmt.Errorf("disk %s sits on %q, not on %s: the VM's image changed; delete the VM (or its disk) to start from the new image", o.Path, info.FullBackingFilename, base)
+		}
+		if info.BackingFilenameFormat != format {
+			return fmt.Errorf("disk %s sits on %s read as %q, but the image is %s: delete the VM (or its disk) to start again", o.Path, base, info.BackingFilenameFormat, format)
 		}
 	case errors.Is(err, ErrMissingBacking):
 		return err
@@ -87,7 +103,7 @@ func (o Overlay) create(ctx context.Context, base, format string) (*Info, error)
 		_ = os.Remove(tmp)
 		return nil, fmt.Errorf("create disk overlay %s: %w", o.Path, err)
 	}
-	info, err := ReadInfo(ctx, tmp)
+	info, err := ReadInfo(ctx, tmp, "qcow2")
 	if err != nil {
 		_ = os.Remove(tmp)
 		return nil, err

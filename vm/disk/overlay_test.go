@@ -31,7 +31,7 @@ func TestOverlayNeverWritesBase(t *testing.T) {
 	if err := ov.Ensure(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	info, err := ReadInfo(testCtx(t), ov.Path)
+	info, err := ReadInfo(testCtx(t), ov.Path, "qcow2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestOverlayNeverWritesBase(t *testing.T) {
 	if err := ov.Ensure(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if info, _ := ReadInfo(testCtx(t), ov.Path); info.VirtualSize != 256<<20 {
+	if info, _ := ReadInfo(testCtx(t), ov.Path, "qcow2"); info.VirtualSize != 256<<20 {
 		t.Errorf("grown disk is %d bytes, want %d", info.VirtualSize, 256<<20)
 	}
 	ov.Size = 64 << 20
@@ -87,7 +87,7 @@ func TestOverlayRelativeBaseIsStoredAbsolute(t *testing.T) {
 	if err := ov.Ensure(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	info, err := ReadInfo(testCtx(t), ov.Path)
+	info, err := ReadInfo(testCtx(t), ov.Path, "qcow2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestOverlayOnRawBase(t *testing.T) {
 	if err := ov.Ensure(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	info, err := ReadInfo(testCtx(t), ov.Path)
+	info, err := ReadInfo(testCtx(t), ov.Path, "qcow2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,13 +131,14 @@ func TestOverlayMissingBacking(t *testing.T) {
 	if err := os.Rename(base, base+".moved"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := ReadInfo(testCtx(t), ov.Path)
+	_, err := ReadInfo(testCtx(t), ov.Path, "qcow2")
 	if !errors.Is(err, ErrMissingBacking) || !strings.Contains(err.Error(), base) {
 		t.Errorf("ReadInfo: err = %v, want ErrMissingBacking naming %s", err, base)
 	}
+	// Probe, for images that come in, refuses any overlay outright.
 	_, err = Probe(testCtx(t), ov.Path)
-	if !errors.Is(err, ErrMissingBacking) {
-		t.Errorf("Probe: err = %v, want ErrMissingBacking", err)
+	if !errors.Is(err, ErrReferencesFile) || !strings.Contains(err.Error(), base) {
+		t.Errorf("Probe: err = %v, want ErrReferencesFile naming %s", err, base)
 	}
 	// The overlay's own Ensure also says what is wrong.
 	if err := os.Rename(base+".moved", base); err != nil {

@@ -15,12 +15,24 @@ var ErrNotImage = errors.New("not a disk image")
 // Formats lists the disk formats mb accepts for a base image.
 var Formats = []string{"qcow2", "raw"}
 
-// Probe finds the format of the disk image at path with qemu-img and checks
-// that it is one: qemu-img calls any file "raw", so a raw image must also
-// look like a disk (a partition table, a boot sector or a filesystem). A web
-// page, an archive or a compressed image is refused with an error wrapping
-// ErrNotImage that says what it looks like instead.
+// Probe decides the format of the disk image at path and checks that it
+// is one mb can use. It decides from the file's first bytes, never by
+// letting qemu-img guess: a file that starts with the qcow2 magic is qcow2,
+// anything else must look like a raw disk (a partition table, a boot sector
+// or a filesystem: qemu-img would call any file "raw"). A web page, an
+// archive, a compressed file or another disk format is refused with an
+// error wrapping ErrNotImage that says what it looks like instead, and a
+// qcow2 image that names another file (a backing file or an external data
+// file) is refused with ErrReferencesFile naming that file. Only then does
+// qemu-img read the image, with the format given explicitly.
+//
+// Call Probe once, when an image or disk first comes in, and store the
+// format: a later Probe of a raw disk a guest has written to could find
+// the qcow2 header the guest wrote there.
 func Probe(ctx context.Context, path string) (*Info, error) {
+	if err := CheckName(path); err != nil {
+		return nil, err
+	}
 	head, size, err := readHead(path)
 	if err != nil {
 		return nil, err
@@ -28,21 +40,33 @@ func Probe(ctx context.Context, path string) (*Info, error) {
 	if what := knownNonImage(head); what != "" {
 		return nil, fmt.Errorf("%s: %w: it looks like %s", path, ErrNotImage, what)
 	}
-	info, err := ReadInfo(ctx, path)
+	format := "raw"
+	if bytes.HasPrefix(head, qcow2Magic) {
+		format = "qcow2"
+	} else if size%512 != 0 || !looksLikeDisk(head) {
+		return nil, fmt.Errorf("%s: %w: no partition table, boot sector or filesystem found (want a qcow2 or raw disk image; convert others with qemu-img convert -O qcow2)", path, ErrNotImage)
+	}
+	if err := CheckStandalone(path, format); err != nil {
+		return nil, err
+	}
+	info, err := ReadInfo(ctx, path, format)
 	if err != nil {
 		return nil, err
 	}
-	switch info.Format {
-	case "qcow2":
-		return info, nil
-	case "raw":
-		if size%512 != 0 || !looksLikeDisk(head) {
-			return nil, fmt.Errorf("%s: %w: no partition table, boot sector or filesystem found (want a qcow2 or raw disk image; convert others with qemu-img convert -O qcow2)", path, ErrNotImage)
-		}
-		return info, nil
-	default:
-		return nil, fmt.Errorf("%s: disk format %q is not supported: use qcow2 or raw (convert with: qemu-img convert -O qcow2 %s out.qcow2)", path, info.Format, path)
+	if info.Format != format {
+		return nil, fmt.Errorf("%s: qemu-img reads it as %q, not %s: %w", path, info.Format, format, ErrNotImage)
 	}
+	return info, nil
+}
+
+// CheckFormat checks a stored or given disk format: qcow2 or raw.
+func CheckFormat(format string) error {
+	for _, f := range Formats {
+		if f == format {
+			return nil
+		}
+	}
+	return fmt.Errorf("disk format %q is not supported: use qcow2 or raw", format)
 }
 
 // headSize covers the boot sector, the GPT header, the ext superblock, the
@@ -91,6 +115,16 @@ func knownNonImage(head []byte) string {
 		return "a zip archive: extract the image from it first"
 	case len(head) > 262 && bytes.Equal(head[257:262], []byte("ustar")):
 		return "a tar archive: extract the image from it first (tar -xf)"
+	case bytes.HasPrefix(head, []byte("KDMV")), bytes.HasPrefix(head, []byte("# Disk DescriptorFile")):
+		return otherFormat("VMDK")
+	case len(head) >= 68 && bytes.Equal(head[64:68], []byte{0x7f, 0x10, 0xda, 0xbe}):
+		return otherFormat("VDI")
+	case bytes.HasPrefix(head, []byte("vhdxfile")):
+		return otherFormat("VHDX")
+	case bytes.HasPrefix(head, []byte("conectix")):
+		return otherFormat("VHD")
+	case bytes.HasPrefix(head, []byte("QED\x00")):
+		return otherFormat("QED")
 	}
 	return ""
 }
@@ -107,4 +141,9 @@ func looksLikeDisk(head []byte) bool {
 		at(0, []byte("XFSB")) ||
 		at(0x10040, []byte("_BHRfS_M")) ||
 		at(32769, []byte("CD001"))
+}
+
+// otherFormat describes a disk format mb does not use.
+func otherFormat(name string) string {
+	return "a " + name + " disk image: disk format " + name + " is not supported, use qcow2 or raw (convert it with qemu-img convert -O qcow2)"
 }

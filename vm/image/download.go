@@ -30,7 +30,65 @@ type fetcher struct {
 	retries int
 	// backoff is the pause before the first retry; it doubles each time.
 	backoff time.Duration
+	// idle ends a response whose body sends no byte for this long, so a
+	// stalled server is resumed from like a dropped one.
+	idle time.Duration
+	// report, when set, receives progress (see PullOptions.OnProgress).
+	report func(done, total int64)
 }
+
+// reportEvery spaces progress reports.
+const reportEvery = 250 * time.Millisecond
+
+// progressReader counts bytes read for fetcher.report.
+type progressReader struct {
+	r     io.Reader
+	done  int64
+	total int64
+	last  time.Time
+	fn    func(done, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if now := time.Now(); now.Sub(p.last) >= reportEvery || (err != nil && p.done > 0) {
+		p.last = now
+		p.fn(p.done, p.total)
+	}
+	return n, err
+}
+
+// errIdle is a response body that stopped sending.
+var errIdle = errors.New("the server sent nothing")
+
+// idleReader reads a response body and cancels its request (through
+// cancel) when no byte arrives for idle, which unblocks the pending Read.
+type idleReader struct {
+	r      io.Reader
+	timer  *time.Timer
+	idle   time.Duration
+	cancel context.CancelCauseFunc
+}
+
+func newIdleReader(r io.Reader, idle time.Duration, cancel context.CancelCauseFunc) *idleReader {
+	ir := &idleReader{r: r, idle: idle, cancel: cancel}
+	ir.timer = time.AfterFunc(idle, func() {
+		cancel(fmt.Errorf("%w for %s", errIdle, idle))
+	})
+	return ir
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 {
+		ir.timer.Reset(ir.idle)
+	}
+	return n, err
+}
+
+// stop disarms the timer once the body is done with.
+func (ir *idleReader) stop() { ir.timer.Stop() }
 
 // errHTTPStatus is a final HTTP error: retrying will not help.
 type errHTTPStatus struct {
@@ -84,7 +142,7 @@ func (f *fetcher) fetchFile(ctx context.Context, path string, out io.Writer, h h
 	}
 	bar := f.startBar(fi.Size())
 	defer finishBar(bar)
-	n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, &ctxReader{ctx: ctx, r: in}))
+	n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, &ctxReader{ctx: ctx, r: in}, 0, fi.Size()))
 	if err != nil {
 		return n, fmt.Errorf("copy %s: %w", path, err)
 	}
@@ -115,8 +173,10 @@ func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h has
 			case <-t.C:
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
+		reqCtx, cancelReq := context.WithCancelCause(ctx)
+		req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, src, nil)
 		if err != nil {
+			cancelReq(nil)
 			return 0, fmt.Errorf("download %s: %w", src, err)
 		}
 		if written > 0 {
@@ -127,6 +187,7 @@ func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h has
 		}
 		resp, err := f.client.Do(req)
 		if err != nil {
+			cancelReq(nil)
 			if ctx.Err() != nil {
 				return written, fmt.Errorf("download %s: %w", src, ctx.Err())
 			}
@@ -142,6 +203,7 @@ func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h has
 			start, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
 			if !ok || start != written {
 				resp.Body.Close()
+				cancelReq(nil)
 				return written, fmt.Errorf("download %s: the server resumed at a bad offset (%q, want %d)", src, resp.Header.Get("Content-Range"), written)
 			}
 			if size >= 0 {
@@ -152,6 +214,7 @@ func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h has
 				f.logger.Info("server does not resume downloads; starting over", "url", src)
 				if err := restart(out, h); err != nil {
 					resp.Body.Close()
+					cancelReq(nil)
 					return 0, err
 				}
 				written = 0
@@ -163,10 +226,12 @@ func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h has
 			}
 		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 			resp.Body.Close()
+			cancelReq(nil)
 			lastErr = &errHTTPStatus{url: src, status: resp.Status}
 			continue
 		default:
 			resp.Body.Close()
+			cancelReq(nil)
 			return written, &errHTTPStatus{url: src, status: resp.Status}
 		}
 		if bar == nil {
@@ -175,8 +240,14 @@ func (f *fetcher) fetchHTTP(ctx context.Context, src string, out *os.File, h has
 		if bar != nil {
 			bar.SetCurrent(written)
 		}
-		n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, resp.Body))
+		body := newIdleReader(resp.Body, f.idle, cancelReq)
+		n, err := io.Copy(io.MultiWriter(out, h), f.proxy(bar, body, written, total))
+		body.stop()
 		resp.Body.Close()
+		if cause := context.Cause(reqCtx); err != nil && errors.Is(cause, errIdle) {
+			err = fmt.Errorf("download stalled at %d bytes: %w", written+n, cause)
+		}
+		cancelReq(nil)
 		written += n
 		if err == nil && total >= 0 && written != total {
 			err = fmt.Errorf("got %d of %d bytes: %w", written, total, io.ErrUnexpectedEOF)
@@ -248,7 +319,12 @@ func (f *fetcher) startBar(total int64) *pb.ProgressBar {
 	return bar.Start()
 }
 
-func (f *fetcher) proxy(bar *pb.ProgressBar, r io.Reader) io.Reader {
+// proxy wraps r for the progress bar and the progress callback; done is
+// what was received before r (a resumed transfer), total the size or -1.
+func (f *fetcher) proxy(bar *pb.ProgressBar, r io.Reader, done, total int64) io.Reader {
+	if f.report != nil {
+		r = &progressReader{r: r, done: done, total: total, fn: f.report}
+	}
 	if bar == nil {
 		return r
 	}

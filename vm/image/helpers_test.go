@@ -64,15 +64,20 @@ type imageServer struct {
 	noRange bool
 	// delay holds each response back, to let concurrent pulls overlap.
 	delay time.Duration
+	// stall is how many responses to stop sending at half their body,
+	// keeping the connection open, like a server that hangs.
+	stall int
+	quit  chan struct{}
 
 	mu       sync.Mutex
 	requests []string // the Range header of each request ("" for none)
 }
 
 func newImageServer(t *testing.T, data []byte) *imageServer {
-	s := &imageServer{data: data}
+	s := &imageServer{data: data, quit: make(chan struct{})}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
+	t.Cleanup(func() { close(s.quit) }) // runs first: frees stalled handlers
 	return s
 }
 
@@ -82,6 +87,11 @@ func (s *imageServer) serve(w http.ResponseWriter, r *http.Request) {
 	cut := s.cut > 0
 	if cut {
 		s.cut--
+	}
+	stall := !cut && s.stall > 0
+	if stall {
+		s.stall--
+		cut = true
 	}
 	s.mu.Unlock()
 	time.Sleep(s.delay)
@@ -111,6 +121,12 @@ func (s *imageServer) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(rest[:len(rest)/2])
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
+	}
+	if stall {
+		select {
+		case <-r.Context().Done():
+		case <-s.quit:
+		}
 	}
 	panic(http.ErrAbortHandler)
 }

@@ -29,8 +29,9 @@ type ImportOptions struct {
 	ReadyLine string
 }
 
-// Import copies local files into $MB_HOME/images/<name>: a disk (probed:
-// it must be qcow2 or raw), and/or a kernel with its initrd and command
+// Import copies local files into $MB_HOME/images/<name>: a disk (probed
+// once, its format recorded: it must be qcow2 or raw and reference no other
+// file, see disk.Probe), and/or a kernel with its initrd and command
 // line. The disk's SHA-256 is computed while copying and recorded. Nothing
 // is left behind when it fails.
 func Import(ctx context.Context, mbHome string, o ImportOptions) (*Manifest, error) {
@@ -57,9 +58,6 @@ func Import(ctx context.Context, mbHome string, o ImportOptions) (*Manifest, err
 		var err error
 		if info, err = disk.Probe(ctx, o.Disk); err != nil {
 			return nil, fmt.Errorf("import %s: %w", o.Disk, err)
-		}
-		if info.BackingFilename != "" {
-			return nil, fmt.Errorf("import %s: the disk is an overlay on %s; import a standalone image (flatten it with qemu-img convert -O qcow2 %s out.qcow2)", o.Disk, info.BackingFilename, o.Disk)
 		}
 		m.Format = info.Format
 		if abs, err := filepath.Abs(o.Disk); err == nil {

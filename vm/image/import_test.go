@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -111,6 +112,9 @@ func TestImportBadInput(t *testing.T) {
 	assertNoLeftovers(t, mbHome)
 }
 
+// An image that names a host file (qcow2 backing file) is refused, naming
+// the file, whether that file exists or not: importing it would let the
+// image's author choose a host file for the guest to read.
 func TestImportRefusesOverlay(t *testing.T) {
 	data := qcow2Bytes(t)
 	dir := t.TempDir()
@@ -119,13 +123,54 @@ func TestImportRefusesOverlay(t *testing.T) {
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, ov).CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if _, err := Import(testCtx(t), t.TempDir(), ImportOptions{Disk: ov}); err == nil || !strings.Contains(err.Error(), "overlay") {
-		t.Errorf("err = %v, want a refusal of an overlay", err)
+	for _, gone := range []bool{false, true} {
+		if gone {
+			if err := os.Remove(base); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mbHome := t.TempDir()
+		_, err := Import(testCtx(t), mbHome, ImportOptions{Disk: ov})
+		if !errors.Is(err, disk.ErrReferencesFile) || !strings.Contains(err.Error(), base) {
+			t.Errorf("base gone %v: err = %v, want ErrReferencesFile naming %s", gone, err, base)
+		}
+		assertNoLeftovers(t, mbHome)
 	}
-	if err := os.Remove(base); err != nil {
+}
+
+// The attack of Lima's CVE-2023-32684: a qcow2 whose backing file is a
+// host file, pulled or imported, must be refused before anything opens it.
+func TestPullAndImportRefuseHostBackingFile(t *testing.T) {
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "secret", bytes.Repeat([]byte("host secret\n"), 4096))
+	evil := filepath.Join(dir, "evil.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", secret, evil, "1M").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	mbHome := t.TempDir()
+	if _, err := Import(testCtx(t), mbHome, ImportOptions{Disk: evil}); !errors.Is(err, disk.ErrReferencesFile) || !strings.Contains(err.Error(), secret) {
+		t.Errorf("import: err = %v, want ErrReferencesFile naming %s", err, secret)
+	}
+	if _, err := Pull(testCtx(t), mbHome, pullOpts("file://"+evil)); !errors.Is(err, disk.ErrReferencesFile) || !strings.Contains(err.Error(), secret) {
+		t.Errorf("pull file://: err = %v, want ErrReferencesFile naming %s", err, secret)
+	}
+	raw, err := os.ReadFile(evil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Import(testCtx(t), t.TempDir(), ImportOptions{Disk: ov}); !errors.Is(err, disk.ErrMissingBacking) {
-		t.Errorf("err = %v, want ErrMissingBacking", err)
+	srv := newImageServer(t, raw)
+	if _, err := Pull(testCtx(t), mbHome, pullOpts(srv.URL+"/evil.qcow2")); !errors.Is(err, disk.ErrReferencesFile) || !strings.Contains(err.Error(), secret) {
+		t.Errorf("pull http://: err = %v, want ErrReferencesFile naming %s", err, secret)
 	}
+	assertNoLeftovers(t, mbHome)
+
+	// An external data file is the same attack by another field.
+	df := filepath.Join(dir, "df.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file="+secret+",data_file_raw=on", df, "48K").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, err := Import(testCtx(t), mbHome, ImportOptions{Disk: df}); !errors.Is(err, disk.ErrReferencesFile) || !strings.Contains(err.Error(), secret) {
+		t.Errorf("import with data file: err = %v, want ErrReferencesFile naming %s", err, secret)
+	}
+	assertNoLeftovers(t, mbHome)
 }

@@ -17,8 +17,8 @@ import (
 // Entry is one image as `mb image ls` shows it.
 type Entry struct {
 	Name string `json:"name"`
-	// Format is the disk's format as qemu-img probes it, or "kernel" for a
-	// kernel-only image.
+	// Format is the disk's format as recorded when the image came in, or
+	// "kernel" for a kernel-only image.
 	Format string `json:"format"`
 	// Size is the bytes the image's files hold; VirtualSize the disk's size
 	// as the guest sees it (0 without a disk).
@@ -55,6 +55,11 @@ func List(ctx context.Context, mbHome string, vms []*spec.Spec) ([]Entry, error)
 	return entries, nil
 }
 
+// Describe returns the named image's entry, as List gives it.
+func Describe(ctx context.Context, mbHome, name string, vms []*spec.Spec) Entry {
+	return describe(ctx, mbHome, name, vms)
+}
+
 func describe(ctx context.Context, mbHome, name string, vms []*spec.Spec) Entry {
 	dir := layout.ImageDir(mbHome, name)
 	e := Entry{Name: name, UsedBy: UsedBy(mbHome, name, vms), Size: dirSize(dir)}
@@ -68,7 +73,11 @@ func describe(ctx context.Context, mbHome, name string, vms []*spec.Spec) Entry 
 		e.Format = "kernel"
 		return e
 	}
-	info, err := disk.ReadInfo(ctx, m.Path(m.Disk))
+	if m.Format == "" {
+		e.Error = "the manifest records no disk format: re-pull or re-import the image"
+		return e
+	}
+	info, err := disk.ReadInfo(ctx, m.Path(m.Disk), m.Format)
 	if err != nil {
 		e.Format = m.Format
 		e.Error = err.Error()

@@ -51,16 +51,16 @@ func TestListAndRemove(t *testing.T) {
 		t.Errorf("mini entry %+v", mini)
 	}
 
-	if err := Remove(testCtx(t), mbHome, "deb", vms); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "a, b") {
+	if err := Remove(testCtx(t), mbHome, "deb", func() []*spec.Spec { return vms }); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "a, b") {
 		t.Errorf("remove in use: err = %v, want ErrInUse naming a, b", err)
 	}
 	if _, err := Load(mbHome, "deb"); err != nil {
 		t.Errorf("a refused remove damaged the image: %v", err)
 	}
-	if err := Remove(testCtx(t), mbHome, "deb", vms[2:]); err != nil {
+	if err := Remove(testCtx(t), mbHome, "deb", func() []*spec.Spec { return vms[2:] }); err != nil {
 		t.Fatal(err)
 	}
-	if err := Remove(testCtx(t), mbHome, "deb", nil); !errors.Is(err, ErrNotFound) {
+	if err := Remove(testCtx(t), mbHome, "deb", func() []*spec.Spec { return nil }); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second remove: err = %v, want ErrNotFound", err)
 	}
 	entries, err = List(testCtx(t), mbHome, nil)

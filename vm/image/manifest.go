@@ -54,6 +54,9 @@ func (m *Manifest) Path(file string) string {
 
 // Load reads the manifest of the named image under mbHome.
 func Load(mbHome, name string) (*Manifest, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
 	dir := layout.ImageDir(mbHome, name)
 	return LoadDir(dir)
 }

@@ -4,18 +4,16 @@ import (
 	"fmt"
 	"net/url"
 	"path"
-	"regexp"
 	"strings"
+
+	"github.com/mbvm/mb/vm/spec"
 )
 
-var imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-
-// ValidateName checks an image name: 1 to 63 lower-case letters, digits,
-// dots, dashes and underscores, starting with a letter or digit, so it is
-// safe as a directory name.
+// ValidateName checks an image name (see spec.ValidateImageName): the one
+// rule for every place a name enters, specs, the API and the CLI.
 func ValidateName(name string) error {
-	if !imageNameRE.MatchString(name) || strings.Contains(name, "..") {
-		return fmt.Errorf("invalid image name %q: use 1 to 63 lower-case letters, digits, dots, dashes and underscores, starting with a letter or digit (for example %q); pass --name", name, "debian-12")
+	if err := spec.ValidateImageName(name); err != nil {
+		return fmt.Errorf("%w; pass --name", err)
 	}
 	return nil
 }

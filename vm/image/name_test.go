@@ -1,6 +1,9 @@
 package image
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNameFromSource(t *testing.T) {
 	tests := map[string]string{
@@ -21,6 +24,18 @@ func TestNameFromSource(t *testing.T) {
 	for _, bad := range []string{"", "-x", "A", "a/b", "..", "a..b", ".hidden"} {
 		if ValidateName(bad) == nil {
 			t.Errorf("ValidateName(%q) accepted", bad)
+		}
+	}
+}
+
+// A name that climbs out of the image cache never reaches the file system:
+// image: ../../../../etc used to read /etc/image.yaml.
+func TestLoadRefusesPathNames(t *testing.T) {
+	home := t.TempDir()
+	for _, bad := range []string{"../../../../etc", "../../decoy", "a/b"} {
+		_, err := Load(home, bad)
+		if err == nil || !strings.Contains(err.Error(), "invalid image name") {
+			t.Errorf("Load(%q) = %v, want an invalid image name error", bad, err)
 		}
 	}
 }

@@ -30,6 +30,10 @@ type PullOptions struct {
 	// Progress receives a progress bar; nil draws none. Pass
 	// TerminalProgress(os.Stderr).
 	Progress io.Writer
+	// OnProgress, when set, is called as the download advances with the
+	// bytes received and the total (-1 when unknown), at most a few times
+	// a second.
+	OnProgress func(done, total int64)
 	// Client is the HTTP client; a default with connection timeouts when nil.
 	Client *http.Client
 	// Logger receives progress events; slog.Default() when nil.
@@ -38,7 +42,15 @@ type PullOptions struct {
 	Retries int
 	// RetryBackoff is the first pause before a retry (default 1s).
 	RetryBackoff time.Duration
+	// IdleTimeout ends a transfer that receives no byte for this long
+	// (default DefaultIdleTimeout); the pull then resumes it like a
+	// dropped one.
+	IdleTimeout time.Duration
 }
+
+// DefaultIdleTimeout is how long a download may receive nothing before it
+// is treated as interrupted.
+const DefaultIdleTimeout = 30 * time.Second
 
 // ErrDigestMismatch means the download's SHA-256 is not the expected one.
 var ErrDigestMismatch = errors.New("SHA-256 digest mismatch")
@@ -91,7 +103,10 @@ func Pull(ctx context.Context, mbHome string, o PullOptions) (*Manifest, error) 
 	}
 	defer st.discard()
 	tmp := filepath.Join(st.dir, "download")
-	f := &fetcher{client: o.Client, logger: logger, progress: o.Progress, retries: o.Retries, backoff: o.RetryBackoff}
+	f := &fetcher{client: o.Client, logger: logger, progress: o.Progress, retries: o.Retries, backoff: o.RetryBackoff, idle: o.IdleTimeout, report: o.OnProgress}
+	if f.idle <= 0 {
+		f.idle = DefaultIdleTimeout
+	}
 	if f.client == nil {
 		f.client = defaultClient()
 	}

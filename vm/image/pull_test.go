@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,31 @@ func TestPullResumesWithRange(t *testing.T) {
 	}
 	reqs := srv.rangeRequests()
 	if len(reqs) != 2 || reqs[0] != "" || reqs[1] != "bytes="+itoa(len(data)/2)+"-" {
+		t.Errorf("requests' Range headers %q, want a full GET then bytes=%d-", reqs, len(data)/2)
+	}
+	if m.SHA256 != sha(data) {
+		t.Error("resumed download has the wrong digest")
+	}
+}
+
+// A server that stops sending in the middle of the body, connection open,
+// must not hang the pull: the idle timeout ends the transfer and the pull
+// resumes it with a Range request.
+func TestPullResumesAfterStall(t *testing.T) {
+	data := qcow2Bytes(t)
+	srv := newImageServer(t, data)
+	srv.stall = 1
+	ctx, cancel := context.WithTimeout(testCtx(t), 30*time.Second)
+	defer cancel()
+	o := pullOpts(srv.URL + "/img.qcow2")
+	o.SHA256 = sha(data)
+	o.IdleTimeout = 300 * time.Millisecond
+	m, err := Pull(ctx, t.TempDir(), o)
+	if err != nil {
+		t.Fatalf("pull from a stalling server: %v", err)
+	}
+	reqs := srv.rangeRequests()
+	if len(reqs) != 2 || reqs[1] != "bytes="+itoa(len(data)/2)+"-" {
 		t.Errorf("requests' Range headers %q, want a full GET then bytes=%d-", reqs, len(data)/2)
 	}
 	if m.SHA256 != sha(data) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/mbvm/mb/internal/atomicfile"
 	"github.com/mbvm/mb/internal/layout"
@@ -22,6 +23,58 @@ var ErrExists = errors.New("image already exists")
 // lockPath is the lock serialising changes to the named image.
 func lockPath(mbHome, name string) string {
 	return filepath.Join(layout.ImagesDir(mbHome), "."+name+".lock")
+}
+
+// LockPath is the lock file of the named image: pull, import and removal
+// hold it exclusively (Lock), VM create and start hold it shared (Share),
+// and `make image` (scripts/mkimage-mini.sh) takes it with flock(1) while it
+// writes the image.
+func LockPath(mbHome, name string) string { return lockPath(mbHome, name) }
+
+// Lock takes the named image's lock exclusively, waiting while anyone holds
+// it, until ctx ends. Callers change the image while they hold it.
+func Lock(ctx context.Context, mbHome, name string) (*lockfile.Lock, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	return lockImage(ctx, mbHome, name)
+}
+
+// Share takes the named image's lock shared, waiting while it is held
+// exclusively (a pull, an import, a removal), until ctx ends: VMs being
+// created or started from the image hold it, so the image cannot be removed
+// or replaced under them, while any number of them proceed together. Call
+// the returned function to release it.
+func Share(ctx context.Context, mbHome, name string) (release func(), err error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if err := layout.Ensure(layout.ImagesDir(mbHome)); err != nil {
+		return nil, err
+	}
+	p := lockPath(mbHome, name)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock image %q: %w", name, err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock image %q: %w", name, err)
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.Close()
+			return nil, fmt.Errorf("image %q is busy (being pulled, imported or removed): %w", name, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // lockImage takes the image's lock, waiting while another mb holds it

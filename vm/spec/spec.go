@@ -48,6 +48,11 @@ type Spec struct {
 	// disk of a kernel boot.
 	Disk     string `yaml:"disk,omitempty"`
 	DiskSize Size   `yaml:"disk_size,omitempty"`
+	// DiskFormat is Disk's format, qcow2 or raw. The daemon decides it once,
+	// when it creates the VM, and stores it here; every start passes it to
+	// QEMU, which then never guesses (a guest could write a qcow2 header
+	// into a raw disk to make QEMU open a host file).
+	DiskFormat string `yaml:"disk_format,omitempty"`
 
 	CPUs   int   `yaml:"cpus,omitempty"`
 	Memory Size  `yaml:"memory,omitempty"`
@@ -121,6 +126,19 @@ func ValidateName(name string) error {
 	return nil
 }
 
+var imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+// ValidateImageName checks an image name: 1 to 63 lower-case letters,
+// digits, dots, dashes and underscores, starting with a letter or digit and
+// without "..", so it is safe as a directory name under $MB_HOME/images.
+// Package image uses it too; it lives here because image imports spec.
+func ValidateImageName(name string) error {
+	if !imageNameRE.MatchString(name) || strings.Contains(name, "..") {
+		return fmt.Errorf("invalid image name %q: use 1 to 63 lower-case letters, digits, dots, dashes and underscores, starting with a letter or digit (for example %q)", name, "debian-12")
+	}
+	return nil
+}
+
 // Backends lists the accepted backend names.
 var Backends = []string{"qemu", "applevirt", "fake"}
 
@@ -173,8 +191,24 @@ func (s *Spec) Validate() error {
 	if s.Memory != 0 && s.Memory < 32<<20 {
 		errs = append(errs, fmt.Errorf("memory %s: must be at least 32M (for example 512M or 2G)", s.Memory))
 	}
+	if s.Image != "" {
+		if err := ValidateImageName(s.Image); err != nil {
+			errs = append(errs, fmt.Errorf("image: %w", err))
+		}
+	}
 	if (s.Initrd != "" || s.Cmdline != "") && s.Kernel == "" && s.Image == "" {
 		errs = append(errs, errors.New("initrd and cmdline need a kernel: set kernel (or use an image)"))
+	}
+	if s.DiskFormat != "" && s.DiskFormat != "qcow2" && s.DiskFormat != "raw" {
+		errs = append(errs, fmt.Errorf("disk_format %q: accepted values: qcow2, raw", s.DiskFormat))
+	}
+	if s.DiskFormat != "" && s.Disk == "" {
+		errs = append(errs, errors.New("disk_format needs a disk: set disk, or remove disk_format"))
+	}
+	for _, f := range s.hostFiles() {
+		if strings.HasPrefix(*f.path, "json:") {
+			errs = append(errs, fmt.Errorf("%s %q: json: pseudo-protocol names are refused: give the path of a file", f.field, *f.path))
+		}
 	}
 	if s.SSHPort < 0 || s.SSHPort > 65535 {
 		errs = append(errs, fmt.Errorf("ssh_port %d: must be between 0 (automatic) and 65535", s.SSHPort))

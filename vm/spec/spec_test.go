@@ -45,6 +45,12 @@ func TestValidate(t *testing.T) {
 		{func(s *Spec) { s.Forwards = []Forward{{Host: 80, Guest: 80}, {Host: 80, Guest: 81}} }, "forwarded twice"},
 		{func(s *Spec) { s.SSHPort = 2222; s.Forwards = []Forward{{Host: 2222, Guest: 80}} }, "already the ssh_port"},
 		{func(s *Spec) { s.Image = ""; s.Initrd = "x" }, "need a kernel"},
+		{func(s *Spec) { s.Image = "../../../../etc" }, "invalid image name"},
+		{func(s *Spec) { s.Image = "../../decoy" }, "invalid image name"},
+		{func(s *Spec) { s.Image = "a/b" }, "invalid image name"},
+		{func(s *Spec) { s.Disk = "json:{\"file.filename\":\"/etc/shadow\"}" }, "json: pseudo-protocol"},
+		{func(s *Spec) { s.Disk = "/d.img"; s.DiskFormat = "vmdk" }, "disk_format"},
+		{func(s *Spec) { s.DiskFormat = "raw" }, "disk_format needs a disk"},
 	}
 	for i, tc := range cases {
 		s := ok()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/internal/lockfile"
 	"github.com/mbvm/mb/vm/spec"
 	"github.com/mbvm/mb/vmhost"
@@ -53,8 +54,10 @@ func Run(ctx context.Context, cfg Config) int {
 		log.Error("bad VM directory", "dir", cfg.Dir, "err", err)
 		return ExitFailed
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		log.Error("cannot create the VM directory", "dir", dir, "err", err)
+	// Refuse a directory another user owns or may write into: they could
+	// have planted the spec it runs, or links for it to write through.
+	if err := layout.EnsureDir(dir); err != nil {
+		log.Error("cannot use the VM directory", "dir", dir, "err", err)
 		return ExitFailed
 	}
 	lock, err := lockfile.Acquire(filepath.Join(dir, vmhost.LockName))
