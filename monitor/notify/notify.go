@@ -94,6 +94,9 @@ func (m Message) Body() string {
 	return s
 }
 
+// Plain is the subject and the body on two lines, for chat channels.
+func (m Message) Plain() string { return m.Subject() + "\n" + m.Body() }
+
 // Channel is one configured notification channel. Send formats m for the
 // service and delivers it once; it does not retry. When retrying cannot
 // help (the service refused the request, credentials are wrong) it returns
