@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/mbvm/mb/monitor/notify"
-	"github.com/mbvm/mb/monitor/notify/notifytest"
 	"github.com/mbvm/mb/monitor/notify/mattermost"
+	"github.com/mbvm/mb/monitor/notify/notifytest"
 )
 
 var types = notify.Types{mattermost.Type: mattermost.Parse}

@@ -32,7 +32,9 @@ type Channel struct {
 }
 
 // New returns a slack channel.
-func New(name string, cfg Config) *Channel { return &Channel{name: name, cfg: cfg, client: &http.Client{}} }
+func New(name string, cfg Config) *Channel {
+	return &Channel{name: name, cfg: cfg, client: &http.Client{}}
+}
 
 // Parse reads a slack entry: webhook_url (or webhook_url_file), channel.
 func Parse(name string, f *notify.Fields) (notify.Channel, error) {

@@ -75,7 +75,9 @@ type Channel struct {
 }
 
 // New returns a webhook channel.
-func New(name string, cfg Config) *Channel { return &Channel{name: name, cfg: cfg, client: &http.Client{}} }
+func New(name string, cfg Config) *Channel {
+	return &Channel{name: name, cfg: cfg, client: &http.Client{}}
+}
 
 // Parse reads a webhook entry: url, hmac_key (or hmac_key_file).
 func Parse(name string, f *notify.Fields) (notify.Channel, error) {
