@@ -43,7 +43,7 @@ func DoHTTP(ctx context.Context, client *http.Client, req *http.Request, secrets
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return body, nil
 	}
-	err = fmt.Errorf("%s %s answered %s: %s", req.Method, req.URL.Host, resp.Status, Scrub(snippet(body), secrets...))
+	err = &HTTPError{StatusCode: resp.StatusCode, msg: fmt.Sprintf("%s %s answered %s: %s", req.Method, req.URL.Host, resp.Status, Scrub(snippet(body), secrets...))}
 	switch {
 	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooEarly,
 		resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
@@ -62,4 +62,21 @@ func snippet(b []byte) string {
 		s = "(empty answer)"
 	}
 	return s
+}
+
+// HTTPError is a service's answer with a status other than 2xx.
+type HTTPError struct {
+	StatusCode int
+	msg        string
+}
+
+func (e *HTTPError) Error() string { return e.msg }
+
+// StatusCode is the HTTP status of the HTTPError in err's chain, or 0.
+func StatusCode(err error) int {
+	var h *HTTPError
+	if errors.As(err, &h) {
+		return h.StatusCode
+	}
+	return 0
 }
