@@ -71,7 +71,8 @@ func New(name string, cfg Config) *Channel { return &Channel{name: name, cfg: cf
 
 // Parse reads an email entry: smtp_server, port, tls (starttls, tls or
 // none), user, password (or password_file), auth (plain, login,
-// cram-md5), sender, recipients (one or a list), ca_file.
+// cram-md5), sender (default: the user, when it is an address),
+// recipients (one or a list), ca_file.
 func Parse(name string, f *notify.Fields) (notify.Channel, error) {
 	cfg := Config{
 		Server:     f.String("smtp_server|host", notify.Required),
@@ -79,7 +80,7 @@ func Parse(name string, f *notify.Fields) (notify.Channel, error) {
 		User:       f.String("user|username", notify.Optional),
 		Password:   f.Secret("password", notify.Optional),
 		Auth:       f.OneOf("auth", AuthPlain, AuthPlain, AuthLogin, AuthCRAMMD5),
-		Sender:     f.String("sender|from", notify.Required),
+		Sender:     f.String("sender|from", notify.Optional),
 		Recipients: f.Strings("recipients|to", notify.Required),
 		CAFile:     f.String("ca_file", notify.Optional),
 	}
@@ -99,7 +100,14 @@ func Parse(name string, f *notify.Fields) (notify.Channel, error) {
 	if cfg.Password.IsSet() && cfg.User == "" {
 		f.Fail("user", "missing; a password is given but no user to log in as")
 	}
-	if cfg.Sender != "" {
+	if cfg.Sender == "" {
+		// hbd's own example has none: it sends as the login user.
+		if _, err := mail.ParseAddress(cfg.User); err == nil {
+			cfg.Sender = cfg.User
+		} else {
+			f.Fail("sender", "missing; give the From address (the user is not an e-mail address to default to)")
+		}
+	} else {
 		if _, err := mail.ParseAddress(cfg.Sender); err != nil {
 			f.Fail("sender", "%q is not an e-mail address", cfg.Sender)
 		}
