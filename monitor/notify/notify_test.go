@@ -364,7 +364,7 @@ func TestBackoffGrowsToMaxWithJitter(t *testing.T) {
 func TestTestReportsEachChannel(t *testing.T) {
 	ok, bad := newScripted("ok"), newScripted("bad", errors.New("smtp: 535 auth failed"))
 	chans := configured(ok, bad)
-	res, err := notify.Test(context.Background(), chans, "", time.Second)
+	res, err := notify.Test(context.Background(), chans, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,11 +374,11 @@ func TestTestReportsEachChannel(t *testing.T) {
 	if got := ok.delivered(); len(got) != 1 || !got[0].Test {
 		t.Fatalf("%+v", got)
 	}
-	res, err = notify.Test(context.Background(), chans, "ok", time.Second)
+	res, err = notify.Test(context.Background(), chans, "ok")
 	if err != nil || len(res) != 1 || !res[0].OK {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if _, err := notify.Test(context.Background(), chans, "nope", time.Second); err == nil || !strings.Contains(err.Error(), `no notification channel "nope"; configured: bad, ok`) {
+	if _, err := notify.Test(context.Background(), chans, "nope"); err == nil || !strings.Contains(err.Error(), `no notification channel "nope"; configured: bad, ok`) {
 		t.Fatal(err)
 	}
 }

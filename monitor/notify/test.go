@@ -20,10 +20,10 @@ type TestResult struct {
 
 // Test sends a test message through every channel, or only the one named
 // (for `mb monitor notify test [CHANNEL]`), directly rather than through
-// the outbox, each attempt bounded by timeout (0: DefaultSendTimeout). It
-// returns one result per channel, sorted by name; the error is only for
-// an unknown channel name.
-func Test(ctx context.Context, channels map[string]Configured, name string, timeout time.Duration) ([]TestResult, error) {
+// the outbox and all at once, each attempt bounded by DefaultSendTimeout
+// (or ctx). It returns one result per channel, sorted by name; the error
+// is only for an unknown channel name.
+func Test(ctx context.Context, channels map[string]Configured, name string) ([]TestResult, error) {
 	names := sortedKeys(channels)
 	if name != "" {
 		if _, ok := channels[name]; !ok {
@@ -33,9 +33,6 @@ func Test(ctx context.Context, channels map[string]Configured, name string, time
 			return nil, fmt.Errorf("no notification channel %q; configured: %s", name, strings.Join(names, ", "))
 		}
 		names = []string{name}
-	}
-	if timeout <= 0 {
-		timeout = DefaultSendTimeout
 	}
 	host, _ := os.Hostname()
 	m := Message{
@@ -55,7 +52,7 @@ func Test(ctx context.Context, channels map[string]Configured, name string, time
 			defer wg.Done()
 			c := channels[n].Channel
 			start := time.Now()
-			sctx, cancel := context.WithTimeout(ctx, timeout)
+			sctx, cancel := context.WithTimeout(ctx, DefaultSendTimeout)
 			err := c.Send(sctx, m)
 			cancel()
 			r := TestResult{Channel: n, Type: c.Type(), OK: err == nil, Duration: time.Since(start)}

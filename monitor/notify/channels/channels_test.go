@@ -137,7 +137,7 @@ func TestSecretsNeverShow(t *testing.T) {
 		js, _ := json.Marshal(c)
 		assertNoSecret(t, n+" JSON", string(js))
 	}
-	results, err := notify.Test(context.Background(), chans, "", 5*time.Second)
+	results, err := notify.Test(context.Background(), chans, "")
 	if err != nil {
 		t.Fatal(err)
 	}
