@@ -3,17 +3,9 @@ package email_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"mime"
 	"mime/quotedprintable"
 	"net"
@@ -21,203 +13,33 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/mbvm/mb/monitor/notify"
 	"github.com/mbvm/mb/monitor/notify/email"
 	"github.com/mbvm/mb/monitor/notify/notifytest"
+	"github.com/mbvm/mb/monitor/notify/notifytest/smtptest"
 )
 
 var types = notify.Types{email.Type: email.Parse}
 
 const password = "pa55 w0rd XXXSECRETXXX"
 
-// received is one mail the test server accepted.
-type received struct {
-	From string
-	To   []string
-	Data []byte
-	User string // who authenticated, "" if nobody
-	TLS  bool   // whether the session was encrypted
-}
-
-type serverOpts struct {
-	tls         *tls.Config // offered as STARTTLS, or for the whole connection with implicit
-	implicit    bool
-	requireAuth bool
-	rcptErr     error
-}
-
-// mailServer is a real SMTP server (github.com/emersion/go-smtp) on a
-// loopback port.
-type mailServer struct {
-	host string
-	port int
-	mu   sync.Mutex
-	got  []received
-}
-
-func (s *mailServer) mails() []received {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]received(nil), s.got...)
-}
-
-type session struct {
-	srv  *mailServer
-	opts serverOpts
-	conn *smtp.Conn
-	cur  received
-}
-
-func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
-
-func (s *session) Auth(mech string) (sasl.Server, error) {
-	check := func(user, pass string) error {
-		if user != "mb" || pass != password {
-			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
-		}
-		s.cur.User = user
-		return nil
-	}
-	if mech == sasl.Login {
-		return &loginServer{check: check}, nil
-	}
-	return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
-}
-
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	if s.opts.requireAuth && s.cur.User == "" {
-		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
-	}
-	s.cur.From = from
-	return nil
-}
-
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if s.opts.rcptErr != nil {
-		return s.opts.rcptErr
-	}
-	s.cur.To = append(s.cur.To, to)
-	return nil
-}
-
-func (s *session) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.cur.Data = b
-	_, s.cur.TLS = s.conn.TLSConnectionState()
-	s.srv.mu.Lock()
-	s.srv.got = append(s.srv.got, s.cur)
-	s.srv.mu.Unlock()
-	return nil
-}
-
-func (s *session) Reset()        { s.cur = received{User: s.cur.User} }
-func (s *session) Logout() error { return nil }
-
-// loginServer is the server side of AUTH LOGIN, which go-sasl lacks.
-type loginServer struct {
-	check func(user, pass string) error
-	user  string
-	step  int
-}
-
-func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
-	l.step++
-	switch l.step {
-	case 1:
-		if resp != nil {
-			l.user, l.step = string(resp), 2
-			return []byte("Password:"), false, nil
-		}
-		return []byte("Username:"), false, nil
-	case 2:
-		l.user = string(resp)
-		return []byte("Password:"), false, nil
-	}
-	return nil, true, l.check(l.user, string(resp))
-}
-
-type quiet struct{}
-
-func (quiet) Printf(string, ...interface{}) {}
-func (quiet) Println(...interface{})        {}
-
-func startServer(t *testing.T, o serverOpts) *mailServer {
+func channel(t *testing.T, s *smtptest.Server, extra string) notify.Channel {
 	t.Helper()
-	ms := &mailServer{}
-	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &session{srv: ms, opts: o, conn: c}, nil
-	}))
-	s.Domain = "mx.test"
-	s.TLSConfig = o.tls
-	s.AllowInsecureAuth = o.tls == nil // AUTH only after TLS when TLS exists
-	s.ErrorLog = quiet{}
-	s.ReadTimeout, s.WriteTimeout = 10*time.Second, 10*time.Second
-	var l net.Listener
-	var err error
-	if o.implicit {
-		l, err = tls.Listen("tcp", "127.0.0.1:0", o.tls)
-	} else {
-		l, err = net.Listen("tcp", "127.0.0.1:0")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(l) }()
-	t.Cleanup(func() { _ = s.Close() })
-	ms.host = "127.0.0.1"
-	ms.port = l.Addr().(*net.TCPAddr).Port
-	return ms
-}
-
-// selfSigned makes a certificate for 127.0.0.1 and writes it, as the CA
-// to trust, to a file.
-func selfSigned(t *testing.T) (*tls.Config, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mb test SMTP"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, caFile
-}
-
-func channel(t *testing.T, s *mailServer, extra string) notify.Channel {
-	t.Helper()
-	return notifytest.Parse(t, types, fmt.Sprintf("type: email\nsmtp_server: %s\nport: %d\nsender: 'mb monitor <mb@example.org>'\nrecipients: [ops@example.org, oncall@example.org]\n%s", s.host, s.port, extra))
+	return notifytest.Parse(t, types, fmt.Sprintf("type: email\nsmtp_server: %s\nport: %d\nsender: 'mb monitor <mb@example.org>'\nrecipients: [ops@example.org, oncall@example.org]\n%s", s.Host, s.Port, extra))
 }
 
 func TestPlainDeliveryComposesTheMessage(t *testing.T) {
-	s := startServer(t, serverOpts{})
+	s := smtptest.Start(t, smtptest.Options{})
 	ch := channel(t, s, "tls: none\n")
 	m := notifytest.Alert()
 	m.Text = "cpu_percent is 97.5 (> 90) — très chargé"
 	if err := ch.Send(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	got := s.mails()
+	got := s.Mails()
 	if len(got) != 1 {
 		t.Fatalf("%d mails", len(got))
 	}
@@ -250,20 +72,20 @@ func TestPlainDeliveryComposesTheMessage(t *testing.T) {
 }
 
 func TestStartTLSWithAuthPlain(t *testing.T) {
-	cfg, caFile := selfSigned(t)
-	s := startServer(t, serverOpts{tls: cfg, requireAuth: true})
+	cfg, caFile := smtptest.SelfSigned(t)
+	s := smtptest.Start(t, smtptest.Options{TLS: cfg, User: "mb", Password: password})
 	ch := channel(t, s, fmt.Sprintf("user: mb\npassword: %q\nca_file: %s\n", password, caFile))
 	if err := ch.Send(context.Background(), notifytest.Alert()); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.mails(); len(got) != 1 || !got[0].TLS || got[0].User != "mb" {
+	if got := s.Mails(); len(got) != 1 || !got[0].TLS || got[0].User != "mb" {
 		t.Fatalf("%+v", got)
 	}
 }
 
 func TestImplicitTLSWithAuthLogin(t *testing.T) {
-	cfg, caFile := selfSigned(t)
-	s := startServer(t, serverOpts{tls: cfg, implicit: true, requireAuth: true})
+	cfg, caFile := smtptest.SelfSigned(t)
+	s := smtptest.Start(t, smtptest.Options{TLS: cfg, Implicit: true, User: "mb", Password: password})
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -272,14 +94,14 @@ func TestImplicitTLSWithAuthLogin(t *testing.T) {
 	if err := ch.Send(context.Background(), notifytest.Alert()); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.mails(); len(got) != 1 || !got[0].TLS || got[0].User != "mb" {
+	if got := s.Mails(); len(got) != 1 || !got[0].TLS || got[0].User != "mb" {
 		t.Fatalf("%+v", got)
 	}
 }
 
 func TestWrongPasswordIsPermanentAndNeverShown(t *testing.T) {
-	cfg, caFile := selfSigned(t)
-	s := startServer(t, serverOpts{tls: cfg, requireAuth: true})
+	cfg, caFile := smtptest.SelfSigned(t)
+	s := smtptest.Start(t, smtptest.Options{TLS: cfg, User: "mb", Password: password})
 	ch := channel(t, s, fmt.Sprintf("user: mb\npassword: 'wrong XXXSECRETXXX'\nca_file: %s\n", caFile))
 	err := ch.Send(context.Background(), notifytest.Alert())
 	if err == nil || !notify.IsPermanent(err) || !strings.Contains(err.Error(), "535") || strings.Contains(err.Error(), "XXXSECRETXXX") {
@@ -290,30 +112,31 @@ func TestWrongPasswordIsPermanentAndNeverShown(t *testing.T) {
 			t.Fatal(v)
 		}
 	}
-	if len(s.mails()) != 0 {
+	if len(s.Mails()) != 0 {
 		t.Fatal("delivered without auth")
 	}
 }
 
 func TestMissingSTARTTLSAndUntrustedCertificateArePermanent(t *testing.T) {
-	plain := startServer(t, serverOpts{})
+	plain := smtptest.Start(t, smtptest.Options{})
 	err := channel(t, plain, "").Send(context.Background(), notifytest.Alert())
 	if err == nil || !notify.IsPermanent(err) || !strings.Contains(err.Error(), "does not offer STARTTLS") {
 		t.Fatal(err)
 	}
-	cfg, _ := selfSigned(t)
-	tlsServer := startServer(t, serverOpts{tls: cfg})
+	cfg, _ := smtptest.SelfSigned(t)
+	tlsServer := smtptest.Start(t, smtptest.Options{TLS: cfg})
 	err = channel(t, tlsServer, "").Send(context.Background(), notifytest.Alert())
 	if err == nil || !notify.IsPermanent(err) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatal(err)
 	}
-	if len(plain.mails())+len(tlsServer.mails()) != 0 {
+	if len(plain.Mails())+len(tlsServer.Mails()) != 0 {
 		t.Fatal("sent in the clear or to an untrusted server")
 	}
 }
 
 func TestTemporaryRefusalAndDownServerAreRetried(t *testing.T) {
-	s := startServer(t, serverOpts{rcptErr: &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}})
+	s := smtptest.Start(t, smtptest.Options{})
+	s.Refuse(451, "try again later")
 	err := channel(t, s, "tls: none\n").Send(context.Background(), notifytest.Alert())
 	if err == nil || notify.IsPermanent(err) || !strings.Contains(err.Error(), "451") {
 		t.Fatal(err)
@@ -321,7 +144,7 @@ func TestTemporaryRefusalAndDownServerAreRetried(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	down := &mailServer{host: "127.0.0.1", port: port}
+	down := &smtptest.Server{Host: "127.0.0.1", Port: port}
 	err = channel(t, down, "tls: none\n").Send(context.Background(), notifytest.Alert())
 	if err == nil || notify.IsPermanent(err) {
 		t.Fatal(err)
@@ -352,5 +175,50 @@ func TestConfigDefaultsAndErrors(t *testing.T) {
 		if _, err := notifytest.ParseErr(types, src); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", src, err, want)
 		}
+	}
+}
+
+// TestOutboxDeliversOnceAfterRefusals runs the dispatcher against a real
+// SMTP server that refuses twice with 451 and then accepts: exactly one
+// mail arrives.
+func TestOutboxDeliversOnceAfterRefusals(t *testing.T) {
+	s := smtptest.Start(t, smtptest.Options{})
+	s.Refuse(451, "greylisted, try again later")
+	chans := map[string]notify.Configured{"mail": {Channel: channel(t, s, "tls: none\n"), MinLevel: notify.Warning}}
+	ob := &notify.MemoryOutbox{}
+	retries := make(chan struct{}, 10)
+	d, err := notify.NewDispatcher(notify.DispatcherConfig{Outbox: ob, Channels: chans, Poll: time.Millisecond,
+		Backoff: notify.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond},
+		OnOutcome: func(_ notify.Item, o notify.Outcome, _ error) {
+			if o == notify.OutcomeRetried {
+				retries <- struct{}{}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := ob.Enqueue(ctx, notifytest.Alert(), "mail"); err != nil {
+		t.Fatal(err)
+	}
+	d.Kick()
+	<-retries
+	<-retries
+	s.Refuse(0, "")
+	got := s.Wait(t, 1, 10*time.Second)
+	for deadline := time.Now().Add(10 * time.Second); ob.Items()[0].State == notify.Pending && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if it := ob.Items()[0]; it.State != notify.Sent || it.Attempts < 2 {
+		t.Fatalf("item %+v", it)
+	}
+	if got = s.Mails(); len(got) != 1 || got[0].Header("Message-ID") != "<0123456789abcdef@mb-monitor>" {
+		t.Fatalf("%d mails: %+v", len(got), got)
+	}
+	if c := d.Counts()["mail"]; c.Sent != 1 || c.Retried < 2 || c.Failed != 0 {
+		t.Fatalf("counts %+v", c)
 	}
 }
