@@ -3,6 +3,7 @@ package notify
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -94,6 +95,9 @@ func ParseChannels(node *yaml.Node, opt Options) (map[string]Configured, error) 
 }
 
 func parseOne(name string, line int, v *yaml.Node, opt Options) (Configured, error) {
+	for v.Kind == yaml.AliasNode {
+		v = v.Alias
+	}
 	if v.Kind != yaml.MappingNode {
 		return Configured{}, fmt.Errorf("line %d: notification channel %q must be a mapping with a type and its settings", v.Line, name)
 	}
@@ -198,6 +202,9 @@ func (f *Fields) lookup(spec string) (string, *yaml.Node) {
 			found, node = n, v
 		}
 	}
+	for node != nil && node.Kind == yaml.AliasNode {
+		node = node.Alias
+	}
 	return found, node
 }
 
@@ -251,9 +258,9 @@ func (f *Fields) Secret(spec string, required bool) Secret {
 		if !filepath.IsAbs(path) && f.dir != "" {
 			path = filepath.Join(f.dir, path)
 		}
-		b, err := os.ReadFile(path)
+		b, err := readSecretFile(path)
 		if err != nil {
-			f.fail(fkey, "cannot read the secret: %v", err)
+			f.fail(fkey, "%v", err)
 			return Secret{}
 		}
 		s := strings.TrimRight(string(b), "\r\n")
@@ -449,4 +456,29 @@ func (f *Fields) done() error {
 	sort.Strings(accepted)
 	accepted = slices.Compact(accepted)
 	return f.fail(unknown[0], "unknown key for this channel type; accepted: %s", strings.Join(accepted, ", "))
+}
+
+// readSecretFile reads a *_file secret. Like monitor.yaml, the file must
+// not be readable by group or others.
+func readSecretFile(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the secret: %w", err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the secret: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s holds a secret but is readable by others (mode %04o); run: chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	b, err := io.ReadAll(io.LimitReader(fh, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the secret: %w", err)
+	}
+	return b, nil
 }

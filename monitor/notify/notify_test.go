@@ -91,13 +91,19 @@ func TestParseChannelsErrorsNameLineAndAcceptedValues(t *testing.T) {
 		{"both forms", "a:\n  type: scripted\n  token: x\n  token_file: /x\n", `line 3: notification channel "a": token: given both as token and token_file; keep one`},
 		{"missing file", "a:\n  type: scripted\n  token_file: nope\n", `line 3: notification channel "a": token_file: cannot read the secret`},
 		{"not a mapping", "a: [1]\n", `line 1: notification channel "a" must be a mapping`},
+		{"world-readable file", "a:\n  type: scripted\n  token_file: open\n", `line 3: notification channel "a": token_file: ` + "DIR/open holds a secret but is readable by others (mode 0644); run: chmod 600 DIR/open"},
 		{"list", "- a\n", `notification_channels must be a mapping`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := parse(t, c.src, t.TempDir())
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v, want it to contain %q", err, c.want)
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "open"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := strings.ReplaceAll(c.want, "DIR", dir)
+			_, err := parse(t, c.src, dir)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("error %v, want it to contain %q", err, want)
 			}
 		})
 	}
@@ -108,7 +114,7 @@ func TestParseChannelsReadsSecretFilesAndMinLevel(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "tok"), []byte("s3cr3t-from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	chans, err := parse(t, "a:\n  type: scripted\n  token_file: tok\n  min_level: critical\nb:\n  type: scripted\n  token: x\n", dir)
+	chans, err := parse(t, "a:\n  type: scripted\n  token_file: tok\n  min_level: critical\nb:\n  type: scripted\n  token: &t x\n  room: *t\n", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,5 +386,77 @@ func TestTestReportsEachChannel(t *testing.T) {
 	}
 	if _, err := notify.Test(context.Background(), chans, "nope"); err == nil || !strings.Contains(err.Error(), `no notification channel "nope"; configured: bad, ok`) {
 		t.Fatal(err)
+	}
+}
+
+// gate is a channel whose sends block until released, recording how many
+// run at once.
+type gate struct {
+	name    string
+	release chan struct{}
+	mu      sync.Mutex
+	now     int
+	max     int
+	sent    int
+	started chan struct{}
+}
+
+func (g *gate) Name() string { return g.name }
+func (g *gate) Type() string { return "gate" }
+func (g *gate) Send(ctx context.Context, _ notify.Message) error {
+	g.mu.Lock()
+	g.now++
+	g.max = max(g.max, g.now)
+	g.mu.Unlock()
+	g.started <- struct{}{}
+	defer func() { g.mu.Lock(); g.now--; g.mu.Unlock() }()
+	select {
+	case <-g.release:
+		g.mu.Lock()
+		g.sent++
+		g.mu.Unlock()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestDispatcherBoundsConcurrency(t *testing.T) {
+	g := &gate{name: "g", release: make(chan struct{}), started: make(chan struct{}, 10)}
+	ob := &notify.MemoryOutbox{}
+	for range 5 {
+		_ = ob.Enqueue(context.Background(), alert(notify.Critical), "g")
+	}
+	_, stop := runDispatcher(t, notify.DispatcherConfig{Outbox: ob, Channels: map[string]notify.Configured{"g": {Channel: g}}, Concurrency: 2})
+	for range 5 {
+		<-g.started
+		g.release <- struct{}{}
+	}
+	items := waitItems(t, ob)
+	stop()
+	for _, it := range items {
+		if it.State != notify.Sent {
+			t.Fatalf("%+v", it)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.max > 2 || g.sent != 5 {
+		t.Fatalf("%d sends at once (limit 2), %d sent", g.max, g.sent)
+	}
+}
+
+func TestDispatcherTimesOutASendAndRetries(t *testing.T) {
+	g := &gate{name: "g", release: make(chan struct{}), started: make(chan struct{}, 10)}
+	ob := &notify.MemoryOutbox{}
+	_ = ob.Enqueue(context.Background(), alert(notify.Critical), "g")
+	_, stop := runDispatcher(t, notify.DispatcherConfig{Outbox: ob, Channels: map[string]notify.Configured{"g": {Channel: g}}, SendTimeout: 5 * time.Millisecond})
+	<-g.started // the first attempt hangs until its timeout
+	<-g.started
+	g.release <- struct{}{}
+	items := waitItems(t, ob)
+	stop()
+	if items[0].State != notify.Sent || items[0].Attempts < 1 || !strings.Contains(items[0].LastError, "deadline exceeded") {
+		t.Fatalf("%+v", items[0])
 	}
 }
