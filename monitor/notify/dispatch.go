@@ -280,7 +280,7 @@ func (d *Dispatcher) attempt(ctx context.Context, it Item) {
 			// last one right at it rather than giving up early.
 			next = deadline
 		}
-		if rerr := d.cfg.Outbox.Reschedule(ctx, it.ID, next, err.Error()); rerr != nil {
+		if rerr := d.cfg.Outbox.Reschedule(context.WithoutCancel(ctx), it.ID, next, err.Error()); rerr != nil {
 			log.Error("notify: recording a failed attempt", "err", rerr)
 			return
 		}
@@ -297,6 +297,9 @@ func (d *Dispatcher) attempt(ctx context.Context, it Item) {
 
 // finish records a final outcome (sent or failed).
 func (d *Dispatcher) finish(ctx context.Context, log *slog.Logger, it Item, o Outcome, err error) {
+	// Record the outcome even when shutdown began during the send: a sent
+	// item left pending would be sent again after the restart.
+	ctx = context.WithoutCancel(ctx)
 	var serr error
 	if o == OutcomeSent {
 		serr = d.cfg.Outbox.MarkSent(ctx, it.ID)

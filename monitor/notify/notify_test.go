@@ -28,18 +28,17 @@ type scripted struct {
 	errs []error
 	got  []notify.Message
 	try  int
-	done chan struct{}
 }
 
 func newScripted(name string, errs ...error) *scripted {
-	return &scripted{name: name, errs: errs, done: make(chan struct{}, 100)}
+	return &scripted{name: name, errs: errs}
 }
 
 func (s *scripted) Name() string { return s.name }
 func (s *scripted) Type() string { return "scripted" }
 func (s *scripted) Send(_ context.Context, m notify.Message) error {
 	s.mu.Lock()
-	defer func() { s.mu.Unlock(); s.done <- struct{}{} }()
+	defer s.mu.Unlock()
 	s.try++
 	if s.try <= len(s.errs) {
 		return s.errs[s.try-1]
@@ -341,7 +340,11 @@ func TestDispatcherDropsItemsOlderThanDropAfter(t *testing.T) {
 }
 
 func TestDispatcherGivesUpAtTheDropTime(t *testing.T) {
-	down := newScripted("down", errors.New("e1"), errors.New("e2"), errors.New("e3"), errors.New("e4"), errors.New("e5"))
+	var errs []error // failing for good: more failures than can fit in the drop time
+	for i := range 100000 {
+		errs = append(errs, fmt.Errorf("e%d", i+1))
+	}
+	down := newScripted("down", errs...)
 	ob := &notify.MemoryOutbox{}
 	_ = ob.Enqueue(context.Background(), alert(notify.Critical), "down")
 	_, stop := runDispatcher(t, notify.DispatcherConfig{Outbox: ob, Channels: configured(down), DropAfter: 20 * time.Millisecond})
