@@ -463,3 +463,38 @@ func TestDispatcherTimesOutASendAndRetries(t *testing.T) {
 		t.Fatalf("%+v", items[0])
 	}
 }
+
+// ctxOutbox is a MemoryOutbox that refuses work on an ended context, as a
+// database would.
+type ctxOutbox struct{ notify.MemoryOutbox }
+
+func (o *ctxOutbox) MarkSent(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return o.MemoryOutbox.MarkSent(ctx, id)
+}
+
+// stubborn completes its send only once its context has ended: the
+// service took the message just as mb began shutting down.
+type stubborn struct{ started chan struct{} }
+
+func (s *stubborn) Name() string { return "s" }
+func (s *stubborn) Type() string { return "stubborn" }
+func (s *stubborn) Send(ctx context.Context, _ notify.Message) error {
+	s.started <- struct{}{}
+	<-ctx.Done()
+	return nil
+}
+
+func TestSendFinishingDuringShutdownIsRecordedSent(t *testing.T) {
+	ch := &stubborn{started: make(chan struct{}, 1)}
+	ob := &ctxOutbox{}
+	_ = ob.Enqueue(context.Background(), alert(notify.Critical), "s")
+	_, stop := runDispatcher(t, notify.DispatcherConfig{Outbox: ob, Channels: map[string]notify.Configured{"s": {Channel: ch}}})
+	<-ch.started
+	stop()
+	if it := ob.Items()[0]; it.State != notify.Sent {
+		t.Fatalf("a delivered notification is left %s: it would be sent again after the restart", it.State)
+	}
+}
