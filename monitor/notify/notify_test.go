@@ -20,6 +20,8 @@ import (
 	"github.com/mbvm/mb/monitor/notify"
 )
 
+var quietLog = slog.New(slog.DiscardHandler)
+
 // scripted is a channel whose sends fail with the scripted errors, in
 // order, and then succeed. It records every message delivered.
 type scripted struct {
@@ -174,7 +176,7 @@ func TestRouterRecipientsMinLevelAndRecovery(t *testing.T) {
 	chans["pager"] = p
 	users := map[string][]string{"alice": {"push", "pager"}, "bob": {"mail"}}
 	ob := &notify.MemoryOutbox{}
-	r, err := notify.NewRouter(notify.RouterConfig{Channels: chans, Users: users, Outbox: ob})
+	r, err := notify.NewRouter(notify.RouterConfig{Channels: chans, Users: users, Outbox: ob, Logger: quietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +240,9 @@ func runDispatcher(t *testing.T, cfg notify.DispatcherConfig) (*notify.Dispatche
 	t.Helper()
 	cfg.Backoff = notify.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond}
 	cfg.Poll = 2 * time.Millisecond
+	if cfg.Logger == nil {
+		cfg.Logger = quietLog
+	}
 	d, err := notify.NewDispatcher(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"mime/quotedprintable"
 	"net"
@@ -187,7 +188,7 @@ func TestOutboxDeliversOnceAfterRefusals(t *testing.T) {
 	chans := map[string]notify.Configured{"mail": {Channel: channel(t, s, "tls: none\n"), MinLevel: notify.Warning}}
 	ob := &notify.MemoryOutbox{}
 	retries := make(chan struct{}, 10)
-	d, err := notify.NewDispatcher(notify.DispatcherConfig{Outbox: ob, Channels: chans, Poll: time.Millisecond,
+	d, err := notify.NewDispatcher(notify.DispatcherConfig{Outbox: ob, Channels: chans, Poll: time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 		Backoff: notify.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond},
 		OnOutcome: func(_ notify.Item, o notify.Outcome, _ error) {
 			if o == notify.OutcomeRetried {
