@@ -196,6 +196,9 @@ func (c *Channel) send(ctx context.Context, m notify.Message) (err error) {
 		return classify(err)
 	}
 	defer cl.Close()
+	if err := cl.Hello(heloName()); err != nil {
+		return classify(fmt.Errorf("EHLO: %w", err))
+	}
 	if c.cfg.TLS == StartTLS {
 		if ok, _ := cl.Extension("STARTTLS"); !ok {
 			return classified{errors.New("the server does not offer STARTTLS; use tls: tls for port 465, or tls: none to send unencrypted")}
@@ -292,6 +295,16 @@ func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 		return []byte(a.password.Reveal()), nil
 	}
 	return nil, fmt.Errorf("unexpected LOGIN challenge %q", fromServer)
+}
+
+// heloName is the name mb greets the server with: the machine's name when
+// it is fully qualified (strict servers refuse a bare "localhost"),
+// otherwise "localhost".
+func heloName() string {
+	if h, err := os.Hostname(); err == nil && strings.Contains(h, ".") && !strings.ContainsAny(h, " \r\n") {
+		return h
+	}
+	return "localhost"
 }
 
 func isLocal(host string) bool {
