@@ -245,6 +245,13 @@ func (quiet) Println(...interface{})        {}
 // writes it, as the CA to trust (an email channel's ca_file), to a file in
 // a temporary directory.
 func SelfSigned(t testing.TB) (cfg *tls.Config, caFile string) {
+	cfg, caFile, _ = SelfSignedFiles(t)
+	return cfg, caFile
+}
+
+// SelfSignedFiles is SelfSigned that also writes the private key (PEM),
+// for servers started as separate processes.
+func SelfSignedFiles(t testing.TB) (cfg *tls.Config, certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -260,9 +267,17 @@ func SelfSigned(t testing.TB) (cfg *tls.Config, caFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, caFile
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, certFile, keyFile
 }
