@@ -70,6 +70,7 @@ type HTTPError struct {
 	msg        string
 }
 
+// Error is the method, host, status and the start of the answer.
 func (e *HTTPError) Error() string { return e.msg }
 
 // StatusCode is the HTTP status of the HTTPError in err's chain, or 0.

@@ -115,7 +115,10 @@ type Redactor interface {
 
 type permanentError struct{ err error }
 
+// Error is the wrapped error's text.
 func (e permanentError) Error() string { return e.err.Error() }
+
+// Unwrap returns the wrapped error.
 func (e permanentError) Unwrap() error { return e.err }
 
 // Permanent marks err as one that retrying cannot fix: the dispatcher marks

@@ -274,6 +274,7 @@ type loginAuth struct {
 	host     string
 }
 
+// Start implements smtp.Auth.
 func (a *loginAuth) Start(server *smtp.ServerInfo) (string, []byte, error) {
 	if !server.TLS && !isLocal(server.Name) {
 		return "", nil, errors.New("unencrypted connection")
@@ -284,6 +285,7 @@ func (a *loginAuth) Start(server *smtp.ServerInfo) (string, []byte, error) {
 	return "LOGIN", nil, nil
 }
 
+// Next implements smtp.Auth: the user name, then the password.
 func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	if !more {
 		return nil, nil

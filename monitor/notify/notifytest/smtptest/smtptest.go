@@ -162,8 +162,10 @@ type session struct {
 	cur  Mail
 }
 
+// AuthMechanisms implements smtp.AuthSession.
 func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
 
+// Auth implements smtp.AuthSession, checking Options.User and Password.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	check := func(user, pass string) error {
 		if s.srv.opts.User == "" || user != s.srv.opts.User || pass != s.srv.opts.Password {
@@ -178,6 +180,8 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
 }
 
+// Mail implements smtp.Session: refused while Refuse is in force, or
+// before AUTH when a user is required.
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	s.srv.mu.Lock()
 	refuse := s.srv.refuse
@@ -192,11 +196,13 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
+// Rcpt implements smtp.Session.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.cur.To = append(s.cur.To, to)
 	return nil
 }
 
+// Data implements smtp.Session, recording the mail.
 func (s *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -210,7 +216,10 @@ func (s *session) Data(r io.Reader) error {
 	return nil
 }
 
-func (s *session) Reset()        { s.cur = Mail{User: s.cur.User} }
+// Reset implements smtp.Session; authentication survives it.
+func (s *session) Reset() { s.cur = Mail{User: s.cur.User} }
+
+// Logout implements smtp.Session.
 func (s *session) Logout() error { return nil }
 
 // loginServer is the server side of AUTH LOGIN, which go-sasl lacks.
@@ -220,6 +229,7 @@ type loginServer struct {
 	step  int
 }
 
+// Next implements sasl.Server.
 func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 	l.step++
 	switch l.step {
