@@ -14,9 +14,12 @@ endif
 # cpio for the mini image; the stock guest agent for the compatibility
 # image; UEFI firmware, ssh, mkfs.ext4 and debootstrap for disk images and
 # the Debian test image; socat for the documented one-liners; systemd for
-# `systemd-analyze verify` of the unit `mb service install` writes.
+# `systemd-analyze verify` of the unit `mb service install` writes;
+# prometheus-alertmanager and python3-aiosmtpd for the monitor's
+# alertmanager and email channel tests.
 DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
-	ovmf openssh-client e2fsprogs util-linux debootstrap systemd
+	ovmf openssh-client e2fsprogs util-linux debootstrap systemd \
+	prometheus-alertmanager python3-aiosmtpd
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.
