@@ -206,15 +206,20 @@ func BuildConfig(ctx context.Context, o BuildOptions) (*Config, error) {
 	return c, nil
 }
 
-// imageDisk returns the raw disk to boot an image's disk from: the image's
-// own disk when it is raw (cloned by the caller's file system, never
-// written: the VM gets dir/disk.raw), else dir/disk.raw once converted.
+// imageDisk returns the VM's own raw disk, dir/disk.raw. The image's disk
+// is never written, so the VM needs its copy: a clone of a raw disk (cheap
+// on APFS), or a conversion of a qcow2 one; until it exists the error says
+// which command makes it.
 func imageDisk(dir string, m *image.Manifest) (string, error) {
 	dst := vmPath(dir, DiskFile)
 	if _, err := os.Stat(dst); err == nil {
 		return dst, nil
 	}
 	src := m.Path(m.Disk)
+	if m.Format == "raw" {
+		return dst, fmt.Errorf("image %q: the VM needs its own copy of the image's raw disk: make it (an APFS clone, instant) with\n  cp -c %s %s",
+			m.Name, shellQuote(src), shellQuote(dst))
+	}
 	return dst, fmt.Errorf("image %q has a %s disk and the applevirt backend boots raw disks only: convert it for this VM with\n  qemu-img convert -O raw %s %s",
 		m.Name, orUnknown(m.Format), shellQuote(src), shellQuote(dst))
 }

@@ -173,3 +173,63 @@ func TestShellQuote(t *testing.T) {
 		}
 	}
 }
+
+// makeImage writes an image named name under home with the given manifest
+// lines and files.
+func makeImage(t *testing.T, home, name, manifest string, files map[string][]byte) string {
+	t.Helper()
+	dir := filepath.Join(home, "images", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for f, data := range files {
+		writeFile(t, dir, f, data)
+	}
+	writeFile(t, dir, "image.yaml", []byte("name: "+name+"\n"+manifest))
+	return dir
+}
+
+// TestBuildConfigImages: a kernel image boots with the image's command
+// line plus hvc0; a disk image needs the VM's own raw copy, and the error
+// says how to make it (convert a qcow2, clone a raw one); once it exists,
+// the VM boots it through EFI.
+func TestBuildConfigImages(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", t.TempDir())
+	kimg := makeImage(t, home, "mini", "arch: aarch64\nkernel: Image\ninitrd: initrd\ncmdline: console=ttyS0 mb.x=1\n",
+		map[string][]byte{"initrd": []byte("cpio")})
+	arm64Image(t, kimg)
+	s := testSpec(t, func(s *spec.Spec) { s.Image = "mini"; s.Cmdline = "quiet" })
+	c, err := BuildConfig(context.Background(), BuildOptions{Dir: t.TempDir(), Home: home, Spec: s, Arch: "arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Boot.Kind != BootLinux || c.Boot.Kernel != filepath.Join(kimg, "Image") || c.Boot.Cmdline != "mb.x=1 quiet console=hvc0 mb.hostname=dev-1" {
+		t.Fatalf("kernel image boot %+v", c.Boot)
+	}
+	if _, err := BuildConfig(context.Background(), BuildOptions{Dir: t.TempDir(), Home: home, Spec: s, Arch: "amd64"}); err == nil || !strings.Contains(err.Error(), "is for aarch64") {
+		t.Fatalf("aarch64 image on amd64: %v", err)
+	}
+
+	qimg := makeImage(t, home, "deb", "arch: aarch64\ndisk: disk.qcow2\nformat: qcow2\n", map[string][]byte{"disk.qcow2": []byte("QFI\xfb")})
+	rimg := makeImage(t, home, "debraw", "arch: aarch64\ndisk: disk.img\nformat: raw\n", map[string][]byte{"disk.img": make([]byte, 512)})
+	for _, tc := range []struct{ image, want string }{
+		{"deb", "qemu-img convert -O raw " + filepath.Join(qimg, "disk.qcow2") + " "},
+		{"debraw", "cp -c " + filepath.Join(rimg, "disk.img") + " "},
+	} {
+		vmdir := t.TempDir()
+		s := testSpec(t, func(s *spec.Spec) { s.Image = tc.image })
+		_, err := BuildConfig(context.Background(), BuildOptions{Dir: vmdir, Home: home, Spec: s, Arch: "arm64"})
+		if err == nil || !strings.Contains(err.Error(), tc.want+filepath.Join(vmdir, DiskFile)) {
+			t.Fatalf("image %s without the VM's raw disk: %v, want %q", tc.image, err, tc.want)
+		}
+		writeFile(t, vmdir, DiskFile, make([]byte, 512))
+		c, err := BuildConfig(context.Background(), BuildOptions{Dir: vmdir, Home: home, Spec: s, Arch: "arm64"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Boot.Kind != BootEFI || c.Disks[0].Path != filepath.Join(vmdir, DiskFile) {
+			t.Fatalf("image %s with its raw disk: boot %+v disks %+v", tc.image, c.Boot, c.Disks)
+		}
+	}
+}

@@ -46,3 +46,15 @@ func markedLine(t *testing.T, file, marker string) int {
 	t.Fatalf("%s has no line marked %q", file, marker)
 	return 0
 }
+
+// TestCheckAcceptsCgo: a package of ours that imports "C" type-checks
+// clean (the C package is faked), so cgo files are checked, not refused.
+func TestCheckAcceptsCgo(t *testing.T) {
+	diags, err := Check(context.Background(), Options{Dir: ".", GOOS: "darwin", GOARCH: "arm64", Patterns: []string{"./testdata/cgook"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diags) != 0 {
+		t.Fatalf("diagnostics for a valid cgo package: %v", diags)
+	}
+}

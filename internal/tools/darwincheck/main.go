@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 )
 
@@ -42,8 +43,12 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "darwincheck: %v\n", err)
 			return 1
 		}
+		cwd, _ := os.Getwd()
 		for _, d := range diags {
-			fmt.Fprintf(os.Stderr, "%s/%s: %s\n", *goos, arch, d)
+			if rel, err := filepath.Rel(cwd, d.Pos.Filename); err == nil && !strings.HasPrefix(rel, "..") {
+				d.Pos.Filename = rel
+			}
+			fmt.Fprintf(os.Stderr, "%s (%s/%s)\n", d, *goos, arch)
 		}
 		if len(diags) > 0 {
 			failed = true
