@@ -17,6 +17,7 @@ import (
 
 	"github.com/mbvm/mb/agent"
 	"github.com/mbvm/mb/agent/guestinit"
+	"github.com/mbvm/mb/agent/vsockrelay"
 )
 
 func main() {
@@ -33,6 +34,7 @@ func run(args []string) int {
 	role := fs.String("role", "agent", "agent (the guest agent service); the init role runs automatically when mb-agent is PID 1")
 	device := fs.String("device", "", "virtio-serial port to serve (default: the port named org.qemu.guest_agent.0)")
 	vsockPort := fs.Int("vsock-port", 0, "listen on this vsock port instead of the virtio-serial port")
+	relayPort := fs.Int("relay-vsock-port", 0, "also run the port relay of the applevirt backend on this vsock port (1025): the host's forwarded connections reach 127.0.0.1 in the guest through it")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -52,6 +54,12 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *relayPort != 0 {
+		if err := startRelay(ctx, *relayPort, logger); err != nil {
+			logger.Error("port relay not started", "err", err)
+			return 1
+		}
+	}
 	err := agent.Serve(ctx, agent.Options{
 		VsockPort: *vsockPort,
 		Device:    *device,
@@ -63,4 +71,21 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// startRelay listens on the relay's vsock port (accepting the host only)
+// and serves it until ctx ends.
+func startRelay(ctx context.Context, port int, logger *slog.Logger) error {
+	l, err := vsockrelay.ListenVsock(port, vsockrelay.HostCID)
+	if err != nil {
+		return err
+	}
+	log := logger.With("component", "vsock-relay")
+	log.Info("serving the port relay", "vsock_port", port)
+	go func() {
+		if err := vsockrelay.Serve(ctx, l, vsockrelay.Options{Logger: log}); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("port relay stopped", "err", err)
+		}
+	}()
+	return nil
 }

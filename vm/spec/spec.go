@@ -62,6 +62,8 @@ type Spec struct {
 	// 22; 0 picks a free port.
 	SSHPort  int       `yaml:"ssh_port,omitempty"`
 	Forwards []Forward `yaml:"forwards,omitempty"`
+	// Shares are host directories shared with the guest; see Share.
+	Shares []Share `yaml:"shares,omitempty"`
 
 	Restart       RestartPolicy `yaml:"restart,omitempty"`
 	StopTimeout   Duration      `yaml:"stop_timeout,omitempty"`
@@ -227,6 +229,7 @@ func (s *Spec) Validate() error {
 			errs = append(errs, fmt.Errorf("forward %s: host port %d is already the ssh_port", f, f.Host))
 		}
 	}
+	errs = append(errs, s.validateShares()...)
 	if s.StopTimeout < 0 {
 		errs = append(errs, fmt.Errorf("stop_timeout %s: must be positive", s.StopTimeout))
 	}

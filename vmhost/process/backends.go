@@ -36,7 +36,7 @@ func startBackend(ctx context.Context, dir, home string, sp *spec.Spec, log *slo
 	case "qemu":
 		return startQEMU(ctx, dir, home, sp, log)
 	case "applevirt":
-		return nil, fmt.Errorf("the applevirt backend needs macOS with Apple Virtualization; use backend qemu here")
+		return startAppleVirt(ctx, dir, home, sp, log)
 	}
 	return nil, fmt.Errorf("unknown backend %q: accepted values: %s", sp.Backend, strings.Join(spec.Backends, ", "))
 }
