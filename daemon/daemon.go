@@ -114,13 +114,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	// We hold the lock, so a socket file left here is stale.
 	_ = os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	ln, err := listenSocket(sock)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", sock, err)
-	}
-	if err := os.Chmod(sock, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("chmod %s: %w", sock, err)
+		return err
 	}
 	defer os.Remove(sock)
 
