@@ -20,6 +20,9 @@ import (
 // maxBody caps request bodies (exec stdin travels inside).
 const maxBody = 32 << 20
 
+// maxSpec caps the body of POST /v1/vms, a spec.
+const maxSpec = 1 << 20
+
 // routes is the API under /v1/.
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -137,9 +140,13 @@ func (d *Daemon) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleCreate(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxSpec+1))
 	if err != nil {
 		writeError(w, errorf(http.StatusBadRequest, "read spec: %v", err))
+		return
+	}
+	if len(data) > maxSpec {
+		writeError(w, errorf(http.StatusRequestEntityTooLarge, "spec over %d bytes (1 MiB) refused: a spec is a few lines of YAML or JSON", maxSpec))
 		return
 	}
 	v, err := d.createVM(data)
