@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -81,6 +82,9 @@ func (d *Daemon) load(name string) *vm {
 // reload reads v's spec.yaml and image manifest again.
 func (d *Daemon) reload(v *vm) {
 	s, err := spec.Load(v.dir)
+	if err == nil && s.Name != v.name {
+		err = fmt.Errorf("%s names the VM %q but its directory is %s: set name: %s in it, or rename the directory", v.file(spec.FileName), s.Name, v.dir, v.name)
+	}
 	var m *image.Manifest
 	if err == nil && s.Image != "" {
 		m, _ = image.Load(d.cfg.Home, s.Image)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -28,5 +30,48 @@ func TestCreateBodyTooLarge(t *testing.T) {
 	}
 	if _, err := td.c.Inspect(ctx, "big"); !api.IsNotFound(err) {
 		t.Errorf("after the refused create: %v; want no VM", err)
+	}
+}
+
+// Start and stop bodies are as strict as the spec: an unknown field or a
+// negative timeout is a 400 naming it (both were accepted); a spec.yaml
+// whose name is not its directory's is refused with a message.
+func TestStrictStartStopBodies(t *testing.T) {
+	td := startTestDaemon(t, "", nil)
+	ctx := stepCtx(t)
+	if _, err := td.c.Create(ctx, []byte("name: s\nbackend: fake\n")); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		path, body, want string
+	}{
+		{"/v1/vms/s/start", `{"timeout_secs": 5}`, `unknown field "timeout_secs"`},
+		{"/v1/vms/s/stop", `{"forced": true}`, `unknown field "forced"`},
+		{"/v1/vms/s/start", `{"timeout_seconds": -1}`, "must not be negative"},
+		{"/v1/vms/s/stop", `{"timeout_seconds": -5}`, "must not be negative"},
+	}
+	for _, c := range cases {
+		status, e := rawCall(t, td.home, "POST", c.path, []byte(c.body))
+		if status != http.StatusBadRequest || !strings.Contains(e.Error, c.want) {
+			t.Errorf("POST %s %s: %d %q; want 400 with %q", c.path, c.body, status, e.Error, c.want)
+		}
+	}
+	if v, err := td.c.Inspect(ctx, "s"); err != nil || v.State != api.StateStopped {
+		t.Errorf("after the refused requests: %+v, %v; want it stopped", v, err)
+	}
+
+	// spec.yaml renamed by hand: the start says so.
+	p := filepath.Join(td.home, "vms", "s", "spec.yaml")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bytes.Replace(data, []byte("name: s\n"), []byte("name: other\n"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = td.c.Start(ctx, "s", 0)
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusBadRequest || !strings.Contains(se.Message, `names the VM "other"`) {
+		t.Errorf("start of a VM whose spec names another: %v; want 400 naming the mismatch", err)
 	}
 }

@@ -1,9 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,4 +119,32 @@ func stepCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// rawCall calls the daemon's API with a raw body and returns the status
+// and the decoded error reply (empty for a success).
+func rawCall(t *testing.T, home, method, path string, body []byte) (int, api.Error) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", SocketPath(home))
+	}}, Timeout: 2 * time.Minute}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequest(method, "http://mb"+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var e api.Error
+	if resp.StatusCode >= 300 {
+		data, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(data, &e); err != nil {
+			t.Fatalf("%s %s: %s: error body %q is not JSON", method, path, resp.Status, data)
+		}
+	}
+	return resp.StatusCode, e
 }

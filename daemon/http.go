@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,8 +88,14 @@ func decodeBody(r *http.Request, v any) error {
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return nil
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return errorf(http.StatusBadRequest, "bad JSON body: %v", err)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	// A misspelt field must not be ignored silently (the spec is as strict).
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, "bad JSON body of %s %s: %v (see the README's HTTP API table for the accepted fields)", r.Method, r.URL.Path, err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "bad JSON body of %s %s: more than one JSON value", r.Method, r.URL.Path)
 	}
 	return nil
 }
@@ -203,6 +210,10 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request, v *vm) {
 		writeError(w, err)
 		return
 	}
+	if req.TimeoutSeconds < 0 {
+		writeError(w, errorf(http.StatusBadRequest, "timeout_seconds %d: must not be negative (0 uses the default)", req.TimeoutSeconds))
+		return
+	}
 	if _, err := d.startVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, false); err != nil {
 		writeError(w, err)
 		return
@@ -214,6 +225,10 @@ func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request, v *vm) {
 	var req api.StopRequest
 	if err := decodeBody(r, &req); err != nil {
 		writeError(w, err)
+		return
+	}
+	if req.TimeoutSeconds < 0 {
+		writeError(w, errorf(http.StatusBadRequest, "timeout_seconds %d: must not be negative (0 uses the spec's stop_timeout)", req.TimeoutSeconds))
 		return
 	}
 	out, err := d.stopVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, req.Force)
