@@ -121,6 +121,20 @@ func (d *Daemon) adopt(v *vm) bool {
 				r.pid = resp.PID
 			}
 		}
+		if !signalable(r.pid) {
+			// The vmhost took its lock but has not written its PID yet.
+			time.Sleep(200 * time.Millisecond)
+			if _, p, err := lockfile.Probe(lockPath); err == nil {
+				r.pid = p
+			}
+		}
+		if signalable(r.pid) {
+			if ref, err := openProc(r.pid); err == nil {
+				r.ref = ref
+			}
+		} else {
+			d.log.Warn("adopted a vmhost whose PID is unknown: it will not be signalled", "vm", v.name, "pid", r.pid)
+		}
 		if r.started.IsZero() {
 			if st, err := os.Stat(lockPath); err == nil {
 				r.started = st.ModTime()

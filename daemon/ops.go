@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
@@ -209,6 +208,7 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	if timeout <= 0 && v.spec != nil {
 		timeout = v.spec.StopTimeout.D()
 	}
+	prevState, prevReason := v.state, v.reason
 	v.state, v.reason = api.StateStopping, ""
 	v.mu.Unlock()
 	if timeout <= 0 {
@@ -226,7 +226,10 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	if force || err != nil {
 		if _, err = c.Call(ctx, vmhost.Request{Method: vmhost.MethodForceStop}); err != nil {
 			d.log.Warn("force_stop failed; killing vmhost", "vm", v.name, "pid", r.pid, "err", err)
-			_ = syscall.Kill(r.pid, syscall.SIGKILL)
+			if kerr := r.kill(); kerr != nil {
+				v.setState(prevState, prevReason)
+				return errorf(http.StatusBadGateway, "stop VM %s: its vmhost does not answer (%v) and cannot be killed: %v; find it with `pgrep -f %s` and kill it", v.name, err, kerr, v.dir)
+			}
 		}
 	}
 	wait := time.NewTimer(60 * time.Second)
@@ -235,7 +238,9 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	case <-r.done:
 		return nil
 	case <-wait.C:
-		_ = syscall.Kill(r.pid, syscall.SIGKILL)
+		if err := r.kill(); err != nil {
+			d.log.Warn("cannot kill vmhost", "vm", v.name, "pid", r.pid, "err", err)
+		}
 	case <-ctx.Done():
 		return fmt.Errorf("stop VM %s: %w", v.name, ctx.Err())
 	}

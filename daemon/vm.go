@@ -72,6 +72,8 @@ type run struct {
 	started time.Time
 	// proc is set when this daemon spawned the vmhost (and reaps it).
 	proc *os.Process
+	// ref is the handle on an adopted vmhost (nil when its PID is unknown).
+	ref *procRef
 	// exited is closed when the vmhost process is gone.
 	exited chan struct{}
 	// done is closed once the exit has been recorded in the vm.

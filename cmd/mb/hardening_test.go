@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -27,5 +28,35 @@ func TestStartHugeSpecFile(t *testing.T) {
 	}
 	if vms := e.list(); len(vms) != 0 {
 		t.Errorf("VMs after the refused start: %+v", vms)
+	}
+}
+
+// A vmhost lock held by a process that has not written its PID yet gives
+// PID 0. Stopping such an adopted VM killed PID 0, the daemon's own
+// process group; now nothing is signalled and the stop says why.
+func TestStopNeverSignalsPIDZero(t *testing.T) {
+	e := newEnv(t)
+	e.ok("start", "z", "--backend", "fake")
+	e.ok("stop", "z")
+	e.ok("daemon", "stop")
+	// Hold the VM's vmhost lock without a PID in it.
+	lf, err := os.OpenFile(filepath.Join(e.home, "vms", "z", "vmhost.lock"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	e.list() // a new daemon adopts z with PID 0
+	pid := e.daemonPID()
+	for _, args := range [][]string{{"stop", "--force", "z"}, {"stop", "z"}} {
+		r := e.mb(args...)
+		if !alive(pid) {
+			t.Fatalf("mb %s killed the daemon: %s", strings.Join(args, " "), r)
+		}
+		if r.code == 0 || !strings.Contains(r.stderr, "not known") {
+			t.Errorf("mb %s: %s; want a failure saying the vmhost PID is not known", strings.Join(args, " "), r)
+		}
 	}
 }
