@@ -3,11 +3,13 @@ package daemon
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mbvm/mb/daemon/api"
 )
@@ -73,5 +75,42 @@ func TestStrictStartStopBodies(t *testing.T) {
 	var se *api.StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusBadRequest || !strings.Contains(se.Message, `names the VM "other"`) {
 		t.Errorf("start of a VM whose spec names another: %v; want 400 naming the mismatch", err)
+	}
+}
+
+// mb logs -f ends when the VM is deleted; it went on forever, and then
+// followed a new VM that took the name.
+func TestLogsFollowEndsOnDelete(t *testing.T) {
+	td := startTestDaemon(t, "", nil)
+	ctx := stepCtx(t)
+	if _, err := td.c.Create(ctx, []byte("name: l\nbackend: fake\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.c.Start(ctx, "l", 0); err != nil {
+		t.Fatal(err)
+	}
+	body, err := td.c.Logs(ctx, "l", "serial", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, body)
+		ended <- err
+	}()
+	if err := td.c.Delete(ctx, "l", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.c.Create(ctx, []byte("name: l\nbackend: fake\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Errorf("the follow ended with %v; want a clean end", err)
+		}
+	case <-time.After(30 * time.Second): // generous: it ends within 200 ms
+		t.Fatal("the follow of a deleted VM did not end")
 	}
 }

@@ -344,7 +344,17 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request, v *vm) {
 		}
 	}
 	flush()
-	ctx := r.Context()
+	// A follow ends when the VM is deleted: a new VM of the same name is
+	// another VM, not more of this log.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-v.gone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := followFile(ctx, v.file(file), w, flush, follow); err != nil {
 		fmt.Fprintf(w, "\nmb: reading %s failed: %v\n", file, err)
 	}

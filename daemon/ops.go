@@ -271,6 +271,9 @@ func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
 		}
 	}
 	v.mu.Lock()
+	if !v.deleted {
+		close(v.gone)
+	}
 	v.deleted = true
 	v.mu.Unlock()
 	d.mu.Lock()

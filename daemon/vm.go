@@ -39,7 +39,9 @@ type vm struct {
 	restartLog []time.Time
 	cur        *run // the current vmhost, nil when none runs
 	deleted    bool
-	ready      bool // the current run reached readiness
+	// gone is closed when the VM is deleted (ends log follows).
+	gone  chan struct{}
+	ready bool // the current run reached readiness
 	// lastSSHProbe spaces the SSH readiness probes (disk images without
 	// an agent).
 	lastSSHProbe time.Time
@@ -47,7 +49,7 @@ type vm struct {
 
 // newVM returns a stopped VM record.
 func newVM(name, dir string) *vm {
-	return &vm{name: name, dir: dir, state: api.StateStopped, op: make(opLock, 1)}
+	return &vm{name: name, dir: dir, state: api.StateStopped, op: make(opLock, 1), gone: make(chan struct{})}
 }
 
 // opLock is a mutex that a waiter can give up on when its context ends.
