@@ -114,3 +114,57 @@ func TestLogsFollowEndsOnDelete(t *testing.T) {
 		t.Fatal("the follow of a deleted VM did not end")
 	}
 }
+
+// Every error reply carries the code of its kind; a stray directory where
+// a VM would go and a binary spec each get an accurate message.
+func TestErrorCodes(t *testing.T) {
+	home, err := os.MkdirTemp("/tmp", "mbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	if err := os.MkdirAll(filepath.Join(home, "vms"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(home, "vms", "ln")); err != nil {
+		t.Fatal(err)
+	}
+	td := startTestDaemon(t, home, nil)
+	ctx := stepCtx(t)
+	if _, err := td.c.Create(ctx, []byte("name: run\nbackend: fake\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.c.Start(ctx, "run", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.c.Create(ctx, []byte("name: off\nbackend: fake\n")); err != nil {
+		t.Fatal(err)
+	}
+	big := append([]byte("name: big\nuser_data: "), bytes.Repeat([]byte("x"), 2<<20)...)
+	cases := []struct {
+		method, path string
+		body         []byte
+		status       int
+		code, want   string
+	}{
+		{"GET", "/v1/vms/nosuch", nil, 404, api.CodeNotFound, "create it with"},
+		{"GET", "/v1/vms/ln", nil, 404, api.CodeStrayDir, "symlink"},
+		{"POST", "/v1/vms", []byte("name: ln\nbackend: fake\n"), 409, api.CodeStrayDir, "symlink"},
+		{"POST", "/v1/vms", []byte("name: run\nbackend: fake\n"), 409, api.CodeExists, "already exists"},
+		{"POST", "/v1/vms", []byte("\x00\x01\x02\xff\xfe binary"), 400, api.CodeBadRequest, "not text"},
+		{"POST", "/v1/vms", []byte("\xff\xfe\xfd"), 400, api.CodeBadRequest, "not text"},
+		{"POST", "/v1/vms", big, 413, api.CodeTooLarge, "1 MiB"},
+		{"GET", "/v1/vms/Bad_Name", nil, 400, api.CodeBadRequest, "invalid VM name"},
+		{"DELETE", "/v1/vms/run", nil, 409, api.CodeRunning, "running"},
+		{"GET", "/v1/vms/off/metrics", nil, 409, api.CodeNotRunning, "not running"},
+		{"GET", "/v1/vms/run/metrics", nil, 409, api.CodeNoAgent, "no guest agent"},
+		{"PUT", "/v1/vms", nil, 405, api.CodeBadRequest, "method not allowed"},
+		{"GET", "/v2/x", nil, 404, api.CodeNotFound, "no such endpoint"},
+	}
+	for _, c := range cases {
+		status, e := rawCall(t, td.home, c.method, c.path, c.body)
+		if status != c.status || e.Code != c.code || !strings.Contains(e.Error, c.want) {
+			t.Errorf("%s %s: %d %q %q; want %d, code %q and %q", c.method, c.path, status, e.Code, e.Error, c.status, c.code, c.want)
+		}
+	}
+}

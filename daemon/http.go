@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/vm/spec"
@@ -69,12 +70,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
+	status, code := http.StatusInternalServerError, api.CodeInternal
 	var he *httpError
 	if errors.As(err, &he) {
-		status = he.status
+		status, code = he.status, he.code
 	}
-	writeJSON(w, status, api.Error{Error: err.Error()})
+	writeJSON(w, status, api.Error{Error: err.Error(), Code: code})
 }
 
 func decodeBody(r *http.Request, v any) error {
@@ -110,7 +111,7 @@ func (d *Daemon) withVM(h func(http.ResponseWriter, *http.Request, *vm)) http.Ha
 		}
 		v := d.lookup(name)
 		if v == nil {
-			writeError(w, notFound(name))
+			writeError(w, d.notFound(name))
 			return
 		}
 		h(w, r, v)
@@ -154,6 +155,10 @@ func (d *Daemon) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(data) > maxSpec {
 		writeError(w, errorf(http.StatusRequestEntityTooLarge, "spec over %d bytes (1 MiB) refused: a spec is a few lines of YAML or JSON", maxSpec))
+		return
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 || !utf8.Valid(data) {
+		writeError(w, errorf(http.StatusBadRequest, "the spec is not text (binary or not UTF-8): POST /v1/vms takes a spec as YAML or JSON, for example {\"name\": \"demo\"}"))
 		return
 	}
 	v, err := d.createVM(data)
@@ -251,7 +256,7 @@ func (d *Daemon) handleKill(w http.ResponseWriter, r *http.Request, v *vm) {
 // runningClient returns a vmhost client for a running VM, or a 409.
 func runningClient(v *vm, what string) (*vmhost.Client, error) {
 	if v.current() == nil {
-		return nil, errorf(http.StatusConflict, "VM %s is not running: start it with `mb start %s` before %s", v.name, v.name, what)
+		return nil, errorc(http.StatusConflict, api.CodeNotRunning, "VM %s is not running: start it with `mb start %s` before %s", v.name, v.name, what)
 	}
 	return vmhost.NewClient(v.socket()), nil
 }
@@ -261,12 +266,12 @@ func runningClient(v *vm, what string) (*vmhost.Client, error) {
 func agentError(v *vm, what string, err error) error {
 	var re *vmhost.RemoteError
 	if errors.As(err, &re) {
-		if strings.Contains(re.Message, "not available") {
-			return errorf(http.StatusConflict, "VM %s has no guest agent, so %s cannot work: %s (use an image with mb-agent or qemu-guest-agent, such as mini)", v.name, what, re.Message)
+		if re.Code == vmhost.CodeNotAvailable {
+			return errorc(http.StatusConflict, api.CodeNoAgent, "VM %s has no guest agent, so %s cannot work: %s (use an image with mb-agent or qemu-guest-agent, such as mini)", v.name, what, re.Message)
 		}
-		return errorf(http.StatusBadGateway, "VM %s: %s failed in the guest: %s", v.name, what, re.Message)
+		return errorc(http.StatusBadGateway, api.CodeGuestFailed, "VM %s: %s failed in the guest: %s", v.name, what, re.Message)
 	}
-	return errorf(http.StatusBadGateway, "VM %s: %s: %v", v.name, what, err)
+	return errorc(http.StatusBadGateway, api.CodeVMHostFailed, "VM %s: %s: %v", v.name, what, err)
 }
 
 func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request, v *vm) {

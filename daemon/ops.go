@@ -15,20 +15,62 @@ import (
 	"github.com/mbvm/mb/vmhost"
 )
 
-// httpError is an error with the HTTP status it is answered with.
+// httpError is an error with the HTTP status and the api.Code* it is
+// answered with.
 type httpError struct {
 	status int
+	code   string
 	msg    string
 }
 
 func (e *httpError) Error() string { return e.msg }
 
+// errorf makes an error answered with status and the code that status
+// implies (see statusCode); errorc names the code.
 func errorf(status int, format string, args ...any) error {
-	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+	return &httpError{status: status, code: statusCode(status), msg: fmt.Sprintf(format, args...)}
 }
 
-func notFound(name string) error {
-	return errorf(http.StatusNotFound, "no VM named %q: create it with `mb start %s`, or list VMs with `mb ls`", name, name)
+// errorc makes an error answered with status and code.
+func errorc(status int, code, format string, args ...any) error {
+	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// statusCode is the code of an error that names none.
+func statusCode(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusMethodNotAllowed:
+		return api.CodeBadRequest
+	case http.StatusNotFound:
+		return api.CodeNotFound
+	case http.StatusConflict:
+		return api.CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return api.CodeTooLarge
+	case http.StatusBadGateway:
+		return api.CodeVMHostFailed
+	case http.StatusServiceUnavailable:
+		return api.CodeBusy
+	}
+	return api.CodeInternal
+}
+
+// notFound is the error for a VM the daemon does not know. A directory of
+// that name that holds no VM (a symlink, a file, a directory made by hand
+// after the daemon started) is named as the cause.
+func (d *Daemon) notFound(name string) error {
+	dir := layout.VMDir(d.cfg.Home, name)
+	if st, err := os.Lstat(dir); err == nil {
+		what := "a directory the daemon did not load"
+		switch {
+		case st.Mode()&os.ModeSymlink != 0:
+			what = "a symlink, which mb does not follow"
+		case !st.IsDir():
+			what = "not a directory"
+		}
+		return errorc(http.StatusNotFound, api.CodeStrayDir, "no VM named %q: %s exists but holds no VM (%s): remove or rename it, then `mb start %s`", name, dir, what, name)
+	}
+	return errorc(http.StatusNotFound, api.CodeNotFound, "no VM named %q: create it with `mb start %s`, or list VMs with `mb ls`", name, name)
 }
 
 // createVM validates a spec and creates the VM's directory and spec.yaml.
@@ -59,12 +101,14 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.vms[s.Name]; ok {
-		return nil, errorf(http.StatusConflict, "VM %s already exists: start it with `mb start %s`, or remove it first with `mb rm %s`", s.Name, s.Name, s.Name)
+		return nil, errorc(http.StatusConflict, api.CodeExists, "VM %s already exists: start it with `mb start %s`, or remove it first with `mb rm %s`", s.Name, s.Name, s.Name)
 	}
 	dir := layout.VMDir(d.cfg.Home, s.Name)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, errorf(http.StatusConflict, "directory %s already exists but holds no VM the daemon knows: remove it, or restart the daemon to load it", dir)
+			e := d.notFound(s.Name).(*httpError)
+			e.status = http.StatusConflict
+			return nil, e
 		}
 		return nil, fmt.Errorf("create VM directory: %w", err)
 	}
@@ -91,7 +135,7 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := v.op.lock(ctx); err != nil {
-		return api.VM{}, errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
+		return api.VM{}, errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.unlock()
 	if v.current() == nil {
@@ -102,7 +146,7 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 	specErr, deleted := v.specErr, v.deleted
 	v.mu.Unlock()
 	if deleted {
-		return api.VM{}, notFound(v.name)
+		return api.VM{}, d.notFound(v.name)
 	}
 	if specErr != nil {
 		return api.VM{}, errorf(http.StatusBadRequest, "VM %s cannot start: %v (fix %s)", v.name, specErr, v.file(spec.FileName))
@@ -184,7 +228,7 @@ func (d *Daemon) restartAfter(v *vm, delay time.Duration) {
 // restart policy brings it back. Stopping a stopped VM succeeds.
 func (d *Daemon) stopVM(ctx context.Context, v *vm, timeout time.Duration, force bool) (api.VM, error) {
 	if err := v.op.lock(ctx); err != nil {
-		return api.VM{}, errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
+		return api.VM{}, errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.unlock()
 	if err := v.setUserStopped(true); err != nil {
@@ -228,7 +272,7 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 			d.log.Warn("force_stop failed; killing vmhost", "vm", v.name, "pid", r.pid, "err", err)
 			if kerr := r.kill(); kerr != nil {
 				v.setState(prevState, prevReason)
-				return errorf(http.StatusBadGateway, "stop VM %s: its vmhost does not answer (%v) and cannot be killed: %v; find it with `pgrep -f %s` and kill it", v.name, err, kerr, v.dir)
+				return errorc(http.StatusBadGateway, api.CodeVMHostFailed, "stop VM %s: its vmhost does not answer (%v) and cannot be killed: %v; find it with `pgrep -f %s` and kill it", v.name, err, kerr, v.dir)
 			}
 		}
 	}
@@ -256,12 +300,12 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 // force, which stops it first.
 func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
 	if err := v.op.lock(ctx); err != nil {
-		return errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
+		return errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.unlock()
 	if v.current() != nil {
 		if !force {
-			return errorf(http.StatusConflict, "VM %s is running: stop it first with `mb stop %s`, or use `mb rm --force %s`", v.name, v.name, v.name)
+			return errorc(http.StatusConflict, api.CodeRunning, "VM %s is running: stop it first with `mb stop %s`, or use `mb rm --force %s`", v.name, v.name, v.name)
 		}
 		if err := v.setUserStopped(true); err != nil {
 			return fmt.Errorf("mark VM %s as stopped: %w", v.name, err)

@@ -90,7 +90,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 		prog.set("creating")
 		vm, err = c.Create(ctx, doc)
 		created = err == nil
-		if api.IsConflict(err) {
+		if api.IsExists(err) {
 			// Another mb start created it meanwhile: compare with that one.
 			vm, err = c.Inspect(ctx, name)
 		}

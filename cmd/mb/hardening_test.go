@@ -60,3 +60,21 @@ func TestStopNeverSignalsPIDZero(t *testing.T) {
 		}
 	}
 }
+
+// A symlink where a VM directory would be is named as the cause; it was
+// "no VM named ln: create it with mb start ln", which is what was done.
+func TestStartOverStrayDirectory(t *testing.T) {
+	e := newEnv(t)
+	if err := os.MkdirAll(filepath.Join(e.home, "vms"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), filepath.Join(e.home, "vms", "ln")); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"start", "ln", "--backend", "fake"}, {"info", "ln"}, {"stop", "ln"}} {
+		r := e.mb(args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "symlink") || strings.Contains(r.stderr, "create it with") {
+			t.Errorf("mb %s: %s; want exit 1 naming the symlink", strings.Join(args, " "), r)
+		}
+	}
+}
