@@ -231,13 +231,21 @@ func (d *Daemon) stopVM(ctx context.Context, v *vm, timeout time.Duration, force
 		return api.VM{}, errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.unlock()
-	if err := v.setUserStopped(true); err != nil {
-		return api.VM{}, fmt.Errorf("mark VM %s as stopped: %w", v.name, err)
-	}
+	d.markUserStopped(v)
 	if err := d.stopLocked(ctx, v, timeout, force); err != nil {
 		return api.VM{}, err
 	}
 	return v.snapshot(), nil
+}
+
+// markUserStopped records the user's stop. Stopping never depends on
+// writing a file: the intent holds in memory when the marker cannot be
+// written (a full $MB_HOME), and is lost only if the daemon restarts
+// before it can be.
+func (d *Daemon) markUserStopped(v *vm) {
+	if err := v.setUserStopped(true); err != nil {
+		d.log.Warn("cannot write the user-stopped marker; the stop is kept in memory only", "vm", v.name, "err", err)
+	}
 }
 
 // stopLocked brings the current run down; the caller holds v.op. A failed
@@ -307,9 +315,7 @@ func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
 		if !force {
 			return errorc(http.StatusConflict, api.CodeRunning, "VM %s is running: stop it first with `mb stop %s`, or use `mb rm --force %s`", v.name, v.name, v.name)
 		}
-		if err := v.setUserStopped(true); err != nil {
-			return fmt.Errorf("mark VM %s as stopped: %w", v.name, err)
-		}
+		d.markUserStopped(v)
 		if err := d.stopLocked(ctx, v, 0, false); err != nil {
 			return err
 		}
