@@ -71,6 +71,8 @@ type testDaemon struct {
 	c    *api.Client
 	// stop ends the daemon (stopping its VMs) and waits for Run to return.
 	stop func()
+	// exit ends the daemon, leaving its VMs running, and waits for Run.
+	exit func()
 }
 
 // startTestDaemon runs a daemon on home ("" for a new temporary one) with
@@ -97,11 +99,11 @@ func startTestDaemon(t *testing.T, home string, mod func(*Config)) *testDaemon {
 	c := newTestClient(t, home)
 	var once sync.Once
 	td := &testDaemon{d: d, home: home, c: c}
-	td.stop = func() {
+	end := func(stopVMs bool) {
 		once.Do(func() {
 			sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
 			defer scancel()
-			_ = c.StopDaemon(sctx, true)
+			_ = c.StopDaemon(sctx, stopVMs)
 			select {
 			case <-done:
 			case <-sctx.Done():
@@ -110,6 +112,8 @@ func startTestDaemon(t *testing.T, home string, mod func(*Config)) *testDaemon {
 			cancel()
 		})
 	}
+	td.stop = func() { end(true) }
+	td.exit = func() { end(false) }
 	t.Cleanup(td.stop)
 	return td
 }

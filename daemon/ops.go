@@ -158,6 +158,11 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 		if err := v.setUserStopped(false); err != nil {
 			return api.VM{}, fmt.Errorf("clear the stopped mark of VM %s: %w", v.name, err)
 		}
+		// The user's start is a fresh start: the restarts before it no
+		// longer count against the restart limit.
+		v.mu.Lock()
+		v.restartLog = nil
+		v.mu.Unlock()
 	}
 	if r := v.current(); r != nil {
 		if err := d.waitRunning(ctx, v, r); err != nil {
