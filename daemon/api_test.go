@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -166,5 +167,54 @@ func TestErrorCodes(t *testing.T) {
 		if status != c.status || e.Code != c.code || !strings.Contains(e.Error, c.want) {
 			t.Errorf("%s %s: %d %q %q; want %d, code %q and %q", c.method, c.path, status, e.Code, e.Error, c.status, c.code, c.want)
 		}
+	}
+}
+
+// At the connection cap with every connection busy (here in event
+// follows), a new client gets a 503 with code busy rather than a hang;
+// once a follow ends, calls are answered again.
+func TestConnectionCapRefusesClearly(t *testing.T) {
+	td := startTestDaemon(t, "", func(c *Config) { c.MaxConns = 4 })
+	ctx := stepCtx(t)
+	td.c.Close() // its idle connection would be evicted first; keep the count exact
+	var streams []io.ReadCloser
+	for i := 0; i < 4; i++ {
+		c := api.NewClient(SocketPath(td.home))
+		defer c.Close()
+		body, err := c.Events(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, body)
+	}
+	status, e := rawCall(t, td.home, "GET", "/v1/vms", nil)
+	if status != http.StatusServiceUnavailable || e.Code != api.CodeBusy {
+		t.Errorf("a call with 4 follows open at a cap of 4: %d %q %q; want 503 and code busy", status, e.Code, e.Error)
+	}
+	streams[0].Close()
+	c := api.NewClient(SocketPath(td.home))
+	defer c.Close()
+	waitVMList(t, c)
+	for _, s := range streams[1:] {
+		s.Close()
+	}
+}
+
+// waitVMList polls until a list call is answered (a follow's connection is
+// freed when the daemon notices its client left).
+func waitVMList(t *testing.T, c *api.Client) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.List(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list after a follow ended: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -39,7 +39,7 @@ func errorc(status int, code, format string, args ...any) error {
 // statusCode is the code of an error that names none.
 func statusCode(status int) string {
 	switch status {
-	case http.StatusBadRequest, http.StatusMethodNotAllowed:
+	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusRequestTimeout:
 		return api.CodeBadRequest
 	case http.StatusNotFound:
 		return api.CodeNotFound

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // mb start -f with a spec over 1 MiB fails with one short line (it created
@@ -75,6 +79,64 @@ func TestStartOverStrayDirectory(t *testing.T) {
 		r := e.mb(args...)
 		if r.code != 1 || !strings.Contains(r.stderr, "symlink") || strings.Contains(r.stderr, "create it with") {
 			t.Errorf("mb %s: %s; want exit 1 naming the symlink", strings.Join(args, " "), r)
+		}
+	}
+}
+
+// Hundreds of clients that trickle a request body do not keep the daemon
+// from answering: with its descriptors limited to 256, 300 such
+// connections exhausted them and `mb ls` hung. (Clients that send nothing
+// are closed by the header timeout, and evicted first at the cap.)
+func TestTricklingClientsDoNotStarveTheAPI(t *testing.T) {
+	e := newEnv(t)
+	daemonCmd := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" daemon --foreground`, filepath.Join(binDir, "mb"))
+	daemonCmd.Env = append(os.Environ(), "MB_HOME="+e.home, "MB_VMHOST=")
+	daemonCmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := daemonCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = daemonCmd.Wait() }()
+	e.eventually("the daemon to answer", func() bool { return e.mb("daemon", "status").code == 0 })
+	e.ok("start", "t", "--backend", "fake")
+
+	sock := filepath.Join(e.home, "mb.sock")
+	stop := make(chan struct{})
+	defer close(stop)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		go func() {
+			if _, err := c.Write([]byte("POST /v1/vms HTTP/1.1\r\nHost: mb\r\nContent-Length: 100000\r\n\r\nn")); err != nil {
+				return
+			}
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
+				if _, err := c.Write([]byte("a")); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := e.command(ctx, "ls")
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil || !strings.Contains(string(out), "t ") {
+			t.Fatalf("mb ls %d among 300 trickling connections: %v: %s", i, err, out)
 		}
 	}
 }
