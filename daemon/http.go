@@ -127,7 +127,8 @@ func (d *Daemon) handleDaemon(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, api.DaemonStatus{PID: os.Getpid(), Version: d.cfg.Version, Home: d.cfg.Home,
-		Socket: SocketPath(d.cfg.Home), StartedAt: d.started.UTC(), VMs: len(vms), Running: running})
+		Socket: SocketPath(d.cfg.Home), StartedAt: d.started.UTC(), VMs: len(vms), Running: running,
+		Env: CleanEnv(os.Environ()), QEMU: FindQEMU()})
 }
 
 func (d *Daemon) handleDaemonStop(w http.ResponseWriter, r *http.Request) {

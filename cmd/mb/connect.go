@@ -93,7 +93,9 @@ func spawnDaemon(h string) (<-chan int, error) {
 		return nil, fmt.Errorf("find the mb executable to start the daemon: %w", err)
 	}
 	cmd := exec.Command(exe, "daemon", "--foreground", "--log-file", filepath.Join(h, daemon.LogName))
-	cmd.Env = append(os.Environ(), layout.Env+"="+h)
+	// A clean environment (daemon.KeptEnv): the daemon outlives this
+	// command and serves every later one.
+	cmd.Env = append(daemon.CleanEnv(os.Environ()), layout.Env+"="+h)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

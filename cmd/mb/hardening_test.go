@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/daemon"
 )
 
 // mb start -f with a spec over 1 MiB fails with one short line (it created
@@ -140,3 +142,79 @@ func TestTricklingClientsDoNotStarveTheAPI(t *testing.T) {
 		}
 	}
 }
+
+// environOf reads a process's environment from /proc.
+func environOf(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", itoa(pid), "environ"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+func hasEnv(env []string, prefix string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// The daemon (and every vmhost) keeps only the documented variables of
+// the command that started it, shows them in `mb daemon status`, and
+// `mb start` warns when the caller's MB_ACCEL or QEMU differs from the
+// daemon's. The whole environment was inherited, silently.
+func TestDaemonEnvironmentIsClean(t *testing.T) {
+	e := newEnv(t)
+	e.extraEnv = []string{"MB_TEST_SECRET=1", "MB_ACCEL=tcg", "MB_FAKE_START_DELAY=1ms"}
+	e.ok("start", "v", "--backend", "fake")
+	for what, pid := range map[string]int{"daemon": e.daemonPID(), "vmhost": e.vm("v").PID} {
+		env := environOf(t, pid)
+		if hasEnv(env, "MB_TEST_SECRET=") || !hasEnv(env, "MB_ACCEL=tcg") || !hasEnv(env, "MB_FAKE_START_DELAY=") || !hasEnv(env, "PATH=") {
+			t.Errorf("%s environment %q: want PATH, MB_ACCEL and MB_FAKE_* kept, MB_TEST_SECRET dropped", what, env)
+		}
+	}
+	st := e.ok("daemon", "status")
+	if !strings.Contains(st, "MB_ACCEL=tcg") || strings.Contains(st, "MB_TEST_SECRET") {
+		t.Errorf("mb daemon status does not show the kept environment:\n%s", st)
+	}
+
+	// Another MB_ACCEL, and another QEMU first on PATH, than the daemon's.
+	bin := t.TempDir()
+	fakeQEMU := filepath.Join(bin, daemonQEMUName())
+	if err := os.WriteFile(fakeQEMU, []byte("#!/bin/sh\necho 'QEMU emulator version 1.0.0'\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.extraEnv = []string{"MB_ACCEL=kvm", "PATH=" + bin + ":" + os.Getenv("PATH")}
+	r := e.mb("start", "w", "--no-wait", "--timeout", "1m")
+	if !strings.Contains(r.stderr, `MB_ACCEL is "kvm" here but "tcg" in the mb daemon`) || !strings.Contains(r.stderr, "the QEMU on your PATH is "+fakeQEMU) {
+		t.Errorf("mb start with another MB_ACCEL and QEMU than the daemon's: %s; want both warnings", r)
+	}
+}
+
+// A VM's qemu_binary chooses its QEMU: the binary named is the one run
+// (here a stand-in too old to be accepted, whose path the error names).
+func TestSpecQEMUBinary(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old-qemu")
+	if err := os.WriteFile(old, []byte("#!/bin/sh\necho 'QEMU emulator version 1.0.0'\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kernel := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(kernel, []byte("not a kernel"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "q.yaml")
+	if err := os.WriteFile(f, []byte("name: q\nkernel: "+kernel+"\ncmdline: console=ttyS0\nqemu_binary: "+old+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.mb("start", "q", "-f", f, "--timeout", "1m")
+	if r.code == 0 || !strings.Contains(r.stderr, old+" is QEMU 1.0.0") {
+		t.Errorf("mb start with qemu_binary %s: %s; want the start refused naming that binary", old, r)
+	}
+}
+
+func daemonQEMUName() string { return daemon.QEMUName() }

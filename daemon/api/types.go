@@ -174,6 +174,11 @@ type DaemonStatus struct {
 	StartedAt time.Time `json:"started_at"`
 	VMs       int       `json:"vms"`
 	Running   int       `json:"running"`
+	// Env is the daemon's environment (NAME=value, sorted): the variables
+	// it keeps from the command that started it, passed to every vmhost.
+	Env []string `json:"env,omitempty"`
+	// QEMU is the QEMU binary the daemon's PATH finds, or empty.
+	QEMU string `json:"qemu,omitempty"`
 }
 
 // DaemonStopRequest is the body of POST /v1/daemon/stop.
