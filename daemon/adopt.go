@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -16,8 +17,9 @@ import (
 
 // adoptAll reads $MB_HOME/vms/* at daemon start: a VM whose vmhost holds its
 // lock is re-adopted as running and watched; one with stale files is marked
-// stopped or crashed (as its exit record says) and cleaned; VMs with
-// restart policy always that the user did not stop are started.
+// stopped or crashed (as its exit record says) and cleaned. VMs that the
+// user did not stop are started under restart policy always, and, under
+// on-failure, when they crashed while no daemon watched them.
 func (d *Daemon) adoptAll() {
 	entries, err := os.ReadDir(layout.VMsDir(d.cfg.Home))
 	if err != nil {
@@ -27,6 +29,7 @@ func (d *Daemon) adoptAll() {
 	var (
 		mu      sync.Mutex
 		toStart []*vm
+		crashed []*vm
 		wg      sync.WaitGroup
 		sem     = make(chan struct{}, 16) // a hung vmhost must not delay the others
 	)
@@ -43,17 +46,27 @@ func (d *Daemon) adoptAll() {
 			d.mu.Lock()
 			d.vms[v.name] = v
 			d.mu.Unlock()
-			if d.adopt(v) {
+			running, last := d.adopt(v)
+			if running {
 				return
 			}
 			v.mu.Lock()
-			always := v.spec != nil && v.spec.Restart == spec.RestartAlways
-			v.mu.Unlock()
-			if always && !v.userStopped() {
-				mu.Lock()
-				toStart = append(toStart, v)
-				mu.Unlock()
+			policy := spec.RestartNo
+			if v.spec != nil {
+				policy = v.spec.Restart
 			}
+			v.mu.Unlock()
+			if v.userStopped() {
+				return
+			}
+			mu.Lock()
+			switch {
+			case policy == spec.RestartAlways:
+				toStart = append(toStart, v)
+			case policy == spec.RestartOnFailure && last == exitCrash:
+				crashed = append(crashed, v)
+			}
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -61,13 +74,26 @@ func (d *Daemon) adoptAll() {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			ctx, cancel := context.WithTimeout(d.ctx, 5*time.Minute)
-			defer cancel()
-			d.log.Info("starting VM with restart policy always", "vm", v.name)
-			if _, err := d.startVM(ctx, v, 0, false); err != nil {
-				d.log.Warn("cannot start VM", "vm", v.name, "err", err)
-			}
+			d.bootStart(v)
 		}()
+	}
+	for _, v := range crashed {
+		// A restart like any other: counted, with its event.
+		d.log.Info("restarting VM that crashed while no daemon ran", "vm", v.name)
+		d.wg.Add(1)
+		go d.restartAfter(v, 0)
+	}
+}
+
+// bootStart starts a VM with restart policy always at daemon start. It is
+// a start by the policy, not by the user: a user's stop that came first
+// (even while the daemon was starting) holds, and its marker stays.
+func (d *Daemon) bootStart(v *vm) {
+	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Minute)
+	defer cancel()
+	d.log.Info("starting VM with restart policy always", "vm", v.name)
+	if _, err := d.startVM(ctx, v, 0, true); err != nil {
+		d.log.Warn("cannot start VM", "vm", v.name, "err", err)
 	}
 }
 
@@ -81,6 +107,9 @@ func (d *Daemon) load(name string) *vm {
 // reload reads v's spec.yaml and image manifest again.
 func (d *Daemon) reload(v *vm) {
 	s, err := spec.Load(v.dir)
+	if err == nil && s.Name != v.name {
+		err = fmt.Errorf("%s names the VM %q but its directory is %s: set name: %s in it, or rename the directory", v.file(spec.FileName), s.Name, v.dir, v.name)
+	}
 	var m *image.Manifest
 	if err == nil && s.Image != "" {
 		m, _ = image.Load(d.cfg.Home, s.Image)
@@ -95,8 +124,9 @@ func (d *Daemon) reload(v *vm) {
 }
 
 // adopt re-adopts a live vmhost, or records how the last run ended and
-// cleans its stale files. It reports whether a vmhost runs.
-func (d *Daemon) adopt(v *vm) bool {
+// cleans its stale files. It reports whether a vmhost runs and, when none
+// does, how the last run ended.
+func (d *Daemon) adopt(v *vm) (bool, exitKind) {
 	lockPath := v.file(vmhost.LockName)
 	held, pid, err := lockfile.Probe(lockPath)
 	if err != nil {
@@ -117,6 +147,20 @@ func (d *Daemon) adopt(v *vm) bool {
 				r.pid = resp.PID
 			}
 		}
+		if !signalable(r.pid) {
+			// The vmhost took its lock but has not written its PID yet.
+			time.Sleep(200 * time.Millisecond)
+			if _, p, err := lockfile.Probe(lockPath); err == nil {
+				r.pid = p
+			}
+		}
+		if signalable(r.pid) {
+			if ref, err := openProc(r.pid); err == nil {
+				r.ref = ref
+			}
+		} else {
+			d.log.Warn("adopted a vmhost whose PID is unknown: it will not be signalled", "vm", v.name, "pid", r.pid)
+		}
 		if r.started.IsZero() {
 			if st, err := os.Stat(lockPath); err == nil {
 				r.started = st.ModTime()
@@ -133,7 +177,7 @@ func (d *Daemon) adopt(v *vm) bool {
 		go d.watch(v, r)
 		d.log.Info("re-adopted running VM", "vm", v.name, "vmhost_pid", r.pid, "state", state)
 		d.events.publish(api.Event{VM: v.name, Type: api.EventAdopted, State: state, Reason: reason})
-		return true
+		return true, exitClean
 	}
 	rec, _ := vmhost.ReadExitRecord(v.dir)
 	pidFile := v.file(vmhost.PIDName)
@@ -155,7 +199,7 @@ func (d *Daemon) adopt(v *vm) bool {
 	}
 	v.mu.Unlock()
 	cleanStale(v.dir)
-	return false
+	return false, o.kind
 }
 
 // daemonState maps a vmhost state to the daemon's states.

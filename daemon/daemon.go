@@ -44,6 +44,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Restart tunes the restart policy; zero fields use the defaults.
 	Restart Backoff
+	// MaxConns caps the API's open connections; 0 uses DefaultMaxConns,
+	// or half the descriptor limit when that is lower.
+	MaxConns int
 }
 
 // Daemon is a running mb daemon.
@@ -73,6 +76,9 @@ func New(cfg Config) *Daemon {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	cfg.Restart = cfg.Restart.withDefaults()
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = defaultMaxConns()
+	}
 	return &Daemon{cfg: cfg, log: cfg.Logger, events: newEventBus(1000), vms: map[string]*vm{}}
 }
 
@@ -115,13 +121,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	// We hold the lock, so a socket file left here is stale.
 	_ = os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	ln, err := listenSocket(sock)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", sock, err)
-	}
-	if err := os.Chmod(sock, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("chmod %s: %w", sock, err)
+		return err
 	}
 	defer os.Remove(sock)
 
@@ -133,10 +135,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("mb daemon starting", "pid", os.Getpid(), "home", h, "socket", sock, "vmhost", d.cfg.VMHost)
 	d.adoptAll()
 
-	srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 30 * time.Second,
+	// Timeouts and a connection cap keep idle and trickling clients from
+	// holding the daemon's descriptors (see limit.go); no write timeout,
+	// as log and event follows stream for as long as the client reads.
+	srv := &http.Server{Handler: limitRequests(d.routes()), ReadHeaderTimeout: headerTimeout, IdleTimeout: idleTimeout,
+		ConnContext: connContext, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return runCtx }}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(&peerListener{Listener: ln, log: d.log}) }()
+	lim := newConnLimiter(&peerListener{Listener: ln, log: d.log}, d.cfg.MaxConns, d.log)
+	go func() { serveErr <- srv.Serve(lim) }()
 	d.wg.Add(1)
 	go d.rotateLoop()
 

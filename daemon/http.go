@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/vm/spec"
@@ -19,6 +21,9 @@ import (
 
 // maxBody caps request bodies (exec stdin travels inside).
 const maxBody = 32 << 20
+
+// maxSpec caps the body of POST /v1/vms, a spec.
+const maxSpec = 1 << 20
 
 // routes is the API under /v1/.
 func (d *Daemon) routes() http.Handler {
@@ -68,12 +73,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
+	status, code := http.StatusInternalServerError, api.CodeInternal
 	var he *httpError
 	if errors.As(err, &he) {
-		status = he.status
+		status, code = he.status, he.code
 	}
-	writeJSON(w, status, api.Error{Error: err.Error()})
+	writeJSON(w, status, api.Error{Error: err.Error(), Code: code})
 }
 
 func decodeBody(r *http.Request, v any) error {
@@ -87,8 +92,14 @@ func decodeBody(r *http.Request, v any) error {
 	if len(strings.TrimSpace(string(data))) == 0 {
 		return nil
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return errorf(http.StatusBadRequest, "bad JSON body: %v", err)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	// A misspelt field must not be ignored silently (the spec is as strict).
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, "bad JSON body of %s %s: %v (see the README's HTTP API table for the accepted fields)", r.Method, r.URL.Path, err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "bad JSON body of %s %s: more than one JSON value", r.Method, r.URL.Path)
 	}
 	return nil
 }
@@ -103,7 +114,7 @@ func (d *Daemon) withVM(h func(http.ResponseWriter, *http.Request, *vm)) http.Ha
 		}
 		v := d.lookup(name)
 		if v == nil {
-			writeError(w, notFound(name))
+			writeError(w, d.notFound(name))
 			return
 		}
 		h(w, r, v)
@@ -119,7 +130,8 @@ func (d *Daemon) handleDaemon(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, api.DaemonStatus{PID: os.Getpid(), Version: d.cfg.Version, Home: d.cfg.Home,
-		Socket: SocketPath(d.cfg.Home), StartedAt: d.started.UTC(), VMs: len(vms), Running: running})
+		Socket: SocketPath(d.cfg.Home), StartedAt: d.started.UTC(), VMs: len(vms), Running: running,
+		Env: CleanEnv(os.Environ()), QEMU: FindQEMU()})
 }
 
 func (d *Daemon) handleDaemonStop(w http.ResponseWriter, r *http.Request) {
@@ -140,9 +152,17 @@ func (d *Daemon) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) handleCreate(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxSpec+1))
 	if err != nil {
 		writeError(w, errorf(http.StatusBadRequest, "read spec: %v", err))
+		return
+	}
+	if len(data) > maxSpec {
+		writeError(w, errorf(http.StatusRequestEntityTooLarge, "spec over %d bytes (1 MiB) refused: a spec is a few lines of YAML or JSON", maxSpec))
+		return
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 || !utf8.Valid(data) {
+		writeError(w, errorf(http.StatusBadRequest, "the spec is not text (binary or not UTF-8): POST /v1/vms takes a spec as YAML or JSON, for example {\"name\": \"demo\"}"))
 		return
 	}
 	v, err := d.createVM(data)
@@ -199,6 +219,10 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request, v *vm) {
 		writeError(w, err)
 		return
 	}
+	if req.TimeoutSeconds < 0 {
+		writeError(w, errorf(http.StatusBadRequest, "timeout_seconds %d: must not be negative (0 uses the default)", req.TimeoutSeconds))
+		return
+	}
 	if _, err := d.startVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, false); err != nil {
 		writeError(w, err)
 		return
@@ -210,6 +234,10 @@ func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request, v *vm) {
 	var req api.StopRequest
 	if err := decodeBody(r, &req); err != nil {
 		writeError(w, err)
+		return
+	}
+	if req.TimeoutSeconds < 0 {
+		writeError(w, errorf(http.StatusBadRequest, "timeout_seconds %d: must not be negative (0 uses the spec's stop_timeout)", req.TimeoutSeconds))
 		return
 	}
 	out, err := d.stopVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, req.Force)
@@ -232,7 +260,7 @@ func (d *Daemon) handleKill(w http.ResponseWriter, r *http.Request, v *vm) {
 // runningClient returns a vmhost client for a running VM, or a 409.
 func runningClient(v *vm, what string) (*vmhost.Client, error) {
 	if v.current() == nil {
-		return nil, errorf(http.StatusConflict, "VM %s is not running: start it with `mb start %s` before %s", v.name, v.name, what)
+		return nil, errorc(http.StatusConflict, api.CodeNotRunning, "VM %s is not running: start it with `mb start %s` before %s", v.name, v.name, what)
 	}
 	return vmhost.NewClient(v.socket()), nil
 }
@@ -242,12 +270,12 @@ func runningClient(v *vm, what string) (*vmhost.Client, error) {
 func agentError(v *vm, what string, err error) error {
 	var re *vmhost.RemoteError
 	if errors.As(err, &re) {
-		if strings.Contains(re.Message, "not available") {
-			return errorf(http.StatusConflict, "VM %s has no guest agent, so %s cannot work: %s (use an image with mb-agent or qemu-guest-agent, such as mini)", v.name, what, re.Message)
+		if re.Code == vmhost.CodeNotAvailable {
+			return errorc(http.StatusConflict, api.CodeNoAgent, "VM %s has no guest agent, so %s cannot work: %s (use an image with mb-agent or qemu-guest-agent, such as mini)", v.name, what, re.Message)
 		}
-		return errorf(http.StatusBadGateway, "VM %s: %s failed in the guest: %s", v.name, what, re.Message)
+		return errorc(http.StatusBadGateway, api.CodeGuestFailed, "VM %s: %s failed in the guest: %s", v.name, what, re.Message)
 	}
-	return errorf(http.StatusBadGateway, "VM %s: %s: %v", v.name, what, err)
+	return errorc(http.StatusBadGateway, api.CodeVMHostFailed, "VM %s: %s: %v", v.name, what, err)
 }
 
 func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request, v *vm) {
@@ -325,7 +353,17 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request, v *vm) {
 		}
 	}
 	flush()
-	ctx := r.Context()
+	// A follow ends when the VM is deleted: a new VM of the same name is
+	// another VM, not more of this log.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-v.gone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := followFile(ctx, v.file(file), w, flush, follow); err != nil {
 		fmt.Fprintf(w, "\nmb: reading %s failed: %v\n", file, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
@@ -17,20 +16,62 @@ import (
 	"github.com/mbvm/mb/vmhost"
 )
 
-// httpError is an error with the HTTP status it is answered with.
+// httpError is an error with the HTTP status and the api.Code* it is
+// answered with.
 type httpError struct {
 	status int
+	code   string
 	msg    string
 }
 
 func (e *httpError) Error() string { return e.msg }
 
+// errorf makes an error answered with status and the code that status
+// implies (see statusCode); errorc names the code.
 func errorf(status int, format string, args ...any) error {
-	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+	return &httpError{status: status, code: statusCode(status), msg: fmt.Sprintf(format, args...)}
 }
 
-func notFound(name string) error {
-	return errorf(http.StatusNotFound, "no VM named %q: create it with `mb start %s`, or list VMs with `mb ls`", name, name)
+// errorc makes an error answered with status and code.
+func errorc(status int, code, format string, args ...any) error {
+	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// statusCode is the code of an error that names none.
+func statusCode(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusRequestTimeout:
+		return api.CodeBadRequest
+	case http.StatusNotFound:
+		return api.CodeNotFound
+	case http.StatusConflict:
+		return api.CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return api.CodeTooLarge
+	case http.StatusBadGateway:
+		return api.CodeVMHostFailed
+	case http.StatusServiceUnavailable:
+		return api.CodeBusy
+	}
+	return api.CodeInternal
+}
+
+// notFound is the error for a VM the daemon does not know. A directory of
+// that name that holds no VM (a symlink, a file, a directory made by hand
+// after the daemon started) is named as the cause.
+func (d *Daemon) notFound(name string) error {
+	dir := layout.VMDir(d.cfg.Home, name)
+	if st, err := os.Lstat(dir); err == nil {
+		what := "a directory the daemon did not load"
+		switch {
+		case st.Mode()&os.ModeSymlink != 0:
+			what = "a symlink, which mb does not follow"
+		case !st.IsDir():
+			what = "not a directory"
+		}
+		return errorc(http.StatusNotFound, api.CodeStrayDir, "no VM named %q: %s exists but holds no VM (%s): remove or rename it, then `mb start %s`", name, dir, what, name)
+	}
+	return errorc(http.StatusNotFound, api.CodeNotFound, "no VM named %q: create it with `mb start %s`, or list VMs with `mb ls`", name, name)
 }
 
 // createVM validates a spec and creates the VM's directory and spec.yaml.
@@ -73,12 +114,14 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.vms[s.Name]; ok {
-		return nil, errorf(http.StatusConflict, "VM %s already exists: start it with `mb start %s`, or remove it first with `mb rm %s`", s.Name, s.Name, s.Name)
+		return nil, errorc(http.StatusConflict, api.CodeExists, "VM %s already exists: start it with `mb start %s`, or remove it first with `mb rm %s`", s.Name, s.Name, s.Name)
 	}
 	dir := layout.VMDir(d.cfg.Home, s.Name)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, errorf(http.StatusConflict, "directory %s already exists but holds no VM the daemon knows: remove it, or restart the daemon to load it", dir)
+			e := d.notFound(s.Name).(*httpError)
+			e.status = http.StatusConflict
+			return nil, e
 		}
 		return nil, fmt.Errorf("create VM directory: %w", err)
 	}
@@ -105,7 +148,7 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := v.op.lock(ctx); err != nil {
-		return api.VM{}, errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
+		return api.VM{}, errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.unlock()
 	if v.current() == nil {
@@ -116,7 +159,7 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 	specErr, deleted := v.specErr, v.deleted
 	v.mu.Unlock()
 	if deleted {
-		return api.VM{}, notFound(v.name)
+		return api.VM{}, d.notFound(v.name)
 	}
 	if specErr != nil {
 		return api.VM{}, errorf(http.StatusBadRequest, "VM %s cannot start: %v (fix %s)", v.name, specErr, v.file(spec.FileName))
@@ -128,6 +171,11 @@ func (d *Daemon) startVM(ctx context.Context, v *vm, timeout time.Duration, rest
 		if err := v.setUserStopped(false); err != nil {
 			return api.VM{}, fmt.Errorf("clear the stopped mark of VM %s: %w", v.name, err)
 		}
+		// The user's start is a fresh start: the restarts before it no
+		// longer count against the restart limit.
+		v.mu.Lock()
+		v.restartLog = nil
+		v.mu.Unlock()
 	}
 	if r := v.current(); r != nil {
 		if err := d.waitRunning(ctx, v, r); err != nil {
@@ -205,16 +253,24 @@ func (d *Daemon) restartAfter(v *vm, delay time.Duration) {
 // restart policy brings it back. Stopping a stopped VM succeeds.
 func (d *Daemon) stopVM(ctx context.Context, v *vm, timeout time.Duration, force bool) (api.VM, error) {
 	if err := v.op.lock(ctx); err != nil {
-		return api.VM{}, errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
+		return api.VM{}, errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.unlock()
-	if err := v.setUserStopped(true); err != nil {
-		return api.VM{}, fmt.Errorf("mark VM %s as stopped: %w", v.name, err)
-	}
+	d.markUserStopped(v)
 	if err := d.stopLocked(ctx, v, timeout, force); err != nil {
 		return api.VM{}, err
 	}
 	return v.snapshot(), nil
+}
+
+// markUserStopped records the user's stop. Stopping never depends on
+// writing a file: the intent holds in memory when the marker cannot be
+// written (a full $MB_HOME), and is lost only if the daemon restarts
+// before it can be.
+func (d *Daemon) markUserStopped(v *vm) {
+	if err := v.setUserStopped(true); err != nil {
+		d.log.Warn("cannot write the user-stopped marker; the stop is kept in memory only", "vm", v.name, "err", err)
+	}
 }
 
 // stopLocked brings the current run down; the caller holds v.op. A failed
@@ -229,6 +285,7 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	if timeout <= 0 && v.spec != nil {
 		timeout = v.spec.StopTimeout.D()
 	}
+	prevState, prevReason := v.state, v.reason
 	v.state, v.reason = api.StateStopping, ""
 	v.mu.Unlock()
 	if timeout <= 0 {
@@ -246,7 +303,10 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	if force || err != nil {
 		if _, err = c.Call(ctx, vmhost.Request{Method: vmhost.MethodForceStop}); err != nil {
 			d.log.Warn("force_stop failed; killing vmhost", "vm", v.name, "pid", r.pid, "err", err)
-			_ = syscall.Kill(r.pid, syscall.SIGKILL)
+			if kerr := r.kill(); kerr != nil {
+				v.setState(prevState, prevReason)
+				return errorc(http.StatusBadGateway, api.CodeVMHostFailed, "stop VM %s: its vmhost does not answer (%v) and cannot be killed: %v; find it with `pgrep -f %s` and kill it", v.name, err, kerr, v.dir)
+			}
 		}
 	}
 	wait := time.NewTimer(60 * time.Second)
@@ -255,7 +315,9 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	case <-r.done:
 		return nil
 	case <-wait.C:
-		_ = syscall.Kill(r.pid, syscall.SIGKILL)
+		if err := r.kill(); err != nil {
+			d.log.Warn("cannot kill vmhost", "vm", v.name, "pid", r.pid, "err", err)
+		}
 	case <-ctx.Done():
 		return fmt.Errorf("stop VM %s: %w", v.name, ctx.Err())
 	}
@@ -271,21 +333,22 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 // force, which stops it first.
 func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
 	if err := v.op.lock(ctx); err != nil {
-		return errorf(http.StatusConflict, "VM %s is busy with another operation: %v", v.name, err)
+		return errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.unlock()
 	if v.current() != nil {
 		if !force {
-			return errorf(http.StatusConflict, "VM %s is running: stop it first with `mb stop %s`, or use `mb rm --force %s`", v.name, v.name, v.name)
+			return errorc(http.StatusConflict, api.CodeRunning, "VM %s is running: stop it first with `mb stop %s`, or use `mb rm --force %s`", v.name, v.name, v.name)
 		}
-		if err := v.setUserStopped(true); err != nil {
-			return fmt.Errorf("mark VM %s as stopped: %w", v.name, err)
-		}
+		d.markUserStopped(v)
 		if err := d.stopLocked(ctx, v, 0, false); err != nil {
 			return err
 		}
 	}
 	v.mu.Lock()
+	if !v.deleted {
+		close(v.gone)
+	}
 	v.deleted = true
 	v.mu.Unlock()
 	d.mu.Lock()

@@ -93,17 +93,6 @@ func TestPeerOfAnotherUIDRefused(t *testing.T) {
 	}
 }
 
-// TestMain runs the client half of TestPeerOfAnotherUIDRefused when the
-// test binary is started as that child (MB_PEER_SOCKET set), and the tests
-// otherwise.
-func TestMain(m *testing.M) {
-	if sock := os.Getenv("MB_PEER_SOCKET"); sock != "" {
-		peerClient(sock)
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
 // peerClient asks the daemon for its status over sock and prints whether it
 // was answered or refused.
 func peerClient(sock string) {

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/internal/lockfile"
 	"github.com/mbvm/mb/internal/logfile"
 	"github.com/mbvm/mb/vmhost"
@@ -86,7 +85,7 @@ func (d *Daemon) spawn(v *vm) (*run, error) {
 	defer logf.Close()
 	cmd := exec.Command(d.cfg.VMHost, "--dir", v.dir)
 	cmd.Dir = v.dir
-	cmd.Env = append(withoutEnv(os.Environ(), layout.Env), layout.Env+"="+d.cfg.Home)
+	cmd.Env = vmhostEnv(d.cfg.Home)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -40,7 +41,12 @@ type vm struct {
 	restartLog []time.Time
 	cur        *run // the current vmhost, nil when none runs
 	deleted    bool
-	ready      bool // the current run reached readiness
+	// gone is closed when the VM is deleted (ends log follows).
+	gone chan struct{}
+	// stopIntent is the user's last stop (true) or start (false), once
+	// stopKnown; before that the marker file says.
+	stopIntent, stopKnown bool
+	ready                 bool // the current run reached readiness
 	// lastSSHProbe spaces the SSH readiness probes (disk images without
 	// an agent).
 	lastSSHProbe time.Time
@@ -48,7 +54,7 @@ type vm struct {
 
 // newVM returns a stopped VM record.
 func newVM(name, dir string) *vm {
-	return &vm{name: name, dir: dir, state: api.StateStopped, op: make(opLock, 1)}
+	return &vm{name: name, dir: dir, state: api.StateStopped, op: make(opLock, 1), gone: make(chan struct{})}
 }
 
 // opLock is a mutex that a waiter can give up on when its context ends.
@@ -73,6 +79,8 @@ type run struct {
 	started time.Time
 	// proc is set when this daemon spawned the vmhost (and reaps it).
 	proc *os.Process
+	// ref is the handle on an adopted vmhost (nil when its PID is unknown).
+	ref *procRef
 	// exited is closed when the vmhost process is gone.
 	exited chan struct{}
 	// done is closed once the exit has been recorded in the vm.
@@ -85,14 +93,28 @@ func (v *vm) file(name string) string { return filepath.Join(v.dir, name) }
 
 func (v *vm) socket() string { return v.file(vmhost.SocketName) }
 
-// userStopped reports whether the user-stopped marker exists.
+// userStopped reports whether the user stopped the VM: the intent kept in
+// memory, or, for a VM this daemon has not stopped or started, the marker
+// file an earlier daemon left.
 func (v *vm) userStopped() bool {
+	v.mu.Lock()
+	known, on := v.stopKnown, v.stopIntent
+	v.mu.Unlock()
+	if known {
+		return on
+	}
 	_, err := os.Stat(v.file(UserStoppedName))
 	return err == nil
 }
 
-// setUserStopped writes or removes the user-stopped marker.
+// setUserStopped records the user's stop (on) or start. The intent is kept
+// in memory first, so it holds even when the marker cannot be written (a
+// full $MB_HOME); the marker keeps it for later daemons, and an error
+// writing it is returned for the caller to log, never to stop on.
 func (v *vm) setUserStopped(on bool) error {
+	v.mu.Lock()
+	v.stopKnown, v.stopIntent = true, on
+	v.mu.Unlock()
 	p := v.file(UserStoppedName)
 	if !on {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -101,7 +123,10 @@ func (v *vm) setUserStopped(on bool) error {
 		return nil
 	}
 	// Written beside and renamed over: never through a link planted there.
-	return atomicfile.Write(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
+	if err := atomicfile.Write(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
 }
 
 // setState changes the state under v.mu.
@@ -125,6 +150,11 @@ func (v *vm) snapshot() api.VM {
 	defer v.mu.Unlock()
 	out := api.VM{Name: v.name, State: v.state, Reason: v.reason, ExitCode: v.exitCode,
 		StoppedBy: v.stoppedBy, Restarts: v.restarts, Dir: v.dir, Ready: v.ready}
+	if v.stopKnown {
+		out.UserStopped = v.stopIntent
+	} else if _, err := os.Stat(v.file(UserStoppedName)); err == nil {
+		out.UserStopped = true
+	}
 	if v.specErr != nil && out.Reason == "" {
 		out.Reason = v.specErr.Error()
 	}

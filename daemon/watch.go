@@ -77,6 +77,9 @@ func (d *Daemon) watch(v *vm, r *run) {
 	case <-d.ctx.Done():
 		return // the daemon is going away; the VM keeps running
 	}
+	if r.ref != nil {
+		r.ref.close()
+	}
 	rec, _ := vmhost.ReadExitRecord(v.dir)
 	o := classify(rec, r.pid, r.waitStatus)
 	if o.kind == exitStartFailed && rec == nil {

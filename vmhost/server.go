@@ -360,7 +360,7 @@ func (s *Server) forceStop(ctx context.Context) *Response {
 func (s *Server) exec(ctx context.Context, req *Request) *Response {
 	ex, ok := s.controller.(Executor)
 	if !ok {
-		return &Response{Error: fmt.Sprintf("exec is not available: the %s backend has no guest agent channel", s.controller.Backend())}
+		return &Response{Code: CodeNotAvailable, Error: fmt.Sprintf("exec is not available: the %s backend has no guest agent channel", s.controller.Backend())}
 	}
 	if len(req.Argv) == 0 {
 		return &Response{Error: `exec needs "argv": the command and its arguments, for example {"method":"exec","argv":["uname","-a"]}`}
@@ -402,7 +402,7 @@ func (s *Server) exec(ctx context.Context, req *Request) *Response {
 func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 	mr, ok := s.controller.(MetricsReporter)
 	if !ok {
-		return &Response{Error: fmt.Sprintf("metrics are not available: the %s backend has no guest agent channel", s.controller.Backend())}
+		return &Response{Code: CodeNotAvailable, Error: fmt.Sprintf("metrics are not available: the %s backend has no guest agent channel", s.controller.Backend())}
 	}
 	timeout := 10 * time.Second
 	if req.TimeoutSeconds > 0 {

@@ -101,6 +101,9 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 
 	name := opts.QEMUBinary
 	if name == "" {
+		name = s.QEMUBinary // the spec's choice for this VM
+	}
+	if name == "" {
 		name = binaryName(a)
 	}
 	bin, err := findBinary(ctx, name, a, newVersionCache(mbHome))

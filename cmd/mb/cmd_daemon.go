@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mbvm/mb/daemon"
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/internal/lockfile"
 	"github.com/mbvm/mb/internal/logfile"
 )
@@ -89,6 +91,16 @@ func runDaemon(ctx context.Context, logFile string, verbose bool, stderr io.Writ
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	// However it was started, the daemon keeps only the variables of
+	// daemon.KeptEnv: the caller's shell must not decide how VMs run.
+	kept := daemon.CleanEnv(os.Environ())
+	os.Clearenv()
+	for _, kv := range kept {
+		k, v, _ := strings.Cut(kv, "=")
+		_ = os.Setenv(k, v)
+	}
+	_ = os.Setenv(layout.Env, h)
+	log.Info("daemon environment", "env", strings.Join(daemon.CleanEnv(os.Environ()), " "))
 	vmhostBin, err := daemon.FindVMHost()
 	if err != nil {
 		log.Warn("VMs cannot start until vmhost is installed", "err", err)
@@ -180,8 +192,12 @@ func (a *app) daemonStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "mb daemon %s is running: PID %d, up %s, %d VMs (%d running)\n  socket %s\n  log    %s\n",
-				st.Version, st.PID, time.Since(st.StartedAt).Round(time.Second), st.VMs, st.Running, st.Socket, filepath.Join(h, daemon.LogName))
+			fmt.Fprintf(a.stdout, "mb daemon %s is running: PID %d, up %s, %d VMs (%d running)\n  socket %s\n  log    %s\n  qemu   %s\n",
+				st.Version, st.PID, time.Since(st.StartedAt).Round(time.Second), st.VMs, st.Running, st.Socket, filepath.Join(h, daemon.LogName), orDash(st.QEMU))
+			fmt.Fprintf(a.stdout, "  environment (kept: %s, %s*):\n", strings.Join(daemon.KeptEnv, " "), daemon.KeptEnvPrefix)
+			for _, kv := range st.Env {
+				fmt.Fprintf(a.stdout, "    %s\n", kv)
+			}
 			return nil
 		},
 	}

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mbvm/mb/backend/qemu"
+	"github.com/mbvm/mb/daemon"
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/vm/spec"
 )
@@ -76,6 +80,11 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 	if err != nil {
 		return err
 	}
+	if want.Backend == "" || want.Backend == "qemu" {
+		if st, err := c.Ping(ctx); err == nil {
+			a.warnEnv(st, want)
+		}
+	}
 	begin := time.Now()
 	prog := newProgress(a.stderr, name)
 	defer prog.done()
@@ -90,7 +99,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 		prog.set("creating")
 		vm, err = c.Create(ctx, doc)
 		created = err == nil
-		if api.IsConflict(err) {
+		if api.IsExists(err) {
 			// Another mb start created it meanwhile: compare with that one.
 			vm, err = c.Inspect(ctx, name)
 		}
@@ -299,4 +308,35 @@ func appendUnique(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// warnEnv warns when this shell would run the VM differently from the
+// daemon, whose environment applies: another MB_ACCEL, or another QEMU on
+// PATH (unless the spec names its qemu_binary).
+func (a *app) warnEnv(st *api.DaemonStatus, want *spec.Spec) {
+	daemonEnv := func(key string) string {
+		for _, kv := range st.Env {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+				return v
+			}
+		}
+		return ""
+	}
+	if mine, theirs := os.Getenv(qemu.AccelEnv), daemonEnv(qemu.AccelEnv); mine != theirs {
+		fmt.Fprintf(a.stderr, "mb: warning: %s is %s here but %s in the mb daemon (PID %d), whose value applies: to use yours, restart the daemon (`mb daemon stop`; the next mb command starts it from this shell)\n",
+			qemu.AccelEnv, quoteOrUnset(mine), quoteOrUnset(theirs), st.PID)
+	}
+	if want.QEMUBinary == "" {
+		if mine := daemon.FindQEMU(); mine != st.QEMU {
+			fmt.Fprintf(a.stderr, "mb: warning: the QEMU on your PATH is %s but the mb daemon's is %s, which the VM uses: set qemu_binary in the spec, or restart the daemon (`mb daemon stop`) from this shell\n",
+				orDash(mine), orDash(st.QEMU))
+		}
+	}
+}
+
+func quoteOrUnset(s string) string {
+	if s == "" {
+		return "unset"
+	}
+	return strconv.Quote(s)
 }

@@ -102,7 +102,9 @@ func spawnDaemon(h string) (<-chan int, error) {
 	}
 	lf.Close()
 	cmd := exec.Command(exe, "daemon", "--foreground", "--log-file", logPath)
-	cmd.Env = append(os.Environ(), layout.Env+"="+h)
+	// A clean environment (daemon.KeptEnv): the daemon outlives this
+	// command and serves every later one.
+	cmd.Env = append(daemon.CleanEnv(os.Environ()), layout.Env+"="+h)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

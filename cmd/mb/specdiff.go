@@ -88,6 +88,10 @@ func show(v any) string {
 	}
 	s := strings.TrimSpace(string(b))
 	s = strings.ReplaceAll(s, "\n", " ")
+	// An error is one line a person reads: long values (user_data) are cut.
+	if r := []rune(s); len(r) > 80 {
+		s = string(r[:77]) + "..."
+	}
 	return s
 }
 

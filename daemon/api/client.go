@@ -34,17 +34,19 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return e.Message }
 
-// IsNotFound reports whether err is a 404 from the daemon.
-func IsNotFound(err error) bool {
+// HasCode reports whether err is an error reply of the daemon with code
+// (one of the Code* constants).
+func HasCode(err error, code string) bool {
 	var se *StatusError
-	return errors.As(err, &se) && se.Status == http.StatusNotFound
+	return errors.As(err, &se) && se.Code == code
 }
 
-// IsConflict reports whether err is a 409 from the daemon.
-func IsConflict(err error) bool {
-	var se *StatusError
-	return errors.As(err, &se) && se.Status == http.StatusConflict
-}
+// IsNotFound reports whether err says the daemon knows no such VM or image
+// (and nothing in the way of creating it).
+func IsNotFound(err error) bool { return HasCode(err, CodeNotFound) }
+
+// IsExists reports whether err says the VM or image already exists.
+func IsExists(err error) bool { return HasCode(err, CodeExists) }
 
 // NewClient returns a client for the daemon listening on socket.
 func NewClient(socket string) *Client {
@@ -91,9 +93,11 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, cty
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+		if ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+			errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EPIPE)) {
 			// The daemon died or was stopped while it worked on the
-			// request. VMs outlive it and keep their state on disk.
+			// request, or since the last one (its socket refuses or is
+			// gone). VMs outlive it and keep their state on disk.
 			return nil, fmt.Errorf("the mb daemon at %s went away before it answered %s %s (was it stopped or killed?): "+
 				"the VMs keep running and their state is kept; check with `mb ls` (which starts a new daemon) and retry: %w", c.socket, method, path, err)
 		}

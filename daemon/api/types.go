@@ -2,9 +2,11 @@
 // $MB_HOME/mb.sock under /v1/, and the Client the mb command line uses.
 //
 // Every field is snake_case in JSON. Errors are answered as
-// {"error": "..."} with a status that says what kind of error it is:
-// 400 for a bad spec or name, 404 for an unknown VM, 409 for a state
-// conflict, 500 for anything else.
+// {"error": "...", "code": "..."} with a status that says what kind of
+// error it is (400 for a bad spec or name, 404 for an unknown VM, 409 for
+// a state conflict, 413 for a body too large, 502 when the guest or vmhost
+// failed, 503 when the daemon is at its connection limit, 500 for anything
+// else) and a code (the Code* constants) that programs switch on.
 package api
 
 import (
@@ -90,6 +92,9 @@ const (
 	CodeGuestFailed  = "guest_failed"  // the guest or vmhost failed the request
 	CodeExecStart    = "exec_start"    // the guest could not start the program
 	CodeVMHostFailed = "vmhost_failed" // vmhost could not be reached or failed
+	CodeBusy         = "busy"          // another operation on the VM holds it, or the daemon is at its connection limit
+	CodeConflict     = "conflict"      // another state conflict
+	CodeStrayDir     = "stray_dir"     // a VM directory exists that holds no VM the daemon knows
 	CodeInternal     = "internal"      // anything else
 )
 
@@ -169,6 +174,11 @@ type DaemonStatus struct {
 	StartedAt time.Time `json:"started_at"`
 	VMs       int       `json:"vms"`
 	Running   int       `json:"running"`
+	// Env is the daemon's environment (NAME=value, sorted): the variables
+	// it keeps from the command that started it, passed to every vmhost.
+	Env []string `json:"env,omitempty"`
+	// QEMU is the QEMU binary the daemon's PATH finds, or empty.
+	QEMU string `json:"qemu,omitempty"`
 }
 
 // DaemonStopRequest is the body of POST /v1/daemon/stop.

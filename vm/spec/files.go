@@ -31,8 +31,9 @@ func (s *Spec) ResolvePaths(base string) {
 }
 
 // CheckFiles checks that the kernel, initrd and disk the spec names are
-// absolute paths of existing files, and returns every problem found, each
-// naming the field and what to do.
+// absolute paths of existing files, and that an absolute qemu_binary is an
+// executable file; it returns every problem found, each naming the field
+// and what to do.
 func (s *Spec) CheckFiles() error {
 	var errs []error
 	for _, f := range s.hostFiles() {
@@ -52,6 +53,17 @@ func (s *Spec) CheckFiles() error {
 			errs = append(errs, fmt.Errorf("%s %s: %w", f.field, p, err))
 		case st.IsDir():
 			errs = append(errs, fmt.Errorf("%s %s: is a directory, want a file", f.field, p))
+		}
+	}
+	if p := s.QEMUBinary; filepath.IsAbs(p) {
+		st, err := os.Stat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			errs = append(errs, fmt.Errorf("qemu_binary %s: no such file: fix the path, or remove qemu_binary to use the QEMU on the daemon's PATH", p))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("qemu_binary %s: %w", p, err))
+		case !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0:
+			errs = append(errs, fmt.Errorf("qemu_binary %s: not an executable file", p))
 		}
 	}
 	return errors.Join(errs...)

@@ -57,6 +57,9 @@ type Spec struct {
 	CPUs   int   `yaml:"cpus,omitempty"`
 	Memory Size  `yaml:"memory,omitempty"`
 	Accel  Accel `yaml:"accel,omitempty"`
+	// QEMUBinary chooses the QEMU binary of this VM: an absolute path, or
+	// a bare name looked up in the daemon's PATH. Empty: qemu-system-ARCH.
+	QEMUBinary string `yaml:"qemu_binary,omitempty"`
 
 	// SSHPort is the host port on 127.0.0.1 forwarded to the guest's port
 	// 22; 0 picks a free port.
@@ -230,6 +233,9 @@ func (s *Spec) Validate() error {
 		}
 	}
 	errs = append(errs, s.validateShares()...)
+	if err := validateQEMUBinary(s.QEMUBinary); err != nil {
+		errs = append(errs, err)
+	}
 	if s.StopTimeout < 0 {
 		errs = append(errs, fmt.Errorf("stop_timeout %s: must be positive", s.StopTimeout))
 	}
@@ -302,4 +308,18 @@ func (s *Spec) Save(dir string) error {
 		return err
 	}
 	return atomicfile.Write(filepath.Join(dir, FileName), data, 0o600)
+}
+
+var binaryNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+
+// validateQEMUBinary checks qemu_binary: empty, a bare command name, or a
+// clean absolute path (CheckFiles checks that it is an executable file).
+func validateQEMUBinary(b string) error {
+	switch {
+	case b == "", binaryNameRE.MatchString(b):
+		return nil
+	case filepath.IsAbs(b) && filepath.Clean(b) == b:
+		return nil
+	}
+	return fmt.Errorf("qemu_binary %q: use an absolute path (for example /usr/bin/qemu-system-x86_64) or a bare name found in PATH (for example qemu-system-x86_64)", b)
 }

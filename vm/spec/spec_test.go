@@ -148,3 +148,32 @@ func TestResolveAndCheckFiles(t *testing.T) {
 		t.Errorf("an existing kernel: %v", err)
 	}
 }
+
+// qemu_binary is a bare name or a clean absolute path of an executable.
+func TestQEMUBinary(t *testing.T) {
+	for _, ok := range []string{"", "qemu-system-x86_64", "qemu-kvm", "/usr/bin/qemu-system-x86_64"} {
+		s := &Spec{Name: "q", QEMUBinary: ok}
+		if err := s.Validate(); err != nil {
+			t.Errorf("qemu_binary %q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"bin/qemu", "../qemu", "/usr/../bin/qemu", "qemu system", "-qemu", "./qemu"} {
+		s := &Spec{Name: "q", QEMUBinary: bad}
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "qemu_binary") {
+			t.Errorf("qemu_binary %q: %v; want it refused", bad, err)
+		}
+	}
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{filepath.Join(dir, "none"): "no such file", plain: "not an executable", dir: "not an executable"} {
+		if err := (&Spec{QEMUBinary: p}).CheckFiles(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckFiles with qemu_binary %s: %v; want %q", p, err, want)
+		}
+	}
+	if err := (&Spec{QEMUBinary: "/bin/sh"}).CheckFiles(); err != nil {
+		t.Errorf("qemu_binary /bin/sh: %v", err)
+	}
+}
