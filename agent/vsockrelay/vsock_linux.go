@@ -26,6 +26,9 @@ type Listener struct {
 
 	mu     sync.Mutex
 	closed bool
+	// inUse is held by Accept while it polls and accepts on fd, so Close
+	// never closes the descriptor under it (its number could be reused).
+	inUse sync.Mutex
 }
 
 // HostCID is the CID of the host, where vmhost connects from.
@@ -52,34 +55,46 @@ func ListenVsock(port int, peerCID uint32) (*Listener, error) {
 // Accept waits for the next connection from the peer CID.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
-		if l.isClosed() {
-			return nil, net.ErrClosed
-		}
-		pfd := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, int(pollInterval/time.Millisecond))
-		if err == unix.EINTR || n == 0 {
+		c, retry, err := l.acceptOnce()
+		if retry {
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("poll vsock port %d: %w", l.port, err)
-		}
-		if l.isClosed() {
-			return nil, net.ErrClosed
-		}
-		nfd, sa, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
-		if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("accept on vsock port %d: %w", l.port, err)
-		}
-		vm, ok := sa.(*unix.SockaddrVM)
-		if !ok || vm.CID != l.peerCID {
-			unix.Close(nfd)
-			continue
-		}
-		return newConn(nfd, l.Addr(), &Addr{CID: vm.CID, Port: vm.Port}), nil
+		return c, err
 	}
+}
+
+// acceptOnce polls for at most pollInterval and accepts one connection;
+// retry means nothing usable arrived yet.
+func (l *Listener) acceptOnce() (c net.Conn, retry bool, err error) {
+	l.inUse.Lock()
+	defer l.inUse.Unlock()
+	if l.isClosed() {
+		return nil, false, net.ErrClosed
+	}
+	pfd := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(pfd, int(pollInterval/time.Millisecond))
+	if err == unix.EINTR || (err == nil && n == 0) {
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("poll vsock port %d: %w", l.port, err)
+	}
+	if l.isClosed() {
+		return nil, false, net.ErrClosed
+	}
+	nfd, sa, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+	if err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED {
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("accept on vsock port %d: %w", l.port, err)
+	}
+	vm, ok := sa.(*unix.SockaddrVM)
+	if !ok || vm.CID != l.peerCID {
+		unix.Close(nfd)
+		return nil, true, nil
+	}
+	return newConn(nfd, l.Addr(), &Addr{CID: vm.CID, Port: vm.Port}), false, nil
 }
 
 func (l *Listener) isClosed() bool {
@@ -88,17 +103,20 @@ func (l *Listener) isClosed() bool {
 	return l.closed
 }
 
-// Close stops the listener; a blocked Accept returns within pollInterval.
+// Close stops the listener; a blocked Accept returns net.ErrClosed.
 func (l *Listener) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return nil
 	}
 	l.closed = true
-	// Accept may be polling the descriptor: shutting it down wakes it, and
-	// closing it is then safe because Accept checks closed first.
+	l.mu.Unlock()
+	// Shutting the socket down wakes an Accept polling it; the descriptor
+	// is closed once Accept has let go of it.
 	_ = unix.Shutdown(l.fd, unix.SHUT_RDWR)
+	l.inUse.Lock()
+	defer l.inUse.Unlock()
 	return unix.Close(l.fd)
 }
 

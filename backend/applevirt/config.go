@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -103,12 +103,23 @@ type BuildOptions struct {
 	Spec *spec.Spec
 	// Arch overrides runtime.GOARCH (tests).
 	Arch string
+	// Logger receives what BuildConfig does to files (slog.Default()
+	// when nil).
+	Logger *slog.Logger
+}
+
+func (o BuildOptions) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
 }
 
 // BuildConfig derives the VM configuration from a defaulted, validated
 // spec: it loads the image when the spec names one, checks that every file
 // exists and suits the framework (raw disks, an uncompressed arm64 kernel),
-// and for a disk boot prepares the cloud-init seed. It reports every problem
+// and for a disk boot prepares the VM's raw disk from an image's and the
+// cloud-init seed. It reports every problem
 // it finds, each with its fix.
 func BuildConfig(ctx context.Context, o BuildOptions) (*Config, error) {
 	s := o.Spec
@@ -165,9 +176,9 @@ func BuildConfig(ctx context.Context, o BuildOptions) (*Config, error) {
 		kernel, initrd = m.Path(m.Kernel), m.Path(m.Initrd)
 		cmdline, extra = m.Cmdline, s.Cmdline
 		if m.Disk != "" {
-			d, err := imageDisk(o.Dir, m)
+			d, err := prepareImageDisk(ctx, o.Dir, m, uint64(s.DiskSize), o.logger())
 			if err != nil {
-				errs = append(errs, err)
+				return nil, err
 			}
 			disk = d
 		}
@@ -202,26 +213,7 @@ func BuildConfig(ctx context.Context, o BuildOptions) (*Config, error) {
 		}
 		c.Disks = append(c.Disks, Disk{Path: seed, ReadOnly: true, Caching: CachingCached, Sync: SyncFsync})
 	}
-	_ = ctx
 	return c, nil
-}
-
-// imageDisk returns the VM's own raw disk, dir/disk.raw. The image's disk
-// is never written, so the VM needs its copy: a clone of a raw disk (cheap
-// on APFS), or a conversion of a qcow2 one; until it exists the error says
-// which command makes it.
-func imageDisk(dir string, m *image.Manifest) (string, error) {
-	dst := vmPath(dir, DiskFile)
-	if _, err := os.Stat(dst); err == nil {
-		return dst, nil
-	}
-	src := m.Path(m.Disk)
-	if m.Format == "raw" {
-		return dst, fmt.Errorf("image %q: the VM needs its own copy of the image's raw disk: make it (an APFS clone, instant) with\n  cp -c %s %s",
-			m.Name, shellQuote(src), shellQuote(dst))
-	}
-	return dst, fmt.Errorf("image %q has a %s disk and the applevirt backend boots raw disks only: convert it for this VM with\n  qemu-img convert -O raw %s %s",
-		m.Name, orUnknown(m.Format), shellQuote(src), shellQuote(dst))
 }
 
 func orUnknown(s string) string {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vm/spec"
 )
 
@@ -190,12 +192,9 @@ func makeImage(t *testing.T, home, name, manifest string, files map[string][]byt
 }
 
 // TestBuildConfigImages: a kernel image boots with the image's command
-// line plus hvc0; a disk image needs the VM's own raw copy, and the error
-// says how to make it (convert a qcow2, clone a raw one); once it exists,
-// the VM boots it through EFI.
+// line plus hvc0, and an image for another architecture is refused.
 func TestBuildConfigImages(t *testing.T) {
 	home := t.TempDir()
-	t.Setenv("HOME", t.TempDir())
 	kimg := makeImage(t, home, "mini", "arch: aarch64\nkernel: Image\ninitrd: initrd\ncmdline: console=ttyS0 mb.x=1\n",
 		map[string][]byte{"initrd": []byte("cpio")})
 	arm64Image(t, kimg)
@@ -210,26 +209,68 @@ func TestBuildConfigImages(t *testing.T) {
 	if _, err := BuildConfig(context.Background(), BuildOptions{Dir: t.TempDir(), Home: home, Spec: s, Arch: "amd64"}); err == nil || !strings.Contains(err.Error(), "is for aarch64") {
 		t.Fatalf("aarch64 image on amd64: %v", err)
 	}
+}
 
-	qimg := makeImage(t, home, "deb", "arch: aarch64\ndisk: disk.qcow2\nformat: qcow2\n", map[string][]byte{"disk.qcow2": []byte("QFI\xfb")})
-	rimg := makeImage(t, home, "debraw", "arch: aarch64\ndisk: disk.img\nformat: raw\n", map[string][]byte{"disk.img": make([]byte, 512)})
-	for _, tc := range []struct{ image, want string }{
-		{"deb", "qemu-img convert -O raw " + filepath.Join(qimg, "disk.qcow2") + " "},
-		{"debraw", "cp -c " + filepath.Join(rimg, "disk.img") + " "},
-	} {
-		vmdir := t.TempDir()
-		s := testSpec(t, func(s *spec.Spec) { s.Image = tc.image })
-		_, err := BuildConfig(context.Background(), BuildOptions{Dir: vmdir, Home: home, Spec: s, Arch: "arm64"})
-		if err == nil || !strings.Contains(err.Error(), tc.want+filepath.Join(vmdir, DiskFile)) {
-			t.Fatalf("image %s without the VM's raw disk: %v, want %q", tc.image, err, tc.want)
-		}
-		writeFile(t, vmdir, DiskFile, make([]byte, 512))
-		c, err := BuildConfig(context.Background(), BuildOptions{Dir: vmdir, Home: home, Spec: s, Arch: "arm64"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Boot.Kind != BootEFI || c.Disks[0].Path != filepath.Join(vmdir, DiskFile) {
-			t.Fatalf("image %s with its raw disk: boot %+v disks %+v", tc.image, c.Boot, c.Disks)
-		}
+// TestBuildConfigDiskImages: a disk image boots through EFI from the VM's
+// own raw disk, made once from the image's (copied when raw, converted by
+// the real qemu-img when qcow2), grown to disk_size, the image untouched.
+func TestBuildConfigDiskImages(t *testing.T) {
+	qemuImg := testenv.Tool(t, "qemu-img", "qemu-utils")
+	home := t.TempDir()
+	t.Setenv("HOME", t.TempDir())
+	// A qcow2 whose first sector holds a marker, to see it survive.
+	src := filepath.Join(t.TempDir(), "src.raw")
+	marker := []byte("mb-applevirt-marker")
+	writeFile(t, filepath.Dir(src), "src.raw", append(marker, make([]byte, 1<<20-len(marker))...))
+	qimg := makeImage(t, home, "deb", "arch: aarch64\ndisk: disk.qcow2\nformat: qcow2\n", nil)
+	if out, err := exec.Command(qemuImg, "convert", "-f", "raw", "-O", "qcow2", src, filepath.Join(qimg, "disk.qcow2")).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	rimg := makeImage(t, home, "debraw", "arch: aarch64\ndisk: disk.img\nformat: raw\n", map[string][]byte{"disk.img": append(marker, make([]byte, 4096)...)})
+	for _, tc := range []struct{ image, base string }{{"deb", filepath.Join(qimg, "disk.qcow2")}, {"debraw", filepath.Join(rimg, "disk.img")}} {
+		t.Run(tc.image, func(t *testing.T) {
+			before, err := os.ReadFile(tc.base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vmdir := t.TempDir()
+			s := testSpec(t, func(s *spec.Spec) { s.Image = tc.image; s.DiskSize = 4 << 20 })
+			c, err := BuildConfig(context.Background(), BuildOptions{Dir: vmdir, Home: home, Spec: s, Arch: "arm64", Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			disk := filepath.Join(vmdir, DiskFile)
+			if c.Boot.Kind != BootEFI || c.Disks[0].Path != disk {
+				t.Fatalf("boot %+v disks %+v", c.Boot, c.Disks)
+			}
+			got, err := os.ReadFile(disk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(string(got), string(marker)) || len(got) != 4<<20 {
+				t.Fatalf("VM disk: %d bytes starting %q; want the image's content grown to 4 MiB", len(got), got[:min(len(got), 20)])
+			}
+			if after, _ := os.ReadFile(tc.base); string(after) != string(before) {
+				t.Fatal("the image's disk changed")
+			}
+			// A second start keeps the VM's disk (and what the guest wrote).
+			if err := os.WriteFile(disk, []byte("guest data"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := BuildConfig(context.Background(), BuildOptions{Dir: vmdir, Home: home, Spec: s, Arch: "arm64", Logger: testLogger(t)}); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(disk); !strings.HasPrefix(string(got), "guest data") {
+				t.Fatal("the second start replaced the VM's disk")
+			}
+		})
+	}
+	// Without qemu-img, the error gives the command to run.
+	t.Setenv("PATH", t.TempDir())
+	vmdir := t.TempDir()
+	s := testSpec(t, func(s *spec.Spec) { s.Image = "deb" })
+	want := "qemu-img convert -O raw " + filepath.Join(qimg, "disk.qcow2") + " " + filepath.Join(vmdir, DiskFile)
+	if _, err := BuildConfig(context.Background(), BuildOptions{Dir: vmdir, Home: home, Spec: s, Arch: "arm64", Logger: testLogger(t)}); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "brew install qemu") {
+		t.Fatalf("qcow2 image without qemu-img: %v, want %q", err, want)
 	}
 }

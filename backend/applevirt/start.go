@@ -41,7 +41,7 @@ func start(ctx context.Context, o Options, newM newMachineFunc) (*Controller, er
 	if log == nil {
 		log = slog.Default()
 	}
-	cfg, err := BuildConfig(ctx, BuildOptions{Dir: o.Dir, Home: o.Home, Spec: o.Spec})
+	cfg, err := BuildConfig(ctx, BuildOptions{Dir: o.Dir, Home: o.Home, Spec: o.Spec, Logger: log})
 	if err != nil {
 		return nil, err
 	}
