@@ -111,9 +111,6 @@ func (e *Engine) Reload(s Settings) error {
 	if s.Grace < 0 {
 		s.Grace = 0
 	}
-	if s.Grace == 0 {
-		s.Grace = DefaultGrace
-	}
 	if s.DownAfter <= 0 {
 		s.DownAfter = DefaultDownAfter
 	}
@@ -179,6 +176,7 @@ type effects struct {
 	alerts   []alert.State
 	silences []alert.Silence
 	delSil   []string
+	delHost  []string
 	notes    []Notification
 	journal  []journalEntry
 }
@@ -217,6 +215,11 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 		}
 		for _, s := range fx.alerts {
 			keep(e.store.SaveAlert(ctx, s), "alert "+s.Key.String())
+		}
+		if d, ok := e.store.(hostDeleter); ok {
+			for _, name := range fx.delHost {
+				keep(d.DeleteHost(ctx, name), "host "+name)
+			}
 		}
 	}
 	if e.journal != nil {
@@ -558,7 +561,10 @@ func (e *Engine) grace(h *host) time.Duration {
 }
 
 // reachAt computes a host's reachability at now from its last report
-// (e.mu held). Stopped and reported-down states stand until a report.
+// (e.mu held). Stopped and reported-down states stand until a report. A
+// host not heard from since this engine started keeps its stored state for
+// one interval + grace (no recovery without a report), then counts from
+// the start.
 func (e *Engine) reachAt(h *host, now time.Time) Reachability {
 	switch {
 	case h.rec.Reach == Stopped:
@@ -569,23 +575,42 @@ func (e *Engine) reachAt(h *host, now time.Time) Reachability {
 		return Unknown
 	}
 	last := h.rec.LastSeen
-	if last.Before(e.started) {
-		// Heard of before this engine started: give it a full interval
-		// to report again before calling it overdue.
+	restored := last.Before(e.started)
+	if restored {
 		last = e.started
 	}
 	iv, g := e.interval(h), e.grace(h)
 	el := now.Sub(last)
 	switch {
 	case el <= iv+g:
-		if h.rec.Reach == Unknown && last.Equal(e.started) {
-			return Unknown
+		if restored {
+			return h.rec.Reach
 		}
 		return Up
-	case el > time.Duration(e.set.DownAfter)*iv+g:
+	case el > time.Duration(e.set.DownAfter)*iv+g || h.rec.Reach == Down:
 		return Down
 	}
 	return Overdue
+}
+
+// RemoveHost forgets a host (a deleted VM) and its alerts, without
+// notifications. A Store that also has DeleteHost(ctx, name) error forgets
+// it too.
+func (e *Engine) RemoveHost(ctx context.Context, name string) error {
+	e.mu.Lock()
+	if e.hosts[name] == nil {
+		e.mu.Unlock()
+		return fmt.Errorf("%q: %w", name, ErrNoHost)
+	}
+	delete(e.hosts, name)
+	fx := &effects{delHost: []string{name}}
+	fx.journal = append(fx.journal, journalEntry{t: e.clock(), msg: map[string]any{"ID": "REMOVE", "name": name}})
+	return e.commit(ctx, fx)
+}
+
+// hostDeleter is the optional Store capability RemoveHost uses.
+type hostDeleter interface {
+	DeleteHost(ctx context.Context, name string) error
 }
 
 // MarkStopped records an expected absence: the user stopped the host, or

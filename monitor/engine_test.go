@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -41,7 +42,8 @@ func (b *inbox) Notify(_ context.Context, n Notification) {
 	b.mu.Unlock()
 }
 
-// take returns and forgets what arrived, as "host plugin.field PREV->LEVEL" lines.
+// take returns and forgets what arrived, as "host plugin.field PREV->LEVEL"
+// lines, sorted (hosts are ticked in no particular order).
 func (b *inbox) take() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -50,6 +52,7 @@ func (b *inbox) take() []string {
 		out = append(out, fmt.Sprintf("%s %s %s->%s", n.Host, fieldName(n.Plugin, n.Field), n.Previous, n.Level))
 	}
 	b.ns = nil
+	sort.Strings(out)
 	return out
 }
 
@@ -529,4 +532,48 @@ func TestRestoreFromStore(t *testing.T) {
 	h2.expect("acknowledged: no renotify after restart")
 	h2.cpu("web", 90*60+20, 10)
 	h2.expect("recovery", "web cpu_monitor.cpu_percent CRITICAL->OK")
+}
+
+// TestRestoredDownHostStaysDown: after a restart, a host stored as down
+// (and notified) is not declared up, and no recovery is sent, until it
+// reports; without a report it stays down.
+func TestRestoredDownHostStaysDown(t *testing.T) {
+	st := &memStore{hosts: map[string]HostRecord{}, alerts: map[alert.Key]alert.State{}, silences: map[string]alert.Silence{}}
+	s := cpuSettings()
+	s.Interval = 10 * time.Second
+	h := newHarness(t, s, func(o *Options) { o.Store = st })
+	h.cpu("web", 0, 10)
+	h.cpu("db", 0, 10)
+	h.tick(100)
+	h.expect("both down", "db reachability OK->CRITICAL", "web reachability OK->CRITICAL")
+	if st.hosts["web"].Reach != Down {
+		t.Fatalf("stored reach %v", st.hosts["web"].Reach)
+	}
+	h2 := newHarness(t, s, func(o *Options) { o.Store = st })
+	h2.c.Set(200 * time.Second)
+	h2.e.started = h2.c.Now()
+	if err := h2.e.Load(h2.ctx); err != nil {
+		t.Fatal(err)
+	}
+	h2.tick(201)
+	h2.tick(205)
+	h2.expect("no recovery without a report")
+	h2.cpu("web", 206, 10)
+	h2.expect("web reports", "web reachability CRITICAL->OK")
+	for sec := 210; sec < 300; sec += 5 {
+		h2.tick(sec)
+	}
+	h2.expect("db still down, web in time")
+	if hi, _ := h2.e.Host("db"); hi.Reach != Down {
+		t.Errorf("db reach %v, want down", hi.Reach)
+	}
+	if err := h2.e.RemoveHost(h2.ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h2.e.Host("db"); ok {
+		t.Error("removed host still there")
+	}
+	if err := h2.e.RemoveHost(h2.ctx, "db"); !errors.Is(err, ErrNoHost) {
+		t.Errorf("second remove: %v", err)
+	}
 }

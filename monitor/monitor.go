@@ -96,7 +96,8 @@ type Notification struct {
 
 // Notifier receives outgoing notifications. Notify is called in the order
 // the engine decides them, outside the engine's lock; it should hand the
-// notification to durable storage and return quickly.
+// notification to durable storage and return quickly, and must not call the
+// engine's mutating methods (readers are fine).
 type Notifier interface {
 	Notify(ctx context.Context, n Notification)
 }
@@ -173,8 +174,9 @@ type HostSettings struct {
 
 // Settings is the engine's configuration (the monitor.yaml keys it uses).
 type Settings struct {
-	// Interval is the expected reporting interval and Grace the slack
-	// before a host is overdue (hbd: 20 s and 2 s).
+	// Interval is the expected reporting interval (0: DefaultInterval) and
+	// Grace the slack before a host is overdue (0: none; hbd's default is
+	// DefaultGrace, which monitor/config fills in).
 	Interval, Grace time.Duration
 	// DownAfter is how many intervals (beyond grace) a host may miss before
 	// overdue becomes down (default 3).

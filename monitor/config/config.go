@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/alert"
 	"github.com/mbvm/mb/monitor/threshold"
 )
 
@@ -40,9 +41,9 @@ type Config struct {
 	// Path is the file it was read from ("" for Parse without a file).
 	Path string
 	// Interval and Grace: expected heartbeat interval and slack (hbd's
-	// interval, grace; 0 when not set, leaving the engine's defaults).
+	// interval and grace, default 20 s and 2 s).
 	Interval, Grace time.Duration
-	// Renotify is threshold_renotify_interval (0 when not set).
+	// Renotify is threshold_renotify_interval (default 3600 s).
 	Renotify time.Duration
 	// MetricsInterval is how often the daemon pulls VM metrics (default 30 s).
 	MetricsInterval time.Duration
@@ -171,6 +172,9 @@ func Parse(data []byte, name string, opts Options) (*Config, error) {
 	p := &parser{name: name, dir: filepath.Dir(name), opts: opts, lines: map[string]int{}}
 	c := &Config{
 		Path:                 name,
+		Interval:             monitor.DefaultInterval,
+		Grace:                monitor.DefaultGrace,
+		Renotify:             alert.DefaultRenotify,
 		MetricsInterval:      DefaultMetricsInterval,
 		ThresholdConfigs:     map[string]threshold.Spec{},
 		Thresholds:           threshold.Spec{},

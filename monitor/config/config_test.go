@@ -149,12 +149,12 @@ func TestParseFull(t *testing.T) {
 }
 
 func TestParseDefaults(t *testing.T) {
-	for _, text := range []string{"", "# nothing\n", "interval: 30\n"} {
+	for _, text := range []string{"", "# nothing\n", "threshold_configs: {}\n"} {
 		c, err := Parse([]byte(text), "", Options{})
 		if err != nil {
 			t.Fatalf("%q: %v", text, err)
 		}
-		if c.MetricsInterval != 30*time.Second || !c.Journal.Enabled || c.Journal.MaxSize != DefaultJournalMaxSize || c.Journal.MaxBackups != 10 {
+		if c.Grace != 2*time.Second || c.Renotify != time.Hour || c.MetricsInterval != 30*time.Second || !c.Journal.Enabled || c.Journal.MaxSize != DefaultJournalMaxSize || c.Journal.MaxBackups != 10 {
 			t.Errorf("defaults %+v", c)
 		}
 	}

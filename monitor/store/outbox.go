@@ -1,0 +1,256 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/alert"
+)
+
+// Outbox statuses.
+const (
+	StatusPending = "pending"
+	StatusSent    = "sent"
+	StatusFailed  = "failed"
+)
+
+// OutboxItem is one notification for one channel.
+type OutboxItem struct {
+	// ID is the row's id, for MarkSent and MarkFailed.
+	ID int64
+	// NotificationID and Channel identify it (unique together).
+	NotificationID, Channel string
+	// Notification is the notification itself.
+	Notification monitor.Notification
+	// Created is when it was enqueued; Attempts how often sending failed;
+	// NextAttempt when it is due again.
+	Created     time.Time
+	Attempts    int
+	NextAttempt time.Time
+	// Status is pending, sent or failed; LastError the last failure; Done
+	// when it was sent or given up.
+	Status    string
+	LastError string
+	Done      time.Time
+}
+
+// Backoff is the retry policy of the outbox.
+type Backoff struct {
+	// Initial is the delay after the first failure, doubled after each
+	// further one up to Max.
+	Initial, Max time.Duration
+	// GiveUpAfter is how long after enqueueing a failing notification is
+	// dropped (marked failed).
+	GiveUpAfter time.Duration
+}
+
+// DefaultBackoff retries after 10 s, doubling up to 10 min, and gives up
+// after 24 h.
+var DefaultBackoff = Backoff{Initial: 10 * time.Second, Max: 10 * time.Minute, GiveUpAfter: 24 * time.Hour}
+
+// Delay is the wait after the given number of failed attempts (1 or more).
+func (b Backoff) Delay(attempts int) time.Duration {
+	d := b.Initial
+	if d <= 0 {
+		d = DefaultBackoff.Initial
+	}
+	ceiling := b.Max
+	if ceiling <= 0 {
+		ceiling = DefaultBackoff.Max
+	}
+	for i := 1; i < attempts && d < ceiling; i++ {
+		d *= 2
+	}
+	if d > ceiling {
+		d = ceiling
+	}
+	return d
+}
+
+// Enqueue writes a notification for a channel to the outbox, due now. It
+// is durable when it returns. Enqueueing the same notification ID for the
+// same channel again does nothing (and returns the existing row's id).
+func (s *Store) Enqueue(ctx context.Context, n monitor.Notification, channel string, now time.Time) (int64, error) {
+	payload, err := json.Marshal(n)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: encode notification %s: %w", n.ID, err)
+	}
+	var id int64
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `
+INSERT INTO outbox (notification_id, channel, host, plugin, field, level, recovery, payload, created, next_attempt)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (notification_id, channel) DO NOTHING`,
+			n.ID, channel, n.Host, n.Plugin, n.Field, n.Level, n.Recovery, payload, ms(now), ms(now))
+		if err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, "SELECT id FROM outbox WHERE notification_id = ? AND channel = ?", n.ID, channel).Scan(&id)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox: enqueue %s for %s: %w", n.ID, channel, err)
+	}
+	return id, nil
+}
+
+const outboxCols = `id, notification_id, channel, payload, created, attempts, next_attempt, status, last_error, done_at`
+
+func scanItems(rows *sql.Rows) ([]OutboxItem, error) {
+	defer rows.Close()
+	var out []OutboxItem
+	for rows.Next() {
+		var it OutboxItem
+		var payload []byte
+		var created, next, done int64
+		if err := rows.Scan(&it.ID, &it.NotificationID, &it.Channel, &payload, &created, &it.Attempts, &next, &it.Status, &it.LastError, &done); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(payload, &it.Notification); err != nil {
+			return nil, fmt.Errorf("outbox item %d: %w", it.ID, err)
+		}
+		it.Created, it.NextAttempt, it.Done = fromMS(created), fromMS(next), fromMS(done)
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// Due lists pending items due at now, oldest first, at most limit (0: 100).
+func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]OutboxItem, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+outboxCols+" FROM outbox WHERE status = ? AND next_attempt <= ? ORDER BY id LIMIT ?",
+		StatusPending, ms(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: due: %w", err)
+	}
+	items, err := scanItems(rows)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: due: %w", err)
+	}
+	return items, nil
+}
+
+// NextDue returns when the earliest pending item is due (false when none is).
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, "SELECT MIN(next_attempt) FROM outbox WHERE status = ?", StatusPending).Scan(&next); err != nil {
+		return time.Time{}, false, fmt.Errorf("outbox: next due: %w", err)
+	}
+	if !next.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromMS(next.Int64), true, nil
+}
+
+// Outbox lists items with a status ("" for all), newest first, at most
+// limit (0: 100).
+func (s *Store) Outbox(ctx context.Context, status string, limit int) ([]OutboxItem, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+outboxCols+" FROM outbox WHERE ? = '' OR status = ? ORDER BY id DESC LIMIT ?",
+		status, status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list: %w", err)
+	}
+	items, err := scanItems(rows)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list: %w", err)
+	}
+	return items, nil
+}
+
+// MarkSent records a successful delivery.
+func (s *Store) MarkSent(ctx context.Context, id int64, now time.Time) error {
+	return s.mark(ctx, "UPDATE outbox SET status = ?, done_at = ?, last_error = '' WHERE id = ? AND status = ?",
+		id, StatusSent, ms(now), id, StatusPending)
+}
+
+// MarkFailed records a failed attempt: the item is due again after the
+// backoff delay, or, once GiveUpAfter has passed since it was enqueued (or
+// when permanent is set), marked failed for good. It reports whether the
+// item was given up.
+func (s *Store) MarkFailed(ctx context.Context, id int64, now time.Time, cause string, permanent bool, b Backoff) (bool, error) {
+	giveUp := b.GiveUpAfter
+	if giveUp <= 0 {
+		giveUp = DefaultBackoff.GiveUpAfter
+	}
+	var gaveUp bool
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var attempts int
+		var created int64
+		var status string
+		err := tx.QueryRowContext(ctx, "SELECT attempts, created, status FROM outbox WHERE id = ?", id).Scan(&attempts, &created, &status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("outbox item %d: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if status != StatusPending {
+			return fmt.Errorf("outbox item %d is %s, not pending", id, status)
+		}
+		attempts++
+		next := now.Add(b.Delay(attempts))
+		gaveUp = permanent || !next.Before(fromMS(created).Add(giveUp))
+		if gaveUp {
+			_, err = tx.ExecContext(ctx, "UPDATE outbox SET attempts = ?, status = ?, last_error = ?, done_at = ? WHERE id = ?",
+				attempts, StatusFailed, cause, ms(now), id)
+		} else {
+			_, err = tx.ExecContext(ctx, "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt = ? WHERE id = ?",
+				attempts, cause, ms(next), id)
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("outbox: mark %d failed: %w", id, err)
+	}
+	return gaveUp, nil
+}
+
+func (s *Store) mark(ctx context.Context, q string, id int64, args ...any) error {
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("outbox: mark %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("outbox item %d: %w (or not pending)", id, ErrNotFound)
+	}
+	return nil
+}
+
+// SentChannels lists the channels that delivered a non-recovery
+// notification for an alert since a time: where its recovery must go.
+func (s *Store) SentChannels(ctx context.Context, k alert.Key, since time.Time) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT channel FROM outbox
+WHERE host = ? AND plugin = ? AND field = ? AND recovery = 0 AND status = ? AND created >= ? ORDER BY channel`,
+		k.Host, k.Plugin, k.Field, StatusSent, ms(since))
+	if err != nil {
+		return nil, fmt.Errorf("outbox: sent channels of %s: %w", k, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// PruneOutbox deletes sent and failed items finished before a time.
+func (s *Store) PruneOutbox(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM outbox WHERE status != ? AND done_at < ?", StatusPending, ms(before))
+	if err != nil {
+		return 0, fmt.Errorf("outbox: prune: %w", err)
+	}
+	return res.RowsAffected()
+}

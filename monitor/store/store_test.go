@@ -1,0 +1,449 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/alert"
+	"github.com/mbvm/mb/monitor/threshold"
+)
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func open(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestOpenMigratesAndIsPrivate(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "monitor")
+	path := filepath.Join(dir, "monitor.db")
+	s := open(t, path)
+	var v int
+	var mode string
+	if err := s.DB().QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion {
+		t.Errorf("user_version %d %v, want %d", v, err, SchemaVersion)
+	}
+	if err := s.DB().QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode %q %v", mode, err)
+	}
+	if err := s.SaveHost(ctx, monitor.HostRecord{Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := os.FileMode(0o600)
+		if fi.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+	}
+	s.Close()
+	// Reopening an up-to-date database changes nothing.
+	s2 := open(t, path)
+	snap, err := s2.Load(ctx)
+	if err != nil || len(snap.Hosts) != 1 {
+		t.Fatalf("reopen: %v %+v", err, snap)
+	}
+	// A database from a newer mb is refused.
+	if _, err := s2.DB().Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	if _, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("newer schema: %v", err)
+	}
+	// A symlink in place of the database is refused.
+	link := filepath.Join(dir, "link.db")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, link); err == nil {
+		t.Error("opened through a symlink")
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	h := monitor.HostRecord{
+		Name: "web", Source: "hbc", Sources: []string{"vm", "hbc"},
+		Addresses: []monitor.AddressChange{{Address: "10.0.0.1", Since: t0}, {Address: "10.0.0.2", Since: t0.Add(time.Hour)}},
+		FirstSeen: t0, LastSeen: t0.Add(2 * time.Hour), Reach: monitor.Down, ReachSince: t0.Add(time.Hour), ReachReason: "qemu exited",
+	}
+	if err := s.SaveHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	h.Reach = monitor.Overdue
+	if err := s.SaveHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	a := alert.State{
+		Key: alert.Key{Host: "web", Plugin: "disk_monitor", Field: "partitions./.percent"}, Level: alert.Critical, Streak: 1,
+		Since: t0, Updated: t0.Add(time.Minute), Value: 97.5, Text: "web CRITICAL: disk", Notified: alert.Critical,
+		NotifiedAt: t0, AlertedAt: t0, Peak: alert.Critical, Flapping: true, Stale: true,
+		Ack: &alert.Ack{By: "alice", Comment: "resizing", At: t0.Add(time.Minute), Until: t0.Add(4 * time.Hour)},
+	}
+	reach := alert.State{Key: alert.Key{Host: "web", Plugin: alert.ReachabilityPlugin}, Level: alert.Critical, Notified: alert.Critical}
+	for _, x := range []alert.State{a, reach} {
+		if err := s.SaveAlert(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sil := alert.Silence{ID: "s1", Host: "web-*", Plugin: "cpu_monitor", Start: t0, End: t0.Add(2 * time.Hour), By: "bob", Comment: "kernel upgrade", Created: t0}
+	if err := s.SaveSilence(ctx, sil); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Hosts) != 1 || !reflect.DeepEqual(snap.Hosts[0], h) {
+		t.Errorf("host\n got %+v\nwant %+v", snap.Hosts, h)
+	}
+	if len(snap.Alerts) != 2 || !reflect.DeepEqual(snap.Alerts[0], a) || !reflect.DeepEqual(snap.Alerts[1], reach) {
+		t.Errorf("alerts\n got %+v\nwant %+v %+v", snap.Alerts, a, reach)
+	}
+	if len(snap.Silences) != 1 || !reflect.DeepEqual(snap.Silences[0], sil) {
+		t.Errorf("silences %+v", snap.Silences)
+	}
+	// Saving without an ack removes it; deletes delete.
+	a.Ack = nil
+	if err := s.SaveAlert(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteSilence(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAlert(ctx, reach.Key); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ = s.Load(ctx)
+	if len(snap.Alerts) != 1 || snap.Alerts[0].Ack != nil || len(snap.Silences) != 0 {
+		t.Errorf("after deletes %+v", snap)
+	}
+	if err := s.DeleteHost(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if snap, _ = s.Load(ctx); len(snap.Hosts)+len(snap.Alerts) != 0 {
+		t.Errorf("after host delete %+v", snap)
+	}
+}
+
+func note(id string, recovery bool) monitor.Notification {
+	level := "CRITICAL"
+	if recovery {
+		level = "OK"
+	}
+	return monitor.Notification{ID: id, Time: t0, Host: "web", Plugin: "cpu_monitor", Field: "cpu_percent",
+		Level: level, Previous: "OK", Value: "95", Text: "web CRITICAL", Recovery: recovery, Recipients: []string{"alice"}}
+}
+
+func TestOutbox(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	b := Backoff{Initial: 10 * time.Second, Max: 40 * time.Second, GiveUpAfter: 2 * time.Minute}
+	id1, err := s.Enqueue(ctx, note("n1", false), "email_ops", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Enqueue(ctx, note("n1", false), "email_ops", t0.Add(time.Second))
+	if err != nil || again != id1 {
+		t.Errorf("re-enqueue: id %d (first %d) %v", again, id1, err)
+	}
+	id2, _ := s.Enqueue(ctx, note("n1", false), "pushover_ops", t0)
+	due, err := s.Due(ctx, t0, 0)
+	if err != nil || len(due) != 2 || due[0].ID != id1 {
+		t.Fatalf("due: %v %+v", err, due)
+	}
+	if !reflect.DeepEqual(due[0].Notification, note("n1", false)) {
+		t.Errorf("payload round trip: %+v", due[0].Notification)
+	}
+	// Failures back off: 10 s, 20 s, 40 s, 40 s ... until two minutes are up.
+	now := t0
+	var delays []time.Duration
+	for i := 0; i < 10; i++ {
+		gaveUp, err := s.MarkFailed(ctx, id1, now, "connection refused", false, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gaveUp {
+			break
+		}
+		next, ok, _ := s.NextDue(ctx)
+		if !ok {
+			t.Fatal("nothing due")
+		}
+		if d, _ := s.Due(ctx, now, 0); len(d) != 1 || d[0].ID != id2 {
+			t.Fatalf("failed item still due at once: %+v", d)
+		}
+		items, _ := s.Outbox(ctx, StatusPending, 0)
+		var it OutboxItem
+		for _, x := range items {
+			if x.ID == id1 {
+				it = x
+			}
+		}
+		delays = append(delays, it.NextAttempt.Sub(now))
+		now = it.NextAttempt
+		_ = next
+	}
+	if fmt.Sprint(delays) != "[10s 20s 40s 40s]" {
+		t.Errorf("backoff delays %v", delays)
+	}
+	failed, _ := s.Outbox(ctx, StatusFailed, 0)
+	if len(failed) != 1 || failed[0].ID != id1 || failed[0].Attempts != 5 || failed[0].LastError != "connection refused" {
+		t.Errorf("failed items %+v", failed)
+	}
+	if _, err := s.MarkFailed(ctx, id1, now, "x", false, b); err == nil {
+		t.Error("marking a failed item failed again succeeded")
+	}
+	if err := s.MarkSent(ctx, id2, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkSent(ctx, id2, t0.Add(time.Second)); err == nil {
+		t.Error("second MarkSent succeeded")
+	}
+	chans, err := s.SentChannels(ctx, alert.Key{Host: "web", Plugin: "cpu_monitor", Field: "cpu_percent"}, t0.Add(-time.Hour))
+	if err != nil || strings.Join(chans, ",") != "pushover_ops" {
+		t.Errorf("sent channels %v %v (the failed email must not count)", chans, err)
+	}
+	id3, _ := s.Enqueue(ctx, note("n2", true), "x", t0)
+	if gaveUp, err := s.MarkFailed(ctx, id3, t0, "400 bad request", true, b); err != nil || !gaveUp {
+		t.Errorf("permanent failure: %v %v", gaveUp, err)
+	}
+	if _, ok, _ := s.NextDue(ctx); ok {
+		t.Error("something still due")
+	}
+	n, err := s.PruneOutbox(ctx, t0.Add(time.Hour))
+	if err != nil || n != 3 {
+		t.Errorf("pruned %d %v", n, err)
+	}
+	if d := (Backoff{}).Delay(1); d != DefaultBackoff.Initial {
+		t.Errorf("default delay %v", d)
+	}
+}
+
+func TestRollups(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	r := s.NewRollups()
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	r.AddSample("web", "cpu_monitor.cpu_percent", at(0), 10)
+	r.AddSample("web", "cpu_monitor.cpu_percent", at(30), 30)
+	r.AddSample("web", "cpu_monitor.cpu_percent", at(20), 20) // out of order: not last
+	r.AddSample("web", "cpu_monitor.cpu_percent", at(61), 50)
+	r.AddSample("web", "rtt", at(1), 2)
+	r.AddSample("web", "rtt", at(2), 1e309-1e309) // NaN: ignored
+	if r.Pending() != 3 {
+		t.Errorf("pending %d", r.Pending())
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A later batch for the same minute merges into its row.
+	r.AddSample("web", "cpu_monitor.cpu_percent", at(45), 5)
+	r.AddSample("web", "cpu_monitor.cpu_percent", at(3700), 100)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil { // nothing to do
+		t.Fatal(err)
+	}
+	mins, err := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for _, m := range mins {
+		got += fmt.Sprintf("[%s min %v max %v mean %v n %d last %v] ", m.Start.Format("15:04"), m.Min, m.Max, m.Mean, m.Count, m.Last)
+	}
+	want := "[12:00 min 5 max 30 mean 16.25 n 4 last 5] [12:01 min 50 max 50 mean 50 n 1 last 50] [13:01 min 100 max 100 mean 100 n 1 last 100] "
+	if got != want {
+		t.Errorf("minutes\n got %s\nwant %s", got, want)
+	}
+	hours, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Hour, t0)
+	if len(hours) != 2 || hours[0].Count != 5 || hours[0].Min != 5 || hours[0].Max != 50 || hours[0].Last != 50 || hours[0].Mean != 23 {
+		t.Errorf("hours %+v", hours)
+	}
+	if since, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, at(90)); len(since) != 2 || since[0].Start != at(60) {
+		t.Errorf("since 12:01:30: %+v", since)
+	}
+	n, err := s.PruneRollups(ctx, t0.Add(7*24*time.Hour+30*time.Minute), 0, 0)
+	if err != nil || n != 5 {
+		t.Errorf("prune after 7 days: removed %d %v (want the two cpu and one rtt minute rows before 12:30 and both 12:00 hour rows)", n, err)
+	}
+	if left, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, time.Time{}); len(left) != 1 || left[0].Start != at(3660) {
+		t.Errorf("left after prune: %+v", left)
+	}
+}
+
+// The crash test: a child process (this test binary) runs an engine on the
+// store, acknowledges an alert, adds a silence and queues notifications,
+// says so, and keeps writing until it is killed with SIGKILL. The parent
+// then opens the same file and finds everything.
+const crashEnv = "MB_MONITOR_STORE_CRASH_CHILD"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(crashEnv); path != "" {
+		if err := crashChild(path); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func crashChild(path string) error {
+	ctx := context.Background()
+	s, err := Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	roll := s.NewRollups()
+	var outboxErr error
+	e, err := monitor.New(monitor.Options{
+		Settings: monitor.Settings{Thresholds: threshold.Spec{"cpu_monitor": {"cpu_percent": {Critical: ptr(90.0)}}}},
+		Store:    s,
+		Samples:  roll,
+		Notifier: monitor.NotifierFunc(func(ctx context.Context, n monitor.Notification) {
+			for _, ch := range []string{"email_ops", "webhook"} {
+				if _, err := s.Enqueue(ctx, n, ch, n.Time); err != nil {
+					outboxErr = err
+				}
+			}
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	obs := func(v float64) error {
+		return e.Observe(ctx, monitor.Observation{Host: "web", Source: "vm", Plugin: "cpu_monitor", Fields: map[string]any{"cpu_percent": v}})
+	}
+	if err := obs(95); err != nil {
+		return err
+	}
+	if outboxErr != nil {
+		return outboxErr
+	}
+	k := alert.Key{Host: "web", Plugin: "cpu_monitor", Field: "cpu_percent"}
+	if err := e.Acknowledge(ctx, k, "alice", "on it", time.Time{}); err != nil {
+		return err
+	}
+	if _, err := e.AddSilence(ctx, alert.Silence{ID: "maint", Host: "db", End: time.Now().Add(time.Hour), Comment: "kernel upgrade"}); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	for i := 0; ; i++ { // keep the database busy until killed
+		if err := obs(95 + float64(i%3)); err != nil {
+			return err
+		}
+		if err := roll.Flush(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestCrashKeepsAcksSilencesAndOutbox(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "monitor.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child said %q, %v", line, err)
+	}
+	time.Sleep(200 * time.Millisecond) // let it write mid-transaction
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child did not die by SIGKILL: %v", err)
+	}
+
+	ctx := context.Background()
+	s := open(t, path)
+	var check string
+	if err := s.DB().QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Fatalf("integrity_check %q %v", check, err)
+	}
+	snap, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, a := range snap.Alerts {
+		if a.Key.Plugin == "cpu_monitor" {
+			found = true
+			if a.Level != alert.Critical || a.Ack == nil || a.Ack.By != "alice" || a.Ack.Comment != "on it" {
+				t.Errorf("acknowledged alert after the crash: %+v ack %+v", a, a.Ack)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("alert lost: %+v", snap.Alerts)
+	}
+	if len(snap.Silences) != 1 || snap.Silences[0].ID != "maint" || snap.Silences[0].Comment != "kernel upgrade" {
+		t.Errorf("silences after the crash: %+v", snap.Silences)
+	}
+	due, err := s.Due(ctx, time.Now().Add(time.Minute), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 2 || due[0].Notification.Host != "web" || due[0].Notification.Level != "CRITICAL" {
+		t.Errorf("queued notifications after the crash: %+v", due)
+	}
+	// And an engine restores from it: the alert is acknowledged, the silence stands.
+	e, err := monitor.New(monitor.Options{Store: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	as := e.Alerts(monitor.AlertFilter{Host: "web"})
+	if len(as) != 1 || as[0].Ack == nil {
+		t.Errorf("engine after restore: %+v", as)
+	}
+	if len(e.Silences()) != 1 {
+		t.Errorf("engine silences after restore: %+v", e.Silences())
+	}
+	mins, err := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, time.Now().Add(-time.Hour))
+	if err != nil || len(mins) == 0 {
+		t.Errorf("rollups written before the crash: %v %v", mins, err)
+	}
+}
