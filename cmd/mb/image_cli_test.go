@@ -101,6 +101,10 @@ func TestImageCommands(t *testing.T) {
 	if status != http.StatusBadRequest || apiErr.Code != api.CodeBadRequest {
 		t.Errorf("pull named ../../decoy: %d %s", status, body)
 	}
+	status, body = e.httpCall("POST", "/v1/vms", `{"name": "decoy", "image": "../../decoy"}`)
+	if status != http.StatusBadRequest || !strings.Contains(body, "invalid image name") {
+		t.Errorf("create with image ../../decoy: %d %s", status, body)
+	}
 	status, body = e.httpCall("POST", "/v1/images", `{"disk": "relative.qcow2"}`)
 	_ = json.Unmarshal([]byte(body), &apiErr)
 	if status != http.StatusBadRequest || apiErr.Code != api.CodeBadRequest {

@@ -9,7 +9,10 @@ import (
 )
 
 // Write writes data to a temporary file beside path, syncs it and
-// renames it over path, so a crash never leaves a half-written file.
+// renames it over path, so a crash never leaves a half-written file. It
+// never writes through a symbolic link: the temporary file is created with
+// O_EXCL, which refuses an existing link, and the rename replaces a link at
+// path rather than following it.
 func Write(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

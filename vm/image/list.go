@@ -46,8 +46,16 @@ func List(ctx context.Context, mbHome string, vms []*spec.Spec) ([]Entry, error)
 	}
 	entries := []Entry{}
 	for _, d := range dirents {
-		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+		if strings.HasPrefix(d.Name(), ".") || ValidateName(d.Name()) != nil {
 			continue
+		}
+		// An image the user linked in (a prebuilt one elsewhere) is listed
+		// too: reading an image through the user's own link is fine.
+		if !d.IsDir() {
+			fi, err := os.Stat(filepath.Join(layout.ImagesDir(mbHome), d.Name()))
+			if d.Type()&os.ModeSymlink == 0 || err != nil || !fi.IsDir() {
+				continue
+			}
 		}
 		entries = append(entries, describe(ctx, mbHome, d.Name(), vms))
 	}

@@ -79,3 +79,33 @@ func TestListEmptyCache(t *testing.T) {
 		t.Errorf("List of a fresh home: %v, %v", entries, err)
 	}
 }
+
+// An image linked into the cache (as the test rigs link the prebuilt mini
+// image) is listed, and removing it removes the link, not what it points at.
+func TestListAndRemoveLinkedImage(t *testing.T) {
+	data := qcow2Bytes(t)
+	elsewhere := t.TempDir()
+	if _, err := Import(testCtx(t), elsewhere, ImportOptions{Name: "deb", Disk: writeFile(t, t.TempDir(), "d.qcow2", data)}); err != nil {
+		t.Fatal(err)
+	}
+	mbHome := t.TempDir()
+	if err := os.MkdirAll(layout.ImagesDir(mbHome), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(layout.ImageDir(elsewhere, "deb"), layout.ImageDir(mbHome, "deb")); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := List(testCtx(t), mbHome, nil)
+	if err != nil || len(entries) != 1 || entries[0].Name != "deb" || entries[0].Format != "qcow2" {
+		t.Fatalf("List with a linked image: %+v, %v", entries, err)
+	}
+	if err := Remove(testCtx(t), mbHome, "deb", func() []*spec.Spec { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(layout.ImageDir(mbHome, "deb")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the link is still there: %v", err)
+	}
+	if _, err := Load(elsewhere, "deb"); err != nil {
+		t.Errorf("removing the link damaged the image it pointed at: %v", err)
+	}
+}
