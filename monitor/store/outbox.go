@@ -254,3 +254,65 @@ func (s *Store) PruneOutbox(ctx context.Context, before time.Time) (int64, error
 	}
 	return res.RowsAffected()
 }
+
+// Reschedule records a failed attempt whose next try the caller chose (the
+// notify dispatcher's backoff): Attempts+1, the error, and when it is due.
+func (s *Store) Reschedule(ctx context.Context, id int64, next time.Time, cause string) error {
+	return s.mark(ctx, "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ? AND status = ?",
+		id, cause, ms(next), id, StatusPending)
+}
+
+// GiveUp marks a pending item failed for good, keeping the cause.
+func (s *Store) GiveUp(ctx context.Context, id int64, now time.Time, cause string) error {
+	return s.mark(ctx, "UPDATE outbox SET attempts = attempts + 1, status = ?, last_error = ?, done_at = ? WHERE id = ? AND status = ?",
+		id, StatusFailed, cause, ms(now), id, StatusPending)
+}
+
+// AddAlertChannels records that channels got the alert k (the durable
+// notify.AlertLog).
+func (s *Store) AddAlertChannels(ctx context.Context, k alert.Key, channels []string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, c := range channels {
+			if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO alert_channels (host, plugin, field, channel) VALUES (?, ?, ?, ?)",
+				k.Host, k.Plugin, k.Field, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("alert channels of %s: %w", k, err)
+	}
+	return nil
+}
+
+// TakeAlertChannels returns the channels that got the alert k, sorted, and
+// forgets them (its recovery is going out).
+func (s *Store) TakeAlertChannels(ctx context.Context, k alert.Key) ([]string, error) {
+	var out []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, "SELECT channel FROM alert_channels WHERE host = ? AND plugin = ? AND field = ? ORDER BY channel",
+			k.Host, k.Plugin, k.Field)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM alert_channels WHERE host = ? AND plugin = ? AND field = ?", k.Host, k.Plugin, k.Field)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alert channels of %s: %w", k, err)
+	}
+	return out, nil
+}

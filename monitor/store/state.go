@@ -57,7 +57,7 @@ func nonNil(s []string) []string {
 // DeleteHost removes a host and its alerts.
 func (s *Store) DeleteHost(ctx context.Context, name string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		for _, q := range []string{"DELETE FROM hosts WHERE name = ?", "DELETE FROM alerts WHERE host = ?", "DELETE FROM acks WHERE host = ?"} {
+		for _, q := range []string{"DELETE FROM hosts WHERE name = ?", "DELETE FROM alerts WHERE host = ?", "DELETE FROM acks WHERE host = ?", "DELETE FROM alert_channels WHERE host = ?"} {
 			if _, err := tx.ExecContext(ctx, q, name); err != nil {
 				return fmt.Errorf("delete host %s: %w", name, err)
 			}

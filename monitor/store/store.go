@@ -119,6 +119,17 @@ CREATE TABLE rollups (
 ) WITHOUT ROWID;
 CREATE INDEX rollups_age ON rollups (res, bucket);
 `,
+	// 2: which channels got an ongoing alert (notify.AlertLog), so that
+	// its recovery goes to them even after a restart.
+	`
+CREATE TABLE alert_channels (
+	host    TEXT NOT NULL,
+	plugin  TEXT NOT NULL,
+	field   TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	PRIMARY KEY (host, plugin, field, channel)
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the schema version this code writes.

@@ -447,3 +447,48 @@ func TestCrashKeepsAcksSilencesAndOutbox(t *testing.T) {
 		t.Errorf("rollups written before the crash: %v %v", mins, err)
 	}
 }
+
+func TestRescheduleGiveUpAndAlertChannels(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	id, err := s.Enqueue(ctx, monitor.Notification{ID: "n1", Host: "h", Plugin: "p", Field: "f", Level: "CRITICAL"}, "hook", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := t0.Add(time.Minute)
+	if err := s.Reschedule(ctx, id, next, "boom"); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, t0.Add(time.Second), 0); len(due) != 0 {
+		t.Errorf("rescheduled item due before its time: %+v", due)
+	}
+	due, _ := s.Due(ctx, next, 0)
+	if len(due) != 1 || due[0].Attempts != 1 || due[0].LastError != "boom" {
+		t.Fatalf("due after reschedule: %+v", due)
+	}
+	if err := s.GiveUp(ctx, id, next, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	items, _ := s.Outbox(ctx, StatusFailed, 0)
+	if len(items) != 1 || items[0].LastError != "gone" || items[0].Attempts != 2 {
+		t.Errorf("failed items: %+v", items)
+	}
+	if err := s.Reschedule(ctx, id, next, "again"); err == nil {
+		t.Error("rescheduling a failed item succeeded")
+	}
+
+	k := alert.Key{Host: "h", Plugin: "p", Field: "f"}
+	if err := s.AddAlertChannels(ctx, k, []string{"b", "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddAlertChannels(ctx, k, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.TakeAlertChannels(ctx, k)
+	if err != nil || !reflect.DeepEqual(got, []string{"a", "b"}) {
+		t.Errorf("TakeAlertChannels = %v %v, want [a b]", got, err)
+	}
+	if got, _ := s.TakeAlertChannels(ctx, k); len(got) != 0 {
+		t.Errorf("channels remembered after they were taken: %v", got)
+	}
+}
