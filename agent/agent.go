@@ -5,8 +5,8 @@
 // guest-info, guest-exec, guest-shutdown, ...) and mb's extensions, whose
 // names start with "mb-" (mb-get-metrics).
 //
-// The host side of the protocol, and the wire types both sides share, live
-// in package agent/qga.
+// The host side of the protocol lives in package agent/qga; the wire types
+// both sides share in agent/qgaproto.
 package agent
 
 import (

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // Limits of guest-exec.
@@ -41,7 +41,7 @@ type execTable struct {
 
 type execProc struct {
 	done   chan struct{}
-	status qga.ExecStatus
+	status qgaproto.ExecStatus
 }
 
 // captureMode is guest-exec's capture-output: a bool (qemu-ga before 8.1)
@@ -103,7 +103,7 @@ func (s *server) cmdExec(_ context.Context, args json.RawMessage) (any, error) {
 	s.execs.procs[pid] = p
 	s.execs.mu.Unlock()
 	s.log.Debug("exec started", "pid", pid, "path", a.Path)
-	return qga.ExecPID{PID: pid}, nil
+	return qgaproto.ExecPID{PID: pid}, nil
 }
 
 func (s *server) cmdExecStatus(_ context.Context, args json.RawMessage) (any, error) {
@@ -127,7 +127,7 @@ func (s *server) cmdExecStatus(_ context.Context, args json.RawMessage) (any, er
 		delete(s.execs.procs, *a.PID)
 		return p.status, nil
 	default:
-		return qga.ExecStatus{Exited: false}, nil
+		return qgaproto.ExecStatus{Exited: false}, nil
 	}
 }
 
@@ -263,7 +263,7 @@ func startExec(a execArgs) (*execProc, int, error) {
 				f.Close()
 			}
 		}
-		st := qga.ExecStatus{Exited: true}
+		st := qgaproto.ExecStatus{Exited: true}
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			sig := int(ws.Signal())
 			st.Signal = &sig

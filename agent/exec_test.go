@@ -10,18 +10,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // runExec starts a command and polls guest-exec-status until it exits.
-func (g *guest) runExec(args map[string]any) (int, qga.ExecStatus) {
+func (g *guest) runExec(args map[string]any) (int, qgaproto.ExecStatus) {
 	g.t.Helper()
-	var pid qga.ExecPID
+	var pid qgaproto.ExecPID
 	g.mustCall("guest-exec", args, &pid)
 	deadline := time.Now().Add(callTimeout)
 	for {
-		var st qga.ExecStatus
-		g.mustCall("guest-exec-status", qga.ExecStatusArgs{PID: pid.PID}, &st)
+		var st qgaproto.ExecStatus
+		g.mustCall("guest-exec-status", qgaproto.ExecStatusArgs{PID: pid.PID}, &st)
 		if st.Exited {
 			return pid.PID, st
 		}
@@ -62,7 +62,7 @@ func TestExecExitCodesAndOutput(t *testing.T) {
 	if e := g.call("guest-exec", map[string]any{"path": "/no/such/binary"}, nil); e == nil || !strings.Contains(e.Desc, "/no/such/binary") {
 		t.Errorf("missing binary: error %v", e)
 	}
-	if e := g.call("guest-exec-status", qga.ExecStatusArgs{PID: 999999}, nil); e == nil {
+	if e := g.call("guest-exec-status", qgaproto.ExecStatusArgs{PID: 999999}, nil); e == nil {
 		t.Error("status of unknown pid: want an error")
 	}
 }
@@ -70,7 +70,7 @@ func TestExecExitCodesAndOutput(t *testing.T) {
 func TestExecStatusIsCollectedOnce(t *testing.T) {
 	g := startGuest(t)
 	pid, _ := g.runExec(map[string]any{"path": "true"})
-	if e := g.call("guest-exec-status", qga.ExecStatusArgs{PID: pid}, nil); e == nil {
+	if e := g.call("guest-exec-status", qgaproto.ExecStatusArgs{PID: pid}, nil); e == nil {
 		t.Error("second guest-exec-status of a collected command: want an error")
 	}
 }
@@ -139,27 +139,27 @@ func TestFiles(t *testing.T) {
 	g := startGuest(t)
 	p := filepath.Join(t.TempDir(), "f")
 	var h int64
-	g.mustCall("guest-file-open", qga.FileOpenArgs{Path: p, Mode: "w"}, &h)
-	var w qga.FileWrite
-	g.mustCall("guest-file-write", qga.FileWriteArgs{Handle: h, BufB64: []byte("hello\x00world")}, &w)
+	g.mustCall("guest-file-open", qgaproto.FileOpenArgs{Path: p, Mode: "w"}, &h)
+	var w qgaproto.FileWrite
+	g.mustCall("guest-file-write", qgaproto.FileWriteArgs{Handle: h, BufB64: []byte("hello\x00world")}, &w)
 	if w.Count != 11 {
 		t.Errorf("write count = %d", w.Count)
 	}
-	g.mustCall("guest-file-close", qga.FileHandleArgs{Handle: h}, nil)
-	if e := g.call("guest-file-close", qga.FileHandleArgs{Handle: h}, nil); e == nil {
+	g.mustCall("guest-file-close", qgaproto.FileHandleArgs{Handle: h}, nil)
+	if e := g.call("guest-file-close", qgaproto.FileHandleArgs{Handle: h}, nil); e == nil {
 		t.Error("closing a closed handle: want an error")
 	}
-	g.mustCall("guest-file-open", qga.FileOpenArgs{Path: p}, &h)
-	var r qga.FileRead
-	g.mustCall("guest-file-read", qga.FileReadArgs{Handle: h, Count: 100}, &r)
+	g.mustCall("guest-file-open", qgaproto.FileOpenArgs{Path: p}, &h)
+	var r qgaproto.FileRead
+	g.mustCall("guest-file-read", qgaproto.FileReadArgs{Handle: h, Count: 100}, &r)
 	if string(r.BufB64) != "hello\x00world" || r.Count != 11 || !r.EOF {
 		t.Errorf("read = %+v", r)
 	}
-	g.mustCall("guest-file-close", qga.FileHandleArgs{Handle: h}, nil)
-	if e := g.call("guest-file-open", qga.FileOpenArgs{Path: p, Mode: "x"}, nil); e == nil {
+	g.mustCall("guest-file-close", qgaproto.FileHandleArgs{Handle: h}, nil)
+	if e := g.call("guest-file-open", qgaproto.FileOpenArgs{Path: p, Mode: "x"}, nil); e == nil {
 		t.Error("bad mode: want an error")
 	}
-	if e := g.call("guest-file-open", qga.FileOpenArgs{Path: "/no/such/dir/f"}, nil); e == nil {
+	if e := g.call("guest-file-open", qgaproto.FileOpenArgs{Path: "/no/such/dir/f"}, nil); e == nil {
 		t.Error("missing file: want an error")
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mbvm/mb/agent/internal/frame"
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 func TestFindPort(t *testing.T) {
@@ -159,7 +159,7 @@ func TestServeWaitsForItsDeviceThenServesIt(t *testing.T) {
 				break
 			}
 			if k == frame.Object {
-				var r qga.Reply
+				var r qgaproto.Reply
 				json.Unmarshal(obj, &r)
 				got = r.Return
 				break
@@ -176,11 +176,11 @@ func TestServeWaitsForItsDeviceThenServesIt(t *testing.T) {
 		if k != frame.Object {
 			continue
 		}
-		var r qga.Reply
+		var r qgaproto.Reply
 		if json.Unmarshal(obj, &r) != nil {
 			t.Fatalf("reply %s", obj)
 		}
-		var hn qga.HostName
+		var hn qgaproto.HostName
 		if json.Unmarshal(r.Return, &hn) == nil && hn.HostName != "" {
 			break
 		}

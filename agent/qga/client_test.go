@@ -17,6 +17,7 @@ import (
 
 	"github.com/mbvm/mb/agent"
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -108,26 +109,26 @@ func TestClientAgainstMBAgent(t *testing.T) {
 	}
 	info, err := c.Info(ctx)
 	if err != nil || !info.IsMBAgent() || info.Version != agent.Version {
-		t.Fatalf("Info = %+v, %v", info, err)
+		t.Fatalf("qgaproto.Info = %+v, %v", info, err)
 	}
 	host, err := c.HostName(ctx)
 	if want, _ := os.Hostname(); err != nil || host != want {
-		t.Errorf("HostName = %q, %v; want %q", host, err, want)
+		t.Errorf("qgaproto.HostName = %q, %v; want %q", host, err, want)
 	}
 	osi, err := c.OSInfo(ctx)
 	if err != nil || osi.KernelRelease == "" {
-		t.Errorf("OSInfo = %+v, %v", osi, err)
+		t.Errorf("qgaproto.OSInfo = %+v, %v", osi, err)
 	}
 	ifaces, err := c.Interfaces(ctx)
 	if err != nil || len(ifaces) == 0 {
 		t.Errorf("Interfaces = %+v, %v", ifaces, err)
 	}
-	var m qga.Metrics
+	var m qgaproto.Metrics
 	raw, err := c.Metrics(ctx)
 	if err != nil || json.Unmarshal(raw, &m) != nil || m.Source != "mb-agent" || m.CPU == nil || m.Memory == nil {
-		t.Errorf("Metrics = %s, %v", raw, err)
+		t.Errorf("qgaproto.Metrics = %s, %v", raw, err)
 	}
-	if err := c.Call(ctx, "no-such-command", nil, nil); !isClass(err, qga.ClassCommandNotFound) {
+	if err := c.Call(ctx, "no-such-command", nil, nil); !isClass(err, qgaproto.ClassCommandNotFound) {
 		t.Errorf("unknown command: %v, want CommandNotFound", err)
 	}
 	// An error reply does not break the channel.
@@ -151,7 +152,7 @@ func TestClientAgainstMBAgent(t *testing.T) {
 }
 
 func isClass(err error, class string) bool {
-	var qe *qga.Error
+	var qe *qgaproto.Error
 	return errors.As(err, &qe) && qe.Class == class
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"time"
 
 	"github.com/mbvm/mb/vmhost"
@@ -32,20 +33,20 @@ func (c *Client) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.Exec
 	if len(req.Argv) == 0 || req.Argv[0] == "" {
 		return nil, errors.New("exec: empty command line: give the program to run")
 	}
-	var info *Info
-	var pid ExecPID
+	var info *qgaproto.Info
+	var pid qgaproto.ExecPID
 	err := c.do(ctx, c.opts.CallTimeout, func(s *session) error {
 		var err error
 		if info, err = s.agentInfo(); err != nil {
 			return err
 		}
-		args := ExecArgs{Path: req.Argv[0], Arg: req.Argv[1:], Env: req.Env, InputData: req.Stdin, CaptureOutput: true}
+		args := qgaproto.ExecArgs{Path: req.Argv[0], Arg: req.Argv[1:], Env: req.Env, InputData: req.Stdin, CaptureOutput: true}
 		if info.IsMBAgent() && req.Timeout > 0 {
 			args.TimeoutMs = max(req.Timeout.Milliseconds(), 1)
 		}
 		return s.call("guest-exec", args, &pid)
 	})
-	var guestErr *Error
+	var guestErr *qgaproto.Error
 	if errors.As(err, &guestErr) {
 		// The agent answered and refused: the command cannot run there.
 		return nil, fmt.Errorf("%w: %q: %s", vmhost.ErrExecStart, req.Argv[0], guestErr.Desc)
@@ -67,9 +68,9 @@ func (c *Client) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.Exec
 	}
 	delay := 5 * time.Millisecond
 	for {
-		var st ExecStatus
+		var st qgaproto.ExecStatus
 		err := c.do(waitCtx, longCallTimeout, func(s *session) error {
-			return s.call("guest-exec-status", ExecStatusArgs{PID: pid.PID}, &st)
+			return s.call("guest-exec-status", qgaproto.ExecStatusArgs{PID: pid.PID}, &st)
 		})
 		if err != nil {
 			if req.Timeout > 0 && ctx.Err() == nil && waitCtx.Err() != nil {
@@ -102,7 +103,7 @@ func (c *Client) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.Exec
 	}
 }
 
-func agentKind(info *Info) string {
+func agentKind(info *qgaproto.Info) string {
 	if info != nil && info.IsMBAgent() {
 		return "mb-agent"
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -74,11 +75,11 @@ func TestClientAgainstStockQemuGA(t *testing.T) {
 	}
 	info, err := c.Info(ctx)
 	if err != nil || info.IsMBAgent() || !info.Supports("guest-exec") {
-		t.Fatalf("Info = %+v, %v", info, err)
+		t.Fatalf("qgaproto.Info = %+v, %v", info, err)
 	}
 	osi, err := c.OSInfo(ctx)
 	if err != nil || osi.KernelRelease == "" {
-		t.Errorf("OSInfo = %+v, %v", osi, err)
+		t.Errorf("qgaproto.OSInfo = %+v, %v", osi, err)
 	}
 	ifaces, err := c.Interfaces(ctx)
 	if err != nil || len(ifaces) == 0 || len(ifaces[0].IPAddresses) == 0 {
@@ -95,13 +96,13 @@ func TestClientAgainstStockQemuGA(t *testing.T) {
 	}
 
 	raw, err := c.Metrics(ctx)
-	var m qga.Metrics
+	var m qgaproto.Metrics
 	if err != nil || json.Unmarshal(raw, &m) != nil {
-		t.Fatalf("Metrics = %s, %v", raw, err)
+		t.Fatalf("qgaproto.Metrics = %s, %v", raw, err)
 	}
 	if m.Source != "qemu-ga" || m.CPU == nil || m.CPU.Total() == 0 || m.Memory == nil || m.Memory.TotalBytes == 0 ||
 		len(m.LoadAvg) != 3 || m.UptimeSeconds <= 0 || len(m.Interfaces) == 0 {
-		t.Errorf("Metrics from qemu-ga = %s", raw)
+		t.Errorf("qgaproto.Metrics from qemu-ga = %s", raw)
 	}
 
 	// guest-shutdown is blocked here: the refusal comes back as an error

@@ -3,6 +3,7 @@ package qga
 import (
 	"context"
 	"encoding/json"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"log/slog"
 	"net"
 	"strings"
@@ -159,7 +160,7 @@ func (w *Watcher) refreshFacts(ctx context.Context) {
 	}
 }
 
-func osName(o *OSInfo) string {
+func osName(o *qgaproto.OSInfo) string {
 	switch {
 	case o.PrettyName != "":
 		return o.PrettyName
@@ -172,7 +173,7 @@ func osName(o *OSInfo) string {
 }
 
 // guestIPs lists the addresses worth showing: no loopback, no link-local.
-func guestIPs(ifaces []Interface) []string {
+func guestIPs(ifaces []qgaproto.Interface) []string {
 	var out []string
 	for _, i := range ifaces {
 		for _, a := range i.IPAddresses {

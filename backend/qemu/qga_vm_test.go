@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/bench/testvm"
 	"github.com/mbvm/mb/vmhost"
 )
@@ -36,7 +37,7 @@ func TestStockQemuGAInVM(t *testing.T) {
 		t.Errorf("exec through qemu-ga = %+v, %v; want exit 7 with hi / oops", res, err)
 	}
 	raw, err := c.Metrics(ctx)
-	var mt qga.Metrics
+	var mt qgaproto.Metrics
 	if err != nil || json.Unmarshal(raw, &mt) != nil || mt.Source != "qemu-ga" {
 		t.Errorf("metrics through qemu-ga = %s, %v; want source qemu-ga", raw, err)
 	}

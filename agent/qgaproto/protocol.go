@@ -1,15 +1,11 @@
-// Package qga is the host side of the guest agent protocol: the QEMU guest
-// agent protocol (QGA) wire types shared with the guest side (package
-// agent), a Client that talks to an agent over a unix socket, and a Watcher
-// that keeps track of the agent's liveness for vmhost.
-//
-// The Client works with mb-agent and with a stock qemu-guest-agent. It
-// never sends a 0xFF byte, serialises calls (QGA has no request ids), puts
-// a deadline on every call, resynchronises with guest-sync-delimited after
-// every connect and every failed call, and refuses replies over a size
-// limit, so a hostile guest can make calls fail but never hang or crash the
-// host.
-package qga
+// Package qgaproto holds the wire types of the QEMU guest agent protocol
+// (QGA) as mb speaks it: the requests and replies of the standard commands
+// mb uses, mb's extensions (commands and arguments whose names start with
+// "mb-"), the mb-get-metrics document and the parsers of the /proc files it
+// is built from. It has no client or server code: the host's client
+// (agent/qga) and the guest's server (agent, run by mb-agent) both import
+// it, so the two sides cannot drift apart.
+package qgaproto
 
 import (
 	"encoding/json"
@@ -69,6 +65,12 @@ func (i *Info) Supports(name string) bool {
 		}
 	}
 	return false
+}
+
+// IsMBAgent reports whether the agent is an mb-agent, which accepts mb's
+// extensions, rather than a stock qemu-ga.
+func (i *Info) IsMBAgent() bool {
+	return i.Supports(MetricsCommand)
 }
 
 // CommandInfo describes one command in guest-info.
