@@ -31,6 +31,8 @@ func (s *server) commandTable() map[string]command {
 		"guest-file-write":             {run: s.cmdFileWrite},
 		"guest-file-close":             {run: s.cmdFileClose},
 		qgaproto.MetricsCommand:        {run: s.cmdMetrics},
+		qgaproto.ExecKillCommand:       {run: s.cmdExecKill},
+		qgaproto.ExecInputCommand:      {run: s.cmdExecInput},
 	}
 }
 

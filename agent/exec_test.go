@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -161,5 +163,95 @@ func TestFiles(t *testing.T) {
 	}
 	if e := g.call("guest-file-open", qgaproto.FileOpenArgs{Path: "/no/such/dir/f"}, nil); e == nil {
 		t.Error("missing file: want an error")
+	}
+}
+
+// A refused guest-exec says why in mb-reason, for the host to act on.
+func TestExecStartReason(t *testing.T) {
+	g := startGuest(t)
+	dir := t.TempDir()
+	noExec := filepath.Join(dir, "script")
+	if err := os.WriteFile(noExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path, reason string
+	}{
+		{"/no/such/binary", qgaproto.ReasonNotFound},
+		{"no-such-program-in-path", qgaproto.ReasonNotFound},
+		{noExec, qgaproto.ReasonNotExecutable},
+		{dir, qgaproto.ReasonNotExecutable},
+	} {
+		e := g.call("guest-exec", map[string]any{"path": c.path}, nil)
+		if e == nil || e.Reason != c.reason {
+			t.Errorf("guest-exec %s: error %+v, want mb-reason %q", c.path, e, c.reason)
+		}
+	}
+}
+
+// mb-exec-kill kills the command's whole process group and forgets it.
+func TestExecKill(t *testing.T) {
+	g := startGuest(t)
+	var pid qgaproto.ExecPID
+	g.mustCall("guest-exec", map[string]any{"path": "sh", "arg": []string{"-c", "sleep 1000 & sleep 1000"}}, &pid)
+	g.mustCall(qgaproto.ExecKillCommand, qgaproto.ExecKillArgs{PID: pid.PID}, nil)
+	deadline := time.Now().Add(callTimeout)
+	for !errors.Is(unix.Kill(-pid.PID, 0), unix.ESRCH) {
+		if time.Now().After(deadline) {
+			unix.Kill(-pid.PID, unix.SIGKILL)
+			t.Fatalf("process group %d alive after mb-exec-kill", pid.PID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Its entry goes once it exited: status is not collected any more.
+	for g.call("guest-exec-status", qgaproto.ExecStatusArgs{PID: pid.PID}, nil) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a killed command's status is still kept")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if e := g.call(qgaproto.ExecKillCommand, qgaproto.ExecKillArgs{PID: 999999}, nil); e == nil {
+		t.Error("kill of an unknown pid: want an error")
+	}
+}
+
+// Stdin streamed in mb-exec-input chunks arrives whole and in order, past
+// the 1 MiB request limit.
+func TestExecStdinStream(t *testing.T) {
+	g := startGuest(t)
+	data := make([]byte, 3*MaxRequestSize+12345)
+	for i := range data {
+		data[i] = byte(i * 7 / 5)
+	}
+	var pid qgaproto.ExecPID
+	g.mustCall("guest-exec", qgaproto.ExecArgs{Path: "sha256sum", CaptureOutput: qgaproto.CaptureSeparated, StdinStream: true}, &pid)
+	for rest := data; len(rest) > 0; {
+		n := min(len(rest), qgaproto.MaxInputChunk)
+		g.mustCall(qgaproto.ExecInputCommand, qgaproto.ExecInputArgs{PID: pid.PID, Data: rest[:n], EOF: n == len(rest)}, nil)
+		rest = rest[n:]
+	}
+	st := g.waitExec(pid.PID)
+	sum := sha256.Sum256(data)
+	if got, _, _ := strings.Cut(string(st.OutData), " "); got != hex.EncodeToString(sum[:]) {
+		t.Errorf("sha256 of streamed stdin in the guest %q, want %x", st.OutData, sum)
+	}
+	if e := g.call(qgaproto.ExecInputCommand, qgaproto.ExecInputArgs{PID: pid.PID, Data: []byte("x")}, nil); e == nil {
+		t.Error("input to a collected command: want an error")
+	}
+}
+
+func (g *guest) waitExec(pid int) qgaproto.ExecStatus {
+	g.t.Helper()
+	deadline := time.Now().Add(callTimeout)
+	for {
+		var st qgaproto.ExecStatus
+		g.mustCall("guest-exec-status", qgaproto.ExecStatusArgs{PID: pid}, &st)
+		if st.Exited {
+			return st
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("command %d did not finish within %v", pid, callTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

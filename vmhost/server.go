@@ -217,7 +217,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		if len(line) == 0 {
 			continue
 		}
-		resp := s.handleLine(ctx, line)
+		resp := s.handleConnLine(ctx, conn, r, line)
 		if err := writeResponse(conn, resp); err != nil {
 			return
 		}

@@ -18,7 +18,6 @@ import (
 	"github.com/mbvm/mb/agent"
 	"github.com/mbvm/mb/agent/qga"
 	"github.com/mbvm/mb/agent/qgaproto"
-	"github.com/mbvm/mb/vmhost"
 )
 
 // long is a generous bound for anything that must merely finish: a loaded
@@ -161,30 +160,30 @@ func TestExec(t *testing.T) {
 	c := newClient(t, path, long)
 	ctx := context.Background()
 
-	res, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"cat", "/proc/version"}})
+	res, err := c.Exec(ctx, qga.ExecRequest{Argv: []string{"cat", "/proc/version"}})
 	if err != nil || !strings.HasPrefix(string(res.Stdout), "Linux version") || res.ExitCode != 0 {
 		t.Fatalf("cat /proc/version = %+v, %v", res, err)
 	}
-	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "exit 7"}})
+	res, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "exit 7"}})
 	if err != nil || res.ExitCode != 7 {
 		t.Errorf("exit 7 = %+v, %v", res, err)
 	}
-	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "cat; echo e >&2"}, Stdin: []byte("in\x00put")})
+	res, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "cat; echo e >&2"}, Stdin: []byte("in\x00put")})
 	if err != nil || string(res.Stdout) != "in\x00put" || string(res.Stderr) != "e\n" {
 		t.Errorf("stdin/stderr = %+v, %v", res, err)
 	}
-	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "head -c 20971520 /dev/zero"}})
+	res, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "head -c 20971520 /dev/zero"}})
 	if err != nil || !res.OutTruncated || len(res.Stdout) != agent.MaxExecOutput {
 		t.Errorf("20 MiB: truncated=%v len=%d err=%v", res != nil && res.OutTruncated, len(res.Stdout), err)
 	}
-	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "sleep 1000"}, Timeout: 300 * time.Millisecond})
+	res, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "sleep 1000"}, Timeout: 300 * time.Millisecond})
 	if !errors.Is(err, qga.ErrExecTimeout) || res == nil || res.ExitCode != 137 {
 		t.Errorf("timeout: %+v, %v; want exit 137 and ErrExecTimeout", res, err)
 	}
-	if _, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"/no/such/program"}}); !errors.Is(err, vmhost.ErrExecStart) || !strings.Contains(err.Error(), "no such file") {
-		t.Errorf("missing program: %v, want vmhost.ErrExecStart saying no such file", err)
+	if _, err := c.Exec(ctx, qga.ExecRequest{Argv: []string{"/no/such/program"}}); !errors.Is(err, qga.ErrExecNotFound) || !errors.Is(err, qga.ErrExecStart) {
+		t.Errorf("missing program: %v, want qga.ErrExecStart wrapping qga.ErrExecNotFound", err)
 	}
-	if _, err := c.Exec(ctx, vmhost.ExecRequest{}); err == nil {
+	if _, err := c.Exec(ctx, qga.ExecRequest{}); err == nil {
 		t.Error("empty argv: want an error")
 	}
 }
@@ -234,7 +233,7 @@ func TestCallsWaitingForTheChannelHonourTheirContext(t *testing.T) {
 	// through while it runs.
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Exec(context.Background(), vmhost.ExecRequest{Argv: []string{"sleep", "1"}})
+		_, err := c.Exec(context.Background(), qga.ExecRequest{Argv: []string{"sleep", "1"}})
 		done <- err
 	}()
 	if _, err := c.Ping(context.Background()); err != nil {

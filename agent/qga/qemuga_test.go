@@ -14,7 +14,6 @@ import (
 
 	"github.com/mbvm/mb/agent/qga"
 	"github.com/mbvm/mb/agent/qgaproto"
-	"github.com/mbvm/mb/vmhost"
 )
 
 // dangerousRPCs are blocked in the qemu-ga the tests run on this machine:
@@ -85,12 +84,12 @@ func TestClientAgainstStockQemuGA(t *testing.T) {
 	if err != nil || len(ifaces) == 0 || len(ifaces[0].IPAddresses) == 0 {
 		t.Errorf("Interfaces = %+v, %v", ifaces, err)
 	}
-	res, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "cat /proc/version; exit 7"}, Stdin: []byte("x")})
+	res, err := c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "cat /proc/version; exit 7"}, Stdin: []byte("x")})
 	if err != nil || res.ExitCode != 7 || !strings.HasPrefix(string(res.Stdout), "Linux version") {
 		t.Errorf("exec = %+v, %v", res, err)
 	}
 	// qemu-ga cannot kill on a timeout: the host gives up and says so.
-	_, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sleep", "2"}, Timeout: 200 * time.Millisecond})
+	_, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sleep", "2"}, Timeout: 200 * time.Millisecond})
 	if !errors.Is(err, qga.ErrExecTimeout) || !strings.Contains(err.Error(), "may still run") {
 		t.Errorf("exec with a timeout = %v, want ErrExecTimeout saying the process may live on", err)
 	}

@@ -9,16 +9,30 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mbvm/mb/vmhost"
 )
 
-// Agent states reported in vmhost.AgentInfo.State.
+// Agent states, in AgentInfo.State.
 const (
 	StateOK           = "ok"
 	StateUnresponsive = "unresponsive"
 	StateNone         = "none"
 )
+
+// AgentInfo is what a Watcher knows of its agent. Its fields are those of
+// vmhost.AgentInfo, so a backend converts one into the other.
+type AgentInfo struct {
+	// State is StateOK, StateUnresponsive or StateNone.
+	State    string
+	LastSeen *time.Time
+	// RTTMs is the last ping round trip; RTTAvgMs a smoothed average.
+	RTTMs    float64
+	RTTAvgMs float64
+	Hostname string
+	OS       string
+	IPs      []string
+	// Kind is "mb-agent" or "qemu-ga" when known.
+	Kind string
+}
 
 // Defaults of WatcherOptions.
 const (
@@ -225,12 +239,12 @@ func (w *Watcher) Responsive() bool {
 }
 
 // Info returns what is known of the agent. It never blocks on the agent.
-func (w *Watcher) Info() *vmhost.AgentInfo {
+func (w *Watcher) Info() *AgentInfo {
 	state := w.State()
 	st := w.c.Stats()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	info := &vmhost.AgentInfo{
+	info := &AgentInfo{
 		State:    state,
 		RTTMs:    float64(w.rtt.Microseconds()) / 1000,
 		RTTAvgMs: float64(w.srtt.Microseconds()) / 1000,
@@ -247,7 +261,7 @@ func (w *Watcher) Info() *vmhost.AgentInfo {
 }
 
 // Exec runs a command in the guest (see Client.Exec).
-func (w *Watcher) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.ExecResult, error) {
+func (w *Watcher) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error) {
 	return w.c.Exec(ctx, req)
 }
 

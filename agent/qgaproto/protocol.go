@@ -34,7 +34,20 @@ const (
 type Error struct {
 	Class string `json:"class"`
 	Desc  string `json:"desc"`
+	// Reason is mb's extension: why guest-exec could not start the
+	// command (ReasonNotFound, ReasonNotExecutable), for the host to act
+	// on without reading Desc. Stock qemu-ga never sets it.
+	Reason string `json:"mb-reason,omitempty"`
 }
+
+// Reasons of a refused guest-exec, in Error.Reason.
+const (
+	// ReasonNotFound: there is no such program (ENOENT, or not in PATH).
+	ReasonNotFound = "not_found"
+	// ReasonNotExecutable: the program exists but cannot be executed
+	// (EACCES, ENOEXEC, a directory...).
+	ReasonNotExecutable = "not_executable"
+)
 
 // Error implements error.
 func (e *Error) Error() string {
@@ -43,8 +56,39 @@ func (e *Error) Error() string {
 
 // MetricsCommand is mb's extension returning a Metrics document. An agent
 // whose guest-info lists it is an mb-agent, and accepts the other mb-
-// extensions too (the "mb-timeout-ms" argument of guest-exec).
+// extensions too (the "mb-" arguments of guest-exec, ExecKillCommand,
+// ExecInputCommand).
 const MetricsCommand = "mb-get-metrics"
+
+// ExecKillCommand is mb's extension that kills the process group of a
+// command started with guest-exec (SIGKILL) and forgets it: its status is
+// never collected. The reply is empty. Stock qemu-ga has no way to kill a
+// command it started.
+const ExecKillCommand = "mb-exec-kill"
+
+// ExecKillArgs are the arguments of ExecKillCommand.
+type ExecKillArgs struct {
+	PID int `json:"pid"`
+}
+
+// ExecInputCommand is mb's extension that writes the next chunk of stdin
+// to a command started with guest-exec and "mb-stdin-stream": true. A
+// chunk with EOF set closes the command's stdin after its data. The reply
+// is empty; it comes once the chunk is handed to the command's pipe, so a
+// slow reader holds the host back instead of filling the guest's memory.
+const ExecInputCommand = "mb-exec-input"
+
+// ExecInputArgs are the arguments of ExecInputCommand.
+type ExecInputArgs struct {
+	PID  int    `json:"pid"`
+	Data []byte `json:"data,omitempty"`
+	EOF  bool   `json:"eof,omitempty"`
+}
+
+// MaxInputChunk is the most stdin the host sends in one ExecInputCommand
+// (or in input-data): its base64 form keeps the request well under the
+// agent's 1 MiB request limit.
+const MaxInputChunk = 512 << 10
 
 // SyncArgs are the arguments of guest-sync and guest-sync-delimited.
 type SyncArgs struct {
@@ -135,15 +179,67 @@ type ShutdownArgs struct {
 
 // ExecArgs are the arguments of guest-exec.
 type ExecArgs struct {
-	Path          string   `json:"path"`
-	Arg           []string `json:"arg,omitempty"`
-	Env           []string `json:"env,omitempty"`
-	InputData     []byte   `json:"input-data,omitempty"`
-	CaptureOutput bool     `json:"capture-output,omitempty"`
+	Path          string      `json:"path"`
+	Arg           []string    `json:"arg,omitempty"`
+	Env           []string    `json:"env,omitempty"`
+	InputData     []byte      `json:"input-data,omitempty"`
+	CaptureOutput CaptureMode `json:"capture-output,omitempty"`
 	// TimeoutMs is mb's extension: the agent kills the command's process
-	// group after this long. Send it only to an mb-agent: qemu-ga refuses
-	// unknown arguments.
+	// group after this long. Send it (and the other mb- arguments) only to
+	// an mb-agent: qemu-ga refuses unknown arguments.
 	TimeoutMs int64 `json:"mb-timeout-ms,omitempty"`
+	// StdinStream is mb's extension: the command's stdin stays open after
+	// InputData, and more comes with ExecInputCommand until a chunk with
+	// EOF set.
+	StdinStream bool `json:"mb-stdin-stream,omitempty"`
+}
+
+// CaptureMode is guest-exec's capture-output: which output the agent
+// keeps for guest-exec-status. qemu-ga before 8.1 takes only a bool (true
+// is CaptureSeparated); later ones and mb-agent take the names too.
+type CaptureMode string
+
+// Capture modes.
+const (
+	CaptureNone      CaptureMode = "none"
+	CaptureStdout    CaptureMode = "stdout"
+	CaptureStderr    CaptureMode = "stderr"
+	CaptureSeparated CaptureMode = "separated"
+	CaptureMerged    CaptureMode = "merged"
+)
+
+// MarshalJSON sends none and separated as the bool every qemu-ga accepts,
+// the other modes by name.
+func (c CaptureMode) MarshalJSON() ([]byte, error) {
+	switch c {
+	case CaptureNone:
+		return []byte("false"), nil
+	case CaptureSeparated:
+		return []byte("true"), nil
+	}
+	return json.Marshal(string(c))
+}
+
+// UnmarshalJSON accepts a bool or a mode name.
+func (c *CaptureMode) UnmarshalJSON(b []byte) error {
+	var flag bool
+	if err := json.Unmarshal(b, &flag); err == nil {
+		*c = CaptureNone
+		if flag {
+			*c = CaptureSeparated
+		}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("capture-output must be a bool or a string")
+	}
+	switch m := CaptureMode(s); m {
+	case CaptureNone, CaptureStdout, CaptureStderr, CaptureSeparated, CaptureMerged:
+		*c = m
+		return nil
+	}
+	return fmt.Errorf("capture-output %q: use none, stdout, stderr, separated or merged", s)
 }
 
 // ExecPID is the reply of guest-exec.
