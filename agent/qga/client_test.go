@@ -80,14 +80,16 @@ type realAgent struct {
 
 func startAgent(t testing.TB) (*realAgent, string) {
 	a := &realAgent{shutdowns: make(chan string, 8)}
+	// One agent for every connection, as in a guest.
+	srv := agent.NewServer(agent.Options{Logger: quietLogger(), Shutdown: func(_ context.Context, mode string) error {
+		if err, _ := a.shutdownErr.Load().(error); err != nil {
+			return err
+		}
+		a.shutdowns <- mode
+		return nil
+	}})
 	path := serveSocket(t, func(ctx context.Context, c net.Conn) {
-		agent.ServeConn(ctx, c, agent.Options{Logger: quietLogger(), Shutdown: func(_ context.Context, mode string) error {
-			if err, _ := a.shutdownErr.Load().(error); err != nil {
-				return err
-			}
-			a.shutdowns <- mode
-			return nil
-		}})
+		srv.ServeConn(ctx, c)
 	})
 	return a, path
 }

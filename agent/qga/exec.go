@@ -136,6 +136,9 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error)
 	}
 	delay := 5 * time.Millisecond
 	for {
+		if ctx.Err() != nil {
+			return nil, c.abandon(ctx, info, pid.PID, req.Argv[0])
+		}
 		var st qgaproto.ExecStatus
 		err := c.do(waitCtx, longCallTimeout, func(s *session) error {
 			return s.call("guest-exec-status", qgaproto.ExecStatusArgs{PID: pid.PID}, &st)
@@ -179,7 +182,12 @@ func (c *Client) sendStdin(ctx context.Context, pid int, data []byte) error {
 	for {
 		n := min(len(data), qgaproto.MaxInputChunk)
 		args := qgaproto.ExecInputArgs{PID: pid, Data: data[:n], EOF: n == len(data)}
-		if err := c.Call(ctx, qgaproto.ExecInputCommand, args, nil); err != nil {
+		// The agent waits up to 10 s for the command to take a chunk;
+		// the call waits longer, so the agent's answer comes first.
+		err := c.do(ctx, longCallTimeout, func(s *session) error {
+			return s.call(qgaproto.ExecInputCommand, args, nil)
+		})
+		if err != nil {
 			return fmt.Errorf("send stdin to guest pid %d: %w", pid, err)
 		}
 		data = data[n:]
