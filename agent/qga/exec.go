@@ -64,15 +64,17 @@ const killTimeout = 5 * time.Second
 // environment with qemu-ga; mb-agent adds a default PATH when Env has none.
 // Output is captured, up to 16 MiB per stream (the Truncated flags say when
 // more was dropped). Stdin goes whole in guest-exec to a stock qemu-ga (at
-// most MaxStockStdin, else ErrStdinTooLarge), and in chunks to an mb-agent.
+// most MaxStockStdin, else ErrStdinTooLarge), and in chunks to an mb-agent
+// that has mb-exec-input.
 //
 // A command killed by a signal reports 128+signal as its exit code. With a
 // timeout, an mb-agent kills the command's whole process group when it
 // expires; Exec then returns the result and an error wrapping
 // ErrExecTimeout. A stock qemu-ga cannot kill it: Exec stops waiting at the
 // timeout and returns an error saying that the guest process may live on.
-// When ctx ends first, Exec asks an mb-agent to kill the command's process
-// group (stock qemu-ga cannot) and returns ctx's error.
+// When ctx ends first, Exec asks an mb-agent that has mb-exec-kill to kill
+// the command's process group (stock qemu-ga cannot) and returns ctx's
+// error.
 func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error) {
 	if len(req.Argv) == 0 || req.Argv[0] == "" {
 		return nil, errors.New("exec: empty command line: give the program to run")
@@ -86,21 +88,17 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error)
 		}
 		args := qgaproto.ExecArgs{Path: req.Argv[0], Arg: req.Argv[1:], Env: req.Env,
 			CaptureOutput: qgaproto.CaptureSeparated}
+		if info.IsMBAgent() && req.Timeout > 0 {
+			args.TimeoutMs = max(req.Timeout.Milliseconds(), 1)
+		}
 		switch {
-		case info.IsMBAgent():
-			if req.Timeout > 0 {
-				args.TimeoutMs = max(req.Timeout.Milliseconds(), 1)
-			}
-			if len(req.Stdin) > qgaproto.MaxInputChunk {
-				args.StdinStream = true
-			} else {
-				args.InputData = req.Stdin
-			}
-		case len(req.Stdin) > MaxStockStdin:
-			return fmt.Errorf("%w: %d bytes; qemu-guest-agent takes at most %d in one request (an image with mb-agent, such as mini, takes up to 16 MiB)",
-				ErrStdinTooLarge, len(req.Stdin), MaxStockStdin)
-		default:
+		case len(req.Stdin) <= MaxStockStdin:
 			args.InputData = req.Stdin
+		case info.Supports(qgaproto.ExecInputCommand):
+			args.StdinStream = true
+		default:
+			return fmt.Errorf("%w: %d bytes; %s takes at most %d in one request (a current mb-agent, as in the mini image, takes up to 16 MiB)",
+				ErrStdinTooLarge, len(req.Stdin), agentKind(info), MaxStockStdin)
 		}
 		return s.call("guest-exec", args, &pid)
 	})
@@ -112,7 +110,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("start %q in the guest: %w", req.Argv[0], err)
 	}
-	if len(req.Stdin) > qgaproto.MaxInputChunk && info.IsMBAgent() {
+	if len(req.Stdin) > MaxStockStdin {
 		if err := c.sendStdin(ctx, pid.PID, req.Stdin); err != nil {
 			if ctx.Err() != nil {
 				return nil, c.abandon(ctx, info, pid.PID, req.Argv[0])
@@ -201,8 +199,8 @@ func (c *Client) sendStdin(ctx context.Context, pid int, data []byte) error {
 // mb-agent kills its process group; a stock qemu-ga cannot, and the
 // command runs on.
 func (c *Client) abandon(ctx context.Context, info *qgaproto.Info, pid int, prog string) error {
-	if !info.IsMBAgent() {
-		return fmt.Errorf("exec of %q cancelled: %w; the command (guest pid %d) runs on, qemu-ga cannot kill it", prog, context.Cause(ctx), pid)
+	if !info.Supports(qgaproto.ExecKillCommand) {
+		return fmt.Errorf("exec of %q cancelled: %w; the command (guest pid %d) runs on: the agent (%s) cannot kill it", prog, context.Cause(ctx), pid, agentKind(info))
 	}
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
 	defer cancel()
