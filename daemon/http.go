@@ -239,7 +239,7 @@ func runningClient(v *vm, what string) (*vmhost.Client, error) {
 func agentError(v *vm, what string, err error) error {
 	var re *vmhost.RemoteError
 	if errors.As(err, &re) {
-		if strings.Contains(re.Message, "not available") {
+		if re.Code == vmhost.CodeNotAvailable {
 			return errorf(http.StatusConflict, "VM %s has no guest agent, so %s cannot work: %s (use an image with mb-agent or qemu-guest-agent, such as mini)", v.name, what, re.Message)
 		}
 		return errorf(http.StatusBadGateway, "VM %s: %s failed in the guest: %s", v.name, what, re.Message)

@@ -359,7 +359,7 @@ func (s *Server) forceStop(ctx context.Context) *Response {
 func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 	mr, ok := s.controller.(MetricsReporter)
 	if !ok {
-		return &Response{Error: fmt.Sprintf("metrics are not available: the %s backend has no guest agent channel", s.controller.Backend())}
+		return &Response{Error: fmt.Sprintf("metrics are not available: the %s backend has no guest agent channel", s.controller.Backend()), Code: CodeNotAvailable}
 	}
 	timeout := 10 * time.Second
 	if req.TimeoutSeconds > 0 {
