@@ -69,14 +69,13 @@ func (s *server) cmdExec(_ context.Context, args json.RawMessage) (any, error) {
 	if a.TimeoutMs < 0 {
 		return nil, genericError("Parameter 'mb-timeout-ms' must not be negative")
 	}
-	s.execs.mu.Lock()
-	n := len(s.execs.procs)
-	s.execs.mu.Unlock()
-	if n >= maxExecs {
-		return nil, genericError("%d commands have not been collected with guest-exec-status; collect them first", n)
-	}
+	// The table stays locked until the command is in it, so that its
+	// exit (which may drop it) comes after.
 	s.execs.mu.Lock()
 	defer s.execs.mu.Unlock()
+	if n := len(s.execs.procs); n >= maxExecs {
+		return nil, genericError("%d commands have not been collected with guest-exec-status; collect them first", n)
+	}
 	p, pid, err := startExec(a, func(pid int) { s.execs.exited(pid) })
 	if err != nil {
 		return nil, execStartError(err)
@@ -282,10 +281,16 @@ func startExec(a qgaproto.ExecArgs, onExit func(pid int)) (*execProc, int, error
 	case stdinW != nil && a.StdinStream:
 		p.stdin = stdinW
 		if len(a.InputData) > 0 {
-			if err := writeStdin(stdinW, a.InputData); err != nil {
-				p.stdin = nil
-				stdinW.Close()
-			}
+			// The first chunk goes before any mb-exec-input: the writer
+			// holds stdinMu until it is written.
+			p.stdinMu.Lock()
+			go func() {
+				defer p.stdinMu.Unlock()
+				if err := writeStdin(stdinW, a.InputData); err != nil {
+					p.stdin = nil
+					stdinW.Close()
+				}
+			}()
 		}
 	case stdinW != nil:
 		go func() {

@@ -223,9 +223,12 @@ func TestExecStdinStream(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i * 7 / 5)
 	}
+	// The first chunk rides in input-data, the rest in mb-exec-input.
 	var pid qgaproto.ExecPID
-	g.mustCall("guest-exec", qgaproto.ExecArgs{Path: "sha256sum", CaptureOutput: qgaproto.CaptureSeparated, StdinStream: true}, &pid)
-	for rest := data; len(rest) > 0; {
+	first := qgaproto.MaxInputChunk / 2
+	g.mustCall("guest-exec", qgaproto.ExecArgs{Path: "sha256sum", CaptureOutput: qgaproto.CaptureSeparated, StdinStream: true,
+		InputData: data[:first]}, &pid)
+	for rest := data[first:]; len(rest) > 0; {
 		n := min(len(rest), qgaproto.MaxInputChunk)
 		g.mustCall(qgaproto.ExecInputCommand, qgaproto.ExecInputArgs{PID: pid.PID, Data: rest[:n], EOF: n == len(rest)}, nil)
 		rest = rest[n:]
