@@ -48,6 +48,11 @@ var (
 	ErrExecNotExecutable = fmt.Errorf("%w: not executable", ErrExecStart)
 )
 
+// ErrExecStdinTooLarge is wrapped by an Executor whose guest agent cannot
+// take that much stdin (stock qemu-ga takes one request's worth); vmhost
+// answers it with CodeTooLarge.
+var ErrExecStdinTooLarge = errors.New("stdin too large for the guest agent")
+
 // ErrUnresponsive is returned (wrapped) by an exec call whose vmhost
 // stopped answering status while the command ran.
 var ErrUnresponsive = errors.New("vmhost does not answer")
@@ -171,6 +176,8 @@ func (s *Server) exec(ctx context.Context, req *Request) *Response {
 		code := res.ExitCode
 		return &Response{OK: true, ExitCode: &code, Stdout: res.Stdout, Stderr: res.Stderr,
 			OutTruncated: res.OutTruncated, ErrTruncated: res.ErrTruncated, TimedOut: true, ExecError: err.Error()}
+	case errors.Is(err, ErrExecStdinTooLarge):
+		return &Response{Error: fmt.Sprintf("exec: %v", err), Code: CodeTooLarge}
 	case err != nil:
 		return &Response{Error: fmt.Sprintf("exec: %v", err), Code: CodeFailed}
 	case res == nil:

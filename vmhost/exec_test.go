@@ -152,3 +152,13 @@ func TestExecGivesUpOnSilentVMHost(t *testing.T) {
 		t.Fatal("exec against a silent vmhost is still waiting")
 	}
 }
+
+// Stdin the guest agent cannot take is an error with code too_large.
+func TestExecStdinTooLargeCode(t *testing.T) {
+	h := serve(t, scriptedExec{fake.New(fake.Options{}), nil, vmhost.ErrExecStdinTooLarge})
+	_, err := vmhost.NewClient(h.sock).Call(context.Background(), vmhost.Request{Method: vmhost.MethodExec, Argv: []string{"cat"}})
+	var re *vmhost.RemoteError
+	if !errors.As(err, &re) || re.Code != vmhost.CodeTooLarge {
+		t.Errorf("exec with stdin the agent cannot take = %v, want code %s", err, vmhost.CodeTooLarge)
+	}
+}

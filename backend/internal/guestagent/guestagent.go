@@ -21,7 +21,8 @@ type Execer interface {
 
 // Exec runs req through e and maps the result and the errors to vmhost's:
 // qga.ErrExecTimeout to vmhost.ErrExecTimeout, qga.ErrExecStart to
-// vmhost.ErrExecNotFound, vmhost.ErrExecNotExecutable or vmhost.ErrExecStart.
+// vmhost.ErrExecNotFound, vmhost.ErrExecNotExecutable or vmhost.ErrExecStart,
+// qga.ErrStdinTooLarge to vmhost.ErrExecStdinTooLarge.
 func Exec(ctx context.Context, e Execer, req vmhost.ExecRequest) (*vmhost.ExecResult, error) {
 	res, err := e.Exec(ctx, qga.ExecRequest{Argv: req.Argv, Env: req.Env, Stdin: req.Stdin, Timeout: req.Timeout})
 	var out *vmhost.ExecResult
@@ -40,6 +41,8 @@ func Exec(ctx context.Context, e Execer, req vmhost.ExecRequest) (*vmhost.ExecRe
 		return out, fmt.Errorf("%w: %w", vmhost.ErrExecNotExecutable, err)
 	case errors.Is(err, qga.ErrExecStart):
 		return out, fmt.Errorf("%w: %w", vmhost.ErrExecStart, err)
+	case errors.Is(err, qga.ErrStdinTooLarge):
+		return out, fmt.Errorf("%w: %w", vmhost.ErrExecStdinTooLarge, err)
 	}
 	return out, err
 }
