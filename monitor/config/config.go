@@ -34,6 +34,7 @@ const (
 	DefaultJournalMaxSize    = 100 << 20
 	DefaultJournalMaxBackups = 10
 	DefaultJournalFile       = "messages.journal"
+	DefaultRollupRetention   = 7 * 24 * time.Hour
 )
 
 // Config is a parsed monitor.yaml.
@@ -69,6 +70,10 @@ type Config struct {
 	MaxHosts int
 	// RegisterToken protects the fleet registration endpoints ("" open).
 	RegisterToken string
+	// RollupRetention is how long hour rollups are kept (default 7 days);
+	// RollupMinuteRetention the same for minute rollups (default
+	// RollupRetention).
+	RollupRetention, RollupMinuteRetention time.Duration
 	// DynDomains and NsupdateBin are hbd's dynamic DNS keys.
 	DynDomains  []string
 	NsupdateBin string
@@ -176,6 +181,7 @@ func Parse(data []byte, name string, opts Options) (*Config, error) {
 		Grace:                monitor.DefaultGrace,
 		Renotify:             alert.DefaultRenotify,
 		MetricsInterval:      DefaultMetricsInterval,
+		RollupRetention:      DefaultRollupRetention,
 		ThresholdConfigs:     map[string]threshold.Spec{},
 		Thresholds:           threshold.Spec{},
 		Users:                map[string]User{},
@@ -187,12 +193,13 @@ func Parse(data []byte, name string, opts Options) (*Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(doc.Content) == 0 {
-		return c, nil // an empty file: all defaults
+	if len(doc.Content) > 0 { // an empty file is all defaults
+		if err := p.top(doc.Content[0], c); err != nil {
+			return nil, err
+		}
 	}
-	root := doc.Content[0]
-	if err := p.top(root, c); err != nil {
-		return nil, err
+	if c.RollupMinuteRetention == 0 {
+		c.RollupMinuteRetention = c.RollupRetention
 	}
 	if err := p.check(c); err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ interval: 20
 grace: 2s
 threshold_renotify_interval: 1h
 metrics_interval: 15
+rollup_minute_retention: 24h
 hb_port: 50003
 listen: 127.0.0.1:50004
 max_hosts: 100
@@ -102,6 +103,9 @@ func TestParseFull(t *testing.T) {
 	if c.Interval != 20*time.Second || c.Grace != 2*time.Second || c.Renotify != time.Hour || c.MetricsInterval != 15*time.Second {
 		t.Errorf("durations: %v %v %v %v", c.Interval, c.Grace, c.Renotify, c.MetricsInterval)
 	}
+	if c.RollupRetention != 7*24*time.Hour || c.RollupMinuteRetention != 24*time.Hour {
+		t.Errorf("retention %v %v", c.RollupRetention, c.RollupMinuteRetention)
+	}
 	if c.HeartbeatListen != ":50003" || c.Listen != "127.0.0.1:50004" || c.MaxHosts != 100 {
 		t.Errorf("listen %q hb %q max %d", c.Listen, c.HeartbeatListen, c.MaxHosts)
 	}
@@ -139,7 +143,7 @@ func TestParseFull(t *testing.T) {
 	if h := c.Hosts["webserver01"]; !h.DynDNS || h.Owner != "alice" || h.Managers[0] != "bob" {
 		t.Errorf("webserver01 %+v", h)
 	}
-	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], `monitor.yaml:12: hbd key "hbd_port"`) {
+	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], `monitor.yaml:13: hbd key "hbd_port"`) {
 		t.Errorf("warnings %q", c.Warnings)
 	}
 	// The settings feed an engine as they are.
@@ -154,7 +158,7 @@ func TestParseDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", text, err)
 		}
-		if c.Grace != 2*time.Second || c.Renotify != time.Hour || c.MetricsInterval != 30*time.Second || !c.Journal.Enabled || c.Journal.MaxSize != DefaultJournalMaxSize || c.Journal.MaxBackups != 10 {
+		if c.RollupMinuteRetention != DefaultRollupRetention || c.Grace != 2*time.Second || c.Renotify != time.Hour || c.MetricsInterval != 30*time.Second || !c.Journal.Enabled || c.Journal.MaxSize != DefaultJournalMaxSize || c.Journal.MaxBackups != 10 {
 			t.Errorf("defaults %+v", c)
 		}
 	}

@@ -104,9 +104,14 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (status, next_attempt);
 CREATE INDEX outbox_key ON outbox (host, plugin, field, status);
+CREATE TABLE series (
+	id    INTEGER PRIMARY KEY,
+	host  TEXT NOT NULL,
+	field TEXT NOT NULL,     -- plugin.path, or rtt
+	UNIQUE (host, field)
+);
 CREATE TABLE rollups (
-	host    TEXT NOT NULL,
-	field   TEXT NOT NULL,
+	series  INTEGER NOT NULL REFERENCES series (id) ON DELETE CASCADE,
 	res     INTEGER NOT NULL,  -- bucket length in seconds: 60 or 3600
 	bucket  INTEGER NOT NULL,  -- bucket start, Unix seconds
 	min     REAL NOT NULL,
@@ -115,7 +120,7 @@ CREATE TABLE rollups (
 	count   INTEGER NOT NULL,
 	last    REAL NOT NULL,
 	last_at INTEGER NOT NULL,  -- Unix milliseconds of last
-	PRIMARY KEY (host, field, res, bucket)
+	PRIMARY KEY (series, res, bucket)
 ) WITHOUT ROWID;
 CREATE INDEX rollups_age ON rollups (res, bucket);
 `,

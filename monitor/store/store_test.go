@@ -283,8 +283,10 @@ func TestRollups(t *testing.T) {
 	if got != want {
 		t.Errorf("minutes\n got %s\nwant %s", got, want)
 	}
+	// The 12:00 hour is over (13:01 was seen): it has its row; 13:00 is
+	// in progress and has minute rows only.
 	hours, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Hour, t0)
-	if len(hours) != 2 || hours[0].Count != 5 || hours[0].Min != 5 || hours[0].Max != 50 || hours[0].Last != 50 || hours[0].Mean != 23 {
+	if len(hours) != 1 || hours[0].Count != 5 || hours[0].Min != 5 || hours[0].Max != 50 || hours[0].Last != 50 || hours[0].Mean != 23 {
 		t.Errorf("hours %+v", hours)
 	}
 	if since, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, at(90)); len(since) != 2 || since[0].Start != at(60) {
@@ -296,6 +298,57 @@ func TestRollups(t *testing.T) {
 	}
 	if left, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, time.Time{}); len(left) != 1 || left[0].Start != at(3660) {
 		t.Errorf("left after prune: %+v", left)
+	}
+}
+
+func TestRollupHours(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	hours := func() string {
+		hs, err := s.Rollups(ctx, "h", "f", Hour, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := ""
+		for _, h := range hs {
+			out += fmt.Sprintf("[%s n %d min %v last %v] ", h.Start.Format("15:04"), h.Count, h.Min, h.Last)
+		}
+		return out
+	}
+	r := s.NewRollups()
+	r.AddSample("h", "f", at(0), 5)
+	r.AddSample("h", "f", at(3000), 6)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := hours(); got != "" {
+		t.Errorf("hour in progress has a row: %s", got)
+	}
+	r.AddSample("h", "f", at(3700), 7)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hours(), "[12:00 n 2 min 5 last 6] "; got != want {
+		t.Errorf("after the hour: %s, want %s", got, want)
+	}
+	// A late sample for the closed hour, alone in its batch, updates its row.
+	r.AddSample("h", "f", at(3599), 1)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hours(), "[12:00 n 3 min 1 last 1] "; got != want {
+		t.Errorf("after a late sample: %s, want %s", got, want)
+	}
+	// A new aggregator (after a restart) rolls up the hour the old one
+	// left without an hour row, once a later hour is seen.
+	r2 := s.NewRollups()
+	r2.AddSample("h", "f", at(3*3600+10), 9)
+	if err := r2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hours(), "[12:00 n 3 min 1 last 1] [13:00 n 1 min 7 last 7] "; got != want {
+		t.Errorf("after a restart: %s, want %s", got, want)
 	}
 }
 
