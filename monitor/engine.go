@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,7 @@ type Engine struct {
 	log     *slog.Logger
 	newID   func() string
 	started time.Time
+	stats   counters
 
 	// wmu orders side effects (store saves, notifications, journal) in
 	// the order the state changes were made: it is taken before mu is
@@ -133,6 +135,12 @@ func (e *Engine) Reload(s Settings) error {
 	}
 	e.mu.Lock()
 	e.set, e.sets = s, sets
+	for name := range s.Hosts {
+		if e.hosts[name] == nil {
+			// Known from the config, not heard from yet: unknown.
+			e.hosts[name] = newHost(name)
+		}
+	}
 	e.mu.Unlock()
 	return nil
 }
@@ -229,10 +237,14 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 			}
 		}
 	}
+	e.stats.notifications.Add(uint64(len(fx.notes)))
 	if e.notify != nil {
 		for _, n := range fx.notes {
 			e.notify.Notify(ctx, n)
 		}
+	}
+	if first != nil {
+		e.stats.storeErrors.Add(1)
 	}
 	return first
 }
@@ -272,8 +284,10 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	h, err := e.hostFor(o.Host)
 	if err != nil {
 		e.mu.Unlock()
+		e.stats.refused.Add(1)
 		return err
 	}
+	e.stats.observations.Add(1)
 	changed := false
 	if h.rec.FirstSeen.IsZero() {
 		h.rec.FirstSeen, changed = now, true
@@ -329,9 +343,10 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		h.pluginTime[o.Plugin] = now
 		threshold.Walk(o.Fields, func(path string, x any) {
 			v, ok := threshold.ToFloat(x)
-			if !ok {
-				return
+			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+				return // not a number: kept as data, not sampled
 			}
+			e.stats.samples.Add(1)
 			e.sample(h, o.Plugin+"."+path, now, v)
 			if m, ok := set.Lookup(o.Plugin, path); ok {
 				e.evaluate(h, o.Plugin, path, m, v, o.Fields, now, fx)
@@ -397,6 +412,7 @@ func (e *Engine) after(h *host, old, ns alert.State, d alert.Decision, now time.
 		fx.alerts = append(fx.alerts, ns)
 	}
 	if old.Level != ns.Level {
+		e.stats.transitions.Add(1)
 		fx.journal = append(fx.journal, journalEntry{t: now, msg: map[string]any{
 			"ID": "ALERT", "name": ns.Key.Host, "plugin": ns.Key.Plugin, "field": ns.Key.Field,
 			"level": ns.Level.String(), "previous": old.Level.String(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -575,5 +576,32 @@ func TestRestoredDownHostStaysDown(t *testing.T) {
 	}
 	if err := h2.e.RemoveHost(h2.ctx, "db"); !errors.Is(err, ErrNoHost) {
 		t.Errorf("second remove: %v", err)
+	}
+}
+
+func TestConfiguredHostsNaNAndStats(t *testing.T) {
+	s := cpuSettings()
+	h := newHarness(t, s)
+	hi, ok := h.e.Host("db")
+	if !ok || hi.Reach != Unknown || hi.Owner != "bob" {
+		t.Fatalf("configured host: %v %+v", ok, hi)
+	}
+	h.tick(3600)
+	h.expect("a configured host never heard from is unknown, not down")
+	now := h.c.Set(3601 * time.Second)
+	nan := math.NaN()
+	if err := h.e.Observe(h.ctx, Observation{Host: "web", Time: now, Plugin: "cpu_monitor",
+		Fields: map[string]any{"cpu_percent": nan, "cpu_user": math.Inf(1), "cpu_system": 3.0}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.e.History("web", "cpu_monitor.cpu_percent", time.Time{}); ok {
+		t.Error("NaN sampled")
+	}
+	if as := h.e.Alerts(AlertFilter{Host: "web", All: true}); len(as) != 1 || as[0].Key.Plugin != alert.ReachabilityPlugin {
+		t.Errorf("NaN evaluated: %+v", as)
+	}
+	st := h.e.Stats()
+	if st.Observations != 1 || st.Samples != 1 || st.Hosts != 2 || st.Notifications != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -3,6 +3,7 @@ package journal
 import (
 	"bufio"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,9 @@ func TestEntryShape(t *testing.T) {
 	if err := w.Record(at, "", map[string]any{"ID": "ALERT", "text": "a <b> & c"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.Record(at, "", map[string]any{"ID": "PLG", "data": map[string]any{"x": math.NaN()}}); err != nil {
+		t.Errorf("a NaN in a message: %v", err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +43,9 @@ func TestEntryShape(t *testing.T) {
 	want := `{"timestamp":1774701296.123,"datetime":"2026-03-28T12:34:56","source_ip":"192.168.1.100","source_port":50003,"message":{"ID":"HTB","interval":10,"name":"webserver01"}}`
 	if lines[0] != want {
 		t.Errorf("line\n got %s\nwant %s", lines[0], want)
+	}
+	if len(lines) != 3 || !strings.Contains(lines[2], `"unencodable":"map[ID:PLG data:map[x:NaN]]"`) {
+		t.Errorf("NaN line: %q", lines[len(lines)-1])
 	}
 	if !strings.Contains(lines[1], `"source_ip":"","source_port":0`) || !strings.Contains(lines[1], `a <b> & c`) {
 		t.Errorf("local line %s", lines[1])

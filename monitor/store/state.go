@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/mbvm/mb/monitor"
 	"github.com/mbvm/mb/monitor/alert"
@@ -47,6 +48,14 @@ ON CONFLICT (name) DO UPDATE SET source = excluded.source, sources = excluded.so
 	return nil
 }
 
+// finite maps NaN and infinities (which SQLite would store as NULL) to 0.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -78,7 +87,7 @@ ON CONFLICT (host, plugin, field) DO UPDATE SET level = excluded.level, streak =
 	since = excluded.since, updated = excluded.updated, value = excluded.value, text = excluded.text,
 	notified = excluded.notified, notified_at = excluded.notified_at, alerted_at = excluded.alerted_at,
 	peak = excluded.peak, flapping = excluded.flapping, stale = excluded.stale`,
-			k.Host, k.Plugin, k.Field, a.Level.String(), a.Streak, ms(a.Since), ms(a.Updated), a.Value, a.Text,
+			k.Host, k.Plugin, k.Field, a.Level.String(), a.Streak, ms(a.Since), ms(a.Updated), finite(a.Value), a.Text,
 			a.Notified.String(), ms(a.NotifiedAt), ms(a.AlertedAt), a.Peak.String(), a.Flapping, a.Stale)
 		if err != nil {
 			return fmt.Errorf("save alert %s: %w", k, err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,6 +143,15 @@ func TestStateRoundTrip(t *testing.T) {
 	snap, _ = s.Load(ctx)
 	if len(snap.Alerts) != 1 || snap.Alerts[0].Ack != nil || len(snap.Silences) != 0 {
 		t.Errorf("after deletes %+v", snap)
+	}
+	// A NaN value (an UNKNOWN from a broken source) must not make the
+	// state unloadable.
+	bad := alert.State{Key: alert.Key{Host: "web", Plugin: "x", Field: "y"}, Level: alert.Unknown, Value: math.NaN()}
+	if err := s.SaveAlert(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err = s.Load(ctx); err != nil || len(snap.Alerts) != 2 {
+		t.Errorf("load with a NaN saved: %v %+v", err, snap.Alerts)
 	}
 	if err := s.DeleteHost(ctx, "web"); err != nil {
 		t.Fatal(err)
