@@ -357,6 +357,11 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	return e.commit(ctx, fx)
 }
 
+// Heartbeat records a bare heartbeat: Observe with no plugin data.
+func (e *Engine) Heartbeat(ctx context.Context, host, source, address string, rtt time.Duration) error {
+	return e.Observe(ctx, Observation{Host: host, Source: source, Address: address, RTT: rtt})
+}
+
 // sample adds a value to the field's ring and the sample sink (e.mu held).
 func (e *Engine) sample(h *host, key string, now time.Time, v float64) {
 	r := h.rings[key]

@@ -287,8 +287,8 @@ func TestTopology(t *testing.T) {
 		}
 	}
 	// It comes back with a heartbeat only: recovery, metric alert still held (stale).
-	now := h.c.Set(3600 * time.Second)
-	if err := h.e.Observe(h.ctx, Observation{Host: "web", Source: "vm", Time: now, RTT: 2 * time.Millisecond}); err != nil {
+	h.c.Set(3600 * time.Second)
+	if err := h.e.Heartbeat(h.ctx, "web", "vm", "", 2*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	h.expect("back up", "web reachability CRITICAL->OK")

@@ -15,6 +15,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -239,6 +240,9 @@ func (p *parser) check(c *Config) error {
 			return fmt.Errorf("%s: threshold_configs.%s: %w", p.name, name, err)
 		}
 	}
+	if err := p.checkListen(c); err != nil {
+		return err
+	}
 	userNames := orNone(sortedKeys(c.Users))
 	knownUser := func(where, u string) error {
 		if len(c.Users) == 0 || u == "" {
@@ -289,6 +293,41 @@ func (p *parser) check(c *Config) error {
 		}
 	}
 	return nil
+}
+
+// checkListen refuses an API address other hosts can reach unless users
+// with passwords are configured: the API would be open to the network.
+func (p *parser) checkListen(c *Config) error {
+	if c.Listen == "" || IsLoopback(c.Listen) {
+		return nil
+	}
+	for _, u := range c.Users {
+		if u.Password != "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: listen %s is reachable from other machines, and no user has a password: the API and pages there would be open to anyone; add users with passwords (pbkdf2:sha256 hashes), or listen on 127.0.0.1", p.at("listen"), c.Listen)
+}
+
+// IsLoopback reports whether a host:port address listens on loopback only
+// (127.0.0.0/8, ::1 or localhost).
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// SecretFile reads a secret named by a *_file key of this config (for the
+// notification channels): relative paths are relative to the config's
+// directory; see ReadSecretFile.
+func (c *Config) SecretFile(path string) (string, error) {
+	return ReadSecretFile(filepath.Dir(c.Path), path)
 }
 
 // ReadSecretFile reads a secret from a file named by a *_file key:
