@@ -305,13 +305,18 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	if o.Owner != "" {
 		h.owner = o.Owner
 	}
-	h.forcedDown = false
-	reach, reason := Up, ""
-	if o.Shutdown {
-		reach, reason = Stopped, "shut down"
-	}
-	if e.setReach(h, reach, reason, now, fx) {
-		changed = false // setReach saved the record
+	// A report made before the host was marked stopped or down (a metrics
+	// pull racing with a stop) does not bring it back.
+	late := (h.rec.Reach == Stopped || h.forcedDown) && !now.After(h.rec.ReachSince)
+	if !late {
+		h.forcedDown = false
+		reach, reason := Up, ""
+		if o.Shutdown {
+			reach, reason = Stopped, "shut down"
+		}
+		if e.setReach(h, reach, reason, now, fx) {
+			changed = false // setReach saved the record
+		}
 	}
 	if changed {
 		fx.hosts = append(fx.hosts, h.rec)

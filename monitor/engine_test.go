@@ -313,6 +313,10 @@ func TestExpectedAbsenceAndMarkDown(t *testing.T) {
 	if hi.Reach != Stopped || hi.ReachReason != "stopped by the user" {
 		t.Errorf("reach %v %q", hi.Reach, hi.ReachReason)
 	}
+	h.cpu("vm1", 5, 10) // a pull made before the stop, arriving after it
+	if hi, _ := h.e.Host("vm1"); hi.Reach != Stopped {
+		t.Errorf("a late report revived a stopped host: %v", hi.Reach)
+	}
 	h.cpu("vm1", 600, 10)
 	h.expect("started again")
 	h.c.Set(605 * time.Second)
