@@ -609,3 +609,61 @@ func TestConfiguredHostsNaNAndStats(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestConcurrentUse drives the engine from several goroutines at once (run
+// with -race): sources, the ticker, readers and acknowledgements.
+func TestConcurrentUse(t *testing.T) {
+	s := cpuSettings()
+	s.Renotify = time.Second
+	e, err := New(Options{Settings: s, Notifier: &inbox{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				host := fmt.Sprintf("h%d", (g+i)%5)
+				if err := e.Observe(ctx, Observation{Host: host, Plugin: "cpu_monitor", Fields: map[string]any{"cpu_percent": float64((i * 7) % 100)}}); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%50 == 0 {
+					_ = e.MarkStopped(ctx, host, "test")
+				}
+			}
+		}(g)
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			if err := e.Tick(ctx, time.Now()); err != nil {
+				t.Error(err)
+			}
+			_, _ = e.AddSilence(ctx, alert.Silence{ID: "s", Host: "h1", End: time.Now().Add(time.Second)})
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			for _, h := range e.Hosts() {
+				_, _ = e.History(h.Name, "cpu_monitor.cpu_percent", time.Time{})
+				for _, a := range h.Alerts {
+					if a.Level != alert.OK {
+						_ = e.Acknowledge(ctx, a.Key, "t", "", time.Time{})
+					}
+				}
+			}
+			_ = e.Alerts(AlertFilter{All: true})
+			_ = e.Stats()
+		}
+	}()
+	wg.Wait()
+	if st := e.Stats(); st.Observations != 1200 || st.Hosts != 6 {
+		t.Errorf("stats %+v", st)
+	}
+}

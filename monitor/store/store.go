@@ -127,7 +127,7 @@ CREATE INDEX rollups_age ON rollups (res, bucket);
 }
 
 // SchemaVersion is the schema version this code writes.
-var SchemaVersion = len(migrations)
+func SchemaVersion() int { return len(migrations) }
 
 // Open opens (creating it 0600, in a 0700 directory) the database at path
 // and migrates its schema forward.
