@@ -212,8 +212,12 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 		}
 	}
 	if e.store != nil {
-		for _, h := range fx.hosts {
-			keep(e.store.SaveHost(ctx, h), "host "+h.Name)
+		if b, ok := e.store.(hostBatcher); ok && len(fx.hosts) > 1 {
+			keep(b.SaveHosts(ctx, fx.hosts), fmt.Sprintf("%d hosts", len(fx.hosts)))
+		} else {
+			for _, h := range fx.hosts {
+				keep(e.store.SaveHost(ctx, h), "host "+h.Name)
+			}
 		}
 		for _, s := range fx.silences {
 			keep(e.store.SaveSilence(ctx, s), "silence "+s.ID)
@@ -632,6 +636,12 @@ func (e *Engine) RemoveHost(ctx context.Context, name string) error {
 	fx := &effects{delHost: []string{name}}
 	fx.journal = append(fx.journal, journalEntry{t: e.clock(), msg: map[string]any{"ID": "REMOVE", "name": name}})
 	return e.commit(ctx, fx)
+}
+
+// hostBatcher is an optional Store capability: saving many host records
+// in one transaction (Tick keeps every host's last-seen time current).
+type hostBatcher interface {
+	SaveHosts(ctx context.Context, hs []HostRecord) error
 }
 
 // hostDeleter is the optional Store capability RemoveHost uses.

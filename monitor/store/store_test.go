@@ -554,3 +554,38 @@ func TestCrashKeepsAcksSilencesAndOutbox(t *testing.T) {
 		t.Errorf("rollups written before the crash: %v %v", mins, err)
 	}
 }
+
+// TestEngineTickSavesHostsInOneBatch: the engine's minute-by-minute
+// last-seen saves go through SaveHosts.
+func TestEngineTickSavesHostsInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	now := t0
+	e, err := monitor.New(monitor.Options{Store: s, Clock: func() time.Time { return now }, Settings: monitor.Settings{Interval: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := e.Heartbeat(ctx, fmt.Sprintf("h%02d", i), "hbc", "10.0.0.1:1", time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = t0.Add(2 * time.Minute)
+	for i := 0; i < 50; i++ {
+		if err := e.Heartbeat(ctx, fmt.Sprintf("h%02d", i), "hbc", "", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Tick(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.Load(ctx)
+	if err != nil || len(snap.Hosts) != 50 {
+		t.Fatalf("%v %d hosts", err, len(snap.Hosts))
+	}
+	for _, h := range snap.Hosts {
+		if !h.LastSeen.Equal(now) || h.Reach != monitor.Up || len(h.Addresses) != 1 {
+			t.Errorf("host %+v", h)
+		}
+	}
+}
