@@ -339,15 +339,20 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 			e.evaluate(h, threshold.RTTPlugin, "", threshold.Match{Rule: r}, ms, nil, now, fx)
 		}
 	}
-	msg := map[string]any{"ID": "HTB", "name": o.Host, "source": o.Source}
-	if o.RTT > 0 {
-		msg["rtt_ms"] = float64(o.RTT) / float64(time.Millisecond)
-	}
-	if o.Shutdown {
-		msg["shutdown"] = true
+	var msg map[string]any
+	if e.journal != nil {
+		msg = map[string]any{"ID": "HTB", "name": o.Host, "source": o.Source}
+		if o.RTT > 0 {
+			msg["rtt_ms"] = float64(o.RTT) / float64(time.Millisecond)
+		}
+		if o.Shutdown {
+			msg["shutdown"] = true
+		}
 	}
 	if o.Plugin != "" {
-		msg = map[string]any{"ID": "PLG", "name": o.Host, "source": o.Source, "plugin": o.Plugin, "data": o.Fields}
+		if e.journal != nil {
+			msg = map[string]any{"ID": "PLG", "name": o.Host, "source": o.Source, "plugin": o.Plugin, "data": o.Fields}
+		}
 		h.plugins[o.Plugin] = o.Fields
 		h.pluginTime[o.Plugin] = now
 		threshold.Walk(o.Fields, func(path string, x any) {
@@ -362,7 +367,9 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 			}
 		})
 	}
-	fx.journal = append([]journalEntry{{t: now, source: o.Address, msg: msg}}, fx.journal...)
+	if e.journal != nil {
+		fx.journal = append([]journalEntry{{t: now, source: o.Address, msg: msg}}, fx.journal...)
+	}
 	return e.commit(ctx, fx)
 }
 
@@ -538,6 +545,11 @@ func (e *Engine) setReach(h *host, r Reachability, reason string, now time.Time,
 	prev := h.rec.Reach
 	h.rec.Reach, h.rec.ReachSince, h.rec.ReachReason = r, now, reason
 	fx.hosts = append(fx.hosts, h.rec)
+	if e.journal != nil {
+		fx.journal = append(fx.journal, journalEntry{t: now, msg: map[string]any{
+			"ID": "REACH", "name": h.rec.Name, "reach": string(r), "previous": string(prev), "reason": reason,
+		}})
+	}
 	if r != Up && prev == Up {
 		// Topology: the host's metric values are stale until it reports again.
 		for plugin, fields := range h.alerts {

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/threshold"
 )
 
 var _ monitor.Journal = (*Writer)(nil)
@@ -173,4 +175,37 @@ func TestRefusesSymlinkAndFixesMode(t *testing.T) {
 	if fi, _ := os.Stat(filepath.Join(jd2, "messages.journal")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("existing journal left at %v", fi.Mode().Perm())
 	}
+}
+
+// TestEngineJournal: the engine journals observations, alert transitions
+// and notifications.
+func TestEngineJournal(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crit := 90.0
+	e, err := monitor.New(monitor.Options{Journal: w, Settings: monitor.Settings{
+		Thresholds: threshold.Spec{"cpu_monitor": {"cpu_percent": {Critical: &crit}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Observe(ctx, monitor.Observation{Host: "web", Source: "hbc", Address: "192.0.2.7:50003", Plugin: "cpu_monitor",
+		Fields: map[string]any{"cpu_percent": 95.0}}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := w.Tail(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, en := range es {
+		ids = append(ids, en.Message.(map[string]any)["ID"].(string))
+	}
+	if strings.Join(ids, ",") != "PLG,REACH,ALERT,NOTIFY" || es[0].SourceIP != "192.0.2.7" || es[0].SourcePort != 50003 {
+		t.Errorf("journal ids %v, first %+v", ids, es[0])
+	}
+	w.Close()
 }
