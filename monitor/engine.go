@@ -180,13 +180,14 @@ func (e *Engine) rules(h *host) *threshold.Set {
 // effects are the side effects of a state change, applied in order after
 // the engine's lock is released.
 type effects struct {
-	hosts    []HostRecord
-	alerts   []alert.State
-	silences []alert.Silence
-	delSil   []string
-	delHost  []string
-	notes    []Notification
-	journal  []journalEntry
+	hosts     []HostRecord
+	alerts    []alert.State
+	silences  []alert.Silence
+	delSil    []string
+	delHost   []string
+	delAlerts []alert.Key
+	notes     []Notification
+	journal   []journalEntry
 }
 
 type journalEntry struct {
@@ -227,6 +228,9 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 		}
 		for _, s := range fx.alerts {
 			keep(e.store.SaveAlert(ctx, s), "alert "+s.Key.String())
+		}
+		for _, k := range fx.delAlerts {
+			keep(e.store.DeleteAlert(ctx, k), "alert "+k.String())
 		}
 		if d, ok := e.store.(hostDeleter); ok {
 			for _, name := range fx.delHost {
@@ -337,6 +341,8 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		e.sample(h, threshold.RTTPlugin, now, ms)
 		if r, ok := set.RTT(h.rec.Name); ok {
 			e.evaluate(h, threshold.RTTPlugin, "", threshold.Match{Rule: r}, ms, nil, now, fx)
+		} else if st := h.alerts[threshold.RTTPlugin][""]; st != nil {
+			e.retire(h, st, now, fx)
 		}
 	}
 	var msg map[string]any
@@ -364,6 +370,8 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 			e.sample(h, o.Plugin+"."+path, now, v)
 			if m, ok := set.Lookup(o.Plugin, path); ok {
 				e.evaluate(h, o.Plugin, path, m, v, o.Fields, now, fx)
+			} else if st := h.alerts[o.Plugin][path]; st != nil {
+				e.retire(h, st, now, fx)
 			}
 		})
 	}
@@ -427,6 +435,26 @@ func (e *Engine) evaluate(h *host, plugin, field string, m threshold.Match, v fl
 	e.after(h, old, ns, d, now, fx)
 }
 
+// retire drops the alert of a field that no longer has a rule (the config
+// changed). If people were told it is not OK, they get a recovery saying
+// why (e.mu held).
+func (e *Engine) retire(h *host, st *alert.State, now time.Time, fx *effects) {
+	old := *st
+	delete(h.alerts[old.Key.Plugin], old.Key.Field)
+	fx.delAlerts = append(fx.delAlerts, old.Key)
+	if old.Notified == alert.OK {
+		return
+	}
+	ended := old
+	ended.Level, ended.Value = alert.OK, old.Value
+	ended.Text = fmt.Sprintf("%s %s: the alert ended: it has no threshold any more", old.Key.Host, fieldName(old.Key.Plugin, old.Key.Field))
+	env := e.env(h, st, now, true)
+	if env.Silenced || env.Muted {
+		return
+	}
+	e.note(h, ended, alert.Decision{Kind: alert.Recovery, Level: alert.OK, Previous: old.Notified}, now, fx)
+}
+
 // after records the side effects of one alert transition (e.mu held).
 func (e *Engine) after(h *host, old, ns alert.State, d alert.Decision, now time.Time, fx *effects) {
 	if durableChange(old, ns) {
@@ -441,22 +469,27 @@ func (e *Engine) after(h *host, old, ns alert.State, d alert.Decision, now time.
 		}})
 	}
 	if d.Notify() {
-		n := Notification{
-			ID: e.newID(), Time: now,
-			Host: ns.Key.Host, Plugin: ns.Key.Plugin, Field: ns.Key.Field,
-			Level: d.Level.String(), Previous: d.Previous.String(),
-			Value: threshold.FormatFloat(ns.Value), Text: ns.Text,
-			Recovery:   d.Kind == alert.Recovery,
-			Recipients: e.recipients(h),
-		}
-		if n.Text == "" {
-			n.Text = fmt.Sprintf("%s %s is %s", ns.Key.Host, fieldName(ns.Key.Plugin, ns.Key.Field), n.Level)
-		}
-		fx.notes = append(fx.notes, n)
-		fx.journal = append(fx.journal, journalEntry{t: now, msg: map[string]any{
-			"ID": "NOTIFY", "kind": d.Kind.String(), "notification": n,
-		}})
+		e.note(h, ns, d, now, fx)
 	}
+}
+
+// note records a notification and its journal entry (e.mu held).
+func (e *Engine) note(h *host, ns alert.State, d alert.Decision, now time.Time, fx *effects) {
+	n := Notification{
+		ID: e.newID(), Time: now,
+		Host: ns.Key.Host, Plugin: ns.Key.Plugin, Field: ns.Key.Field,
+		Level: d.Level.String(), Previous: d.Previous.String(),
+		Value: threshold.FormatFloat(ns.Value), Text: ns.Text,
+		Recovery:   d.Kind == alert.Recovery,
+		Recipients: e.recipients(h),
+	}
+	if n.Text == "" {
+		n.Text = fmt.Sprintf("%s %s is %s", ns.Key.Host, fieldName(ns.Key.Plugin, ns.Key.Field), n.Level)
+	}
+	fx.notes = append(fx.notes, n)
+	fx.journal = append(fx.journal, journalEntry{t: now, msg: map[string]any{
+		"ID": "NOTIFY", "kind": d.Kind.String(), "notification": n,
+	}})
 }
 
 // durableChange reports whether a transition changed what the store keeps.

@@ -667,3 +667,43 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestRuleRemovedEndsAlert: when a reload drops the rule of an alert that
+// was notified, the next sample ends it with a recovery saying why; an
+// alert nobody heard of is dropped quietly.
+func TestRuleRemovedEndsAlert(t *testing.T) {
+	st := &memStore{hosts: map[string]HostRecord{}, alerts: map[alert.Key]alert.State{}, silences: map[string]alert.Silence{}}
+	s := cpuSettings()
+	s.Thresholds["memory_monitor"] = map[string]threshold.RuleSpec{"percent": {Warning: fp(50), Count: ip(5)}}
+	h := newHarness(t, s, func(o *Options) { o.Store = st })
+	h.cpu("web", 0, 95)
+	h.cpu("web", 1, 95)
+	h.expect("alert", "web cpu_monitor.cpu_percent OK->CRITICAL")
+	now := h.c.Set(2 * time.Second)
+	if err := h.e.Observe(h.ctx, Observation{Host: "web", Time: now, Plugin: "memory_monitor", Fields: map[string]any{"percent": 60.0}}); err != nil {
+		t.Fatal(err)
+	}
+	s2 := cpuSettings()
+	s2.Thresholds = threshold.Spec{}
+	if err := h.e.Reload(s2); err != nil {
+		t.Fatal(err)
+	}
+	h.cpu("web", 3, 95)
+	h.expect("rule gone", "web cpu_monitor.cpu_percent CRITICAL->OK")
+	if n := h.box.ns; len(n) != 0 {
+		t.Fatal(n)
+	}
+	now = h.c.Set(4 * time.Second)
+	if err := h.e.Observe(h.ctx, Observation{Host: "web", Time: now, Plugin: "memory_monitor", Fields: map[string]any{"percent": 60.0}}); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("pending alert dropped quietly")
+	if as := h.e.Alerts(AlertFilter{Host: "web", All: true}); len(as) != 1 || as[0].Key.Plugin != alert.ReachabilityPlugin {
+		t.Errorf("alerts left %+v", as)
+	}
+	for k := range st.alerts {
+		if k.Plugin != alert.ReachabilityPlugin {
+			t.Errorf("stored alert left: %v", k)
+		}
+	}
+}
