@@ -589,3 +589,53 @@ func TestEngineTickSavesHostsInOneBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateV1Rollups: a schema 1 database (rollups keyed by host and
+// field) keeps its rollups through the move to series ids.
+func TestMigrateV1Rollups(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	saved := migrations
+	migrations = saved[:1:1]
+	s, err := Open(ctx, path)
+	migrations = saved
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range []struct {
+		field  string
+		res    int
+		bucket int64
+	}{{"cpu_monitor.cpu_percent", 60, t0.Unix()}, {"cpu_monitor.cpu_percent", 3600, t0.Unix()}, {"rtt", 60, t0.Unix()}} {
+		if _, err := s.DB().Exec(`INSERT INTO rollups (host, field, res, bucket, min, max, sum, count, last, last_at) VALUES ('web', ?, ?, ?, 1, 3, 4, 2, 3, ?)`,
+			row.field, row.res, row.bucket, t0.UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s2 := open(t, path)
+	var v int
+	s2.DB().QueryRow("PRAGMA user_version").Scan(&v)
+	if v != SchemaVersion() {
+		t.Errorf("version %d", v)
+	}
+	got, err := s2.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, t0)
+	if err != nil || len(got) != 1 || got[0].Mean != 2 || got[0].Max != 3 || got[0].Last != 3 {
+		t.Errorf("migrated minute rollups %+v %v", got, err)
+	}
+	if got, _ := s2.Rollups(ctx, "web", "rtt", Minute, t0); len(got) != 1 {
+		t.Errorf("migrated rtt rollups %+v", got)
+	}
+	if got, _ := s2.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Hour, t0); len(got) != 1 {
+		t.Errorf("migrated hour rollups %+v", got)
+	}
+	// New rows go in beside them.
+	r := s2.NewRollups()
+	r.AddSample("web", "cpu_monitor.cpu_percent", t0.Add(time.Minute), 9)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s2.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, t0); len(got) != 2 {
+		t.Errorf("after a flush %+v", got)
+	}
+}
