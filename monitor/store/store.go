@@ -120,8 +120,16 @@ CREATE TABLE rollups (
 CREATE INDEX rollups_age ON rollups (res, bucket);
 `,
 	// 2: rollups refer to a series (host, field) by id: rows of about 80
-	// bytes instead of 145. Existing rows are carried over.
+	// bytes instead of 145 (existing rows are carried over); the channels
+	// each ongoing alert went to, for its recovery.
 	`
+CREATE TABLE alert_channels (
+	host    TEXT NOT NULL,
+	plugin  TEXT NOT NULL,
+	field   TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	PRIMARY KEY (host, plugin, field, channel)
+) WITHOUT ROWID;
 CREATE TABLE series (
 	id    INTEGER PRIMARY KEY,
 	host  TEXT NOT NULL,

@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -296,6 +297,71 @@ func TestOutbox(t *testing.T) {
 	}
 	if d := (Backoff{}).Delay(1); d != DefaultBackoff.Initial {
 		t.Errorf("default delay %v", d)
+	}
+}
+
+// TestOutboxForPipeline: the calls a notification pipeline with its own
+// message type and retry timing makes (notify.Outbox and AlertLog map onto
+// them one to one).
+func TestOutboxForPipeline(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	s := open(t, path)
+	k := alert.Key{Host: "web", Plugin: "reachability"}
+	payload := []byte(`{"ID":"m1","Host":"web","Plugin":"reachability","Level":"CRITICAL","Test":false,"Text":"web is down"}`)
+	e := Entry{NotificationID: "m1", Channel: "ops/mail", Key: k, Level: "CRITICAL", Payload: payload}
+	id, err := s.EnqueueEntry(ctx, e, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.EnqueueEntry(ctx, e, t0); err != nil || again != id {
+		t.Errorf("re-enqueue %d %v", again, err)
+	}
+	if got, err := s.ItemID(ctx, "m1", "ops/mail"); err != nil || got != id {
+		t.Errorf("ItemID %d %v", got, err)
+	}
+	if _, err := s.ItemID(ctx, "m1", "other"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ItemID of nothing: %v", err)
+	}
+	due, _ := s.Due(ctx, t0, 0)
+	if len(due) != 1 || string(due[0].Payload) != string(payload) || due[0].Notification.Text != "web is down" {
+		t.Fatalf("due %+v", due)
+	}
+	if err := s.Reschedule(ctx, id, t0.Add(time.Minute), "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, t0.Add(59*time.Second), 0); len(due) != 0 {
+		t.Errorf("rescheduled item due early: %+v", due)
+	}
+	due, _ = s.Due(ctx, t0.Add(time.Minute), 0)
+	if len(due) != 1 || due[0].Attempts != 1 || due[0].LastError != "timeout" {
+		t.Fatalf("after reschedule %+v", due)
+	}
+	if err := s.GiveUp(ctx, id, t0.Add(2*time.Minute), "410 gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GiveUp(ctx, id, t0, "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second give-up: %v", err)
+	}
+	failed, _ := s.Outbox(ctx, StatusFailed, 0)
+	if len(failed) != 1 || failed[0].Attempts != 2 || failed[0].LastError != "410 gone" {
+		t.Errorf("failed %+v", failed)
+	}
+	// The alert log, across a reopen.
+	if err := s.AddAlertChannels(ctx, k, []string{"b", "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddAlertChannels(ctx, k, []string{"a", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2 := open(t, path)
+	got, err := s2.TakeAlertChannels(ctx, k)
+	if err != nil || strings.Join(got, ",") != "a,b,c" {
+		t.Errorf("alert channels %v %v", got, err)
+	}
+	if got, _ := s2.TakeAlertChannels(ctx, k); len(got) != 0 {
+		t.Errorf("taken twice: %v", got)
 	}
 }
 
