@@ -45,7 +45,7 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 	if err := s.Validate(); err != nil {
 		return nil, errorf(http.StatusBadRequest, "bad spec for VM %s: %v", s.Name, err)
 	}
-	if err := checkVMSocketPaths(d.cfg.Home, s.Name); err != nil {
+	if err := checkVMSocketPaths(d.cfg.Home, s.Name, s.Backend); err != nil {
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	}
 	if err := s.CheckFiles(); err != nil {

@@ -82,6 +82,9 @@ type Description struct {
 	StartedAt time.Time
 	// Details holds backend-specific facts (accel, qemu_pid, cpus, ...).
 	Details map[string]any
+	// Paths are the files the backend made for the VM, keyed by the
+	// layout.Path* names (console, serial_log, ...).
+	Paths map[string]string
 }
 
 // AgentReporter is implemented by controllers with a guest agent channel.

@@ -95,6 +95,10 @@ type Response struct {
 	StartedAt     *time.Time     `json:"started_at,omitempty"`
 	UptimeSeconds float64        `json:"uptime_seconds,omitempty"`
 	Details       map[string]any `json:"details,omitempty"`
+	// Paths are the VM's sockets and logs, keyed by the layout.Path* names
+	// (vmhost_socket, console, serial_log, agent, qmp), so that clients
+	// never guess a backend's file names.
+	Paths map[string]string `json:"paths,omitempty"`
 
 	// Agent is the guest agent's liveness and what it reported, when the
 	// controller has an agent channel (status and info).

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/internal/atomicfile"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // drainTimeout bounds how long Run waits for requests in flight after the VM
@@ -291,6 +292,7 @@ func (s *Server) info() *Response {
 	r := s.base()
 	r.Name = s.name
 	r.PID = os.Getpid()
+	r.Paths = map[string]string{layout.PathVMHostSocket: s.socketPath}
 	started := s.started
 	if d, ok := s.controller.(Describer); ok {
 		desc := d.Describe()
@@ -301,6 +303,9 @@ func (s *Server) info() *Response {
 			started = desc.StartedAt
 		}
 		r.Details = desc.Details
+		for k, p := range desc.Paths {
+			r.Paths[k] = p
+		}
 	}
 	if !started.IsZero() {
 		t := started.UTC()

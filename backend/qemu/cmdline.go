@@ -7,17 +7,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vm/disk"
 	"github.com/mbvm/mb/vm/spec"
 )
 
-// Names of the files QEMU uses in the VM directory.
+// Names of the files QEMU uses in the VM directory; internal/layout owns
+// them (and lists them as this backend's files).
 const (
-	pidFileName     = "qemu.pid"
-	qmpSockName     = "qmp.sock"
-	consoleSockName = "console.sock"
-	serialLogName   = "serial.log"
-	agentSockName   = "agent.sock"
+	pidFileName     = layout.QEMUPID
+	qmpSockName     = layout.QMPSocket
+	consoleSockName = layout.ConsoleSocket
+	serialLogName   = layout.SerialLog
+	agentSockName   = layout.AgentSocket
 )
 
 // AgentPortName is the virtio-serial port name of the guest agent channel.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/digitalocean/go-qemu/qmp"
 
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -218,5 +219,11 @@ func (c *Controller) Describe() vmhost.Description {
 		}
 		d["forwards"] = fw
 	}
-	return vmhost.Description{Name: c.cfg.Name, StartedAt: c.startedAt, Details: d}
+	paths := map[string]string{
+		layout.PathConsole:   c.cfg.path(consoleSockName),
+		layout.PathSerialLog: c.cfg.path(serialLogName),
+		layout.PathAgent:     c.cfg.path(agentSockName),
+		layout.PathQMP:       c.cfg.path(qmpSockName),
+	}
+	return vmhost.Description{Name: c.cfg.Name, StartedAt: c.startedAt, Details: d, Paths: paths}
 }
