@@ -143,6 +143,8 @@ const (
 	CodeTooLarge = "too_large"
 	// CodeBusy: the server refused the request because of load.
 	CodeBusy = "busy"
+	// CodeForbidden: the peer may not use this socket (another user).
+	CodeForbidden = "forbidden"
 	// CodeFailed: the operation was tried and failed (any other error).
 	CodeFailed = "failed"
 )

@@ -160,7 +160,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.
 		}
 		if err := checkPeerConn(conn); err != nil {
 			s.logger.Printf("vmhost server: refused connection: %v", err)
-			writeResponse(conn, &Response{OK: false, Error: err.Error()})
+			writeResponse(conn, errorReply(CodeForbidden, "%v", err))
 			conn.Close()
 			continue
 		}
@@ -209,7 +209,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	for {
 		line, err := readLine(r, MaxRequestSize)
 		if errors.Is(err, errLineTooLong) {
-			writeResponse(conn, &Response{Error: fmt.Sprintf("request line over %d bytes refused; closing the connection", MaxRequestSize)})
+			writeResponse(conn, errorReply(CodeTooLarge, "request line over %d bytes refused; closing the connection", MaxRequestSize))
 			return
 		}
 		if err != nil {
@@ -230,7 +230,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 func (s *Server) handleLine(ctx context.Context, line []byte) *Response {
 	req, err := DecodeRequest(line)
 	if err != nil {
-		return &Response{Error: err.Error()}
+		return errorReply(CodeBadRequest, "%v", err)
 	}
 	return s.Handle(ctx, req)
 }
@@ -274,7 +274,12 @@ func (s *Server) Handle(ctx context.Context, req *Request) *Response {
 	case MethodMetrics:
 		return s.metrics(ctx, req)
 	}
-	return &Response{Error: fmt.Sprintf("unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics", req.Method)}
+	return errorReply(CodeUnknownMethod, "unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics", req.Method)
+}
+
+// errorReply is an ok:false reply with a code and a message for people.
+func errorReply(code, format string, args ...any) *Response {
+	return &Response{Error: fmt.Sprintf(format, args...), Code: code}
 }
 
 func (s *Server) base() *Response {
@@ -330,12 +335,14 @@ func (s *Server) stop(ctx context.Context, req *Request) *Response {
 		res, err = ms.StopMode(ctx, timeout, req.Mode)
 	} else {
 		if req.Mode != "" && req.Mode != ModeAuto {
-			return &Response{Error: fmt.Sprintf("stop mode %q is not supported by the %s backend: use auto", req.Mode, s.controller.Backend())}
+			return errorReply(CodeNotAvailable, "stop mode %q is not supported by the %s backend: use auto", req.Mode, s.controller.Backend())
 		}
 		err = s.controller.Stop(ctx, timeout)
 	}
 	if err != nil {
-		return &Response{Error: fmt.Sprintf("stop: %v", err), State: s.controller.State(), Backend: s.controller.Backend()}
+		r := errorReply(ErrorCode(err), "stop: %v", err)
+		r.State, r.Backend = s.controller.State(), s.controller.Backend()
+		return r
 	}
 	r := s.base()
 	r.StoppedBy = res.StoppedBy
@@ -355,7 +362,9 @@ func (s *Server) forceStop(ctx context.Context) *Response {
 		err = s.controller.ForceStop(ctx)
 	}
 	if err != nil {
-		return &Response{Error: fmt.Sprintf("force_stop: %v", err), State: s.controller.State(), Backend: s.controller.Backend()}
+		r := errorReply(ErrorCode(err), "force_stop: %v", err)
+		r.State, r.Backend = s.controller.State(), s.controller.Backend()
+		return r
 	}
 	r := s.base()
 	r.StoppedBy = res.StoppedBy
@@ -407,7 +416,7 @@ func (s *Server) exec(ctx context.Context, req *Request) *Response {
 func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 	mr, ok := s.controller.(MetricsReporter)
 	if !ok {
-		return &Response{Error: fmt.Sprintf("metrics are not available: the %s backend has no guest agent channel", s.controller.Backend())}
+		return errorReply(CodeNotAvailable, "metrics are not available: the %s backend has no guest agent channel", s.controller.Backend())
 	}
 	timeout := 10 * time.Second
 	if req.TimeoutSeconds > 0 {
@@ -417,7 +426,7 @@ func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 	defer cancel()
 	m, err := mr.Metrics(ctx)
 	if err != nil {
-		return &Response{Error: fmt.Sprintf("metrics: %v", err)}
+		return errorReply(ErrorCode(err), "metrics: %v", err)
 	}
 	return &Response{OK: true, Metrics: m}
 }
@@ -425,7 +434,7 @@ func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 func writeResponse(w io.Writer, r *Response) error {
 	b, err := json.Marshal(r)
 	if err != nil {
-		b, _ = json.Marshal(&Response{Error: fmt.Sprintf("encode reply: %v", err)})
+		b, _ = json.Marshal(errorReply(CodeFailed, "encode reply: %v", err))
 	}
 	b = append(b, '\n')
 	_, err = w.Write(b)

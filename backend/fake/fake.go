@@ -130,7 +130,7 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 	switch mode {
 	case "", vmhost.ModeAuto, vmhost.ModeGraceful, vmhost.ModeKill:
 	default:
-		return vmhost.StopResult{}, fmt.Errorf("unknown stop mode %q for the fake backend: accepted modes are auto, graceful, kill", mode)
+		return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeNotAvailable, fmt.Errorf("unknown stop mode %q for the fake backend: accepted modes are auto, graceful, kill", mode))
 	}
 	c.mu.Lock()
 	select {
@@ -176,7 +176,7 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 		if c.state == vmhost.StateStopping {
 			c.state = vmhost.StateRunning
 		}
-		return vmhost.StopResult{}, fmt.Errorf("fake VM did not stop gracefully within %s (use mode auto or kill)", timeout)
+		return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeTimeout, fmt.Errorf("fake VM did not stop gracefully within %s (use mode auto or kill)", timeout))
 	}
 	c.exit(vmhost.StateStopped, vmhost.ModeKill, nil)
 	return vmhost.StopResult{StoppedBy: c.stoppedBy}, nil

@@ -45,10 +45,10 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 	case vmhost.ModeAuto, vmhost.ModeACPI, vmhost.ModeQuit, vmhost.ModeKill:
 	case vmhost.ModeAgent:
 		if c.agent == nil {
-			return vmhost.StopResult{}, errors.New("stop mode agent: no guest agent is connected to this VM (use mode acpi, quit or kill)")
+			return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeNotAvailable, errors.New("stop mode agent: no guest agent is connected to this VM (use mode acpi, quit or kill)"))
 		}
 	default:
-		return vmhost.StopResult{}, fmt.Errorf("unknown stop mode %q: accepted: auto, agent, acpi, quit, kill", mode)
+		return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeNotAvailable, fmt.Errorf("unknown stop mode %q: accepted: auto, agent, acpi, quit, kill", mode))
 	}
 	c.stopMu.Lock()
 	defer c.stopMu.Unlock()
@@ -82,7 +82,7 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 			if err != nil {
 				return vmhost.StopResult{}, fmt.Errorf("stop mode %s: %w", mode, err)
 			}
-			return vmhost.StopResult{}, fmt.Errorf("stop mode %s: the VM did not go down within %s (try mode quit or kill)", mode, timeout)
+			return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeTimeout, fmt.Errorf("stop mode %s: the VM did not go down within %s (try mode quit or kill)", mode, timeout))
 		}
 	}
 	c.stopFailed()
