@@ -58,6 +58,8 @@ const (
 	MaxReplySize = 64 << 20
 	// DefaultStopTimeout is used for a stop request without timeout_seconds.
 	DefaultStopTimeout = 30 * time.Second
+	// ForceStopTimeout bounds a force_stop on the server.
+	ForceStopTimeout = 20 * time.Second
 )
 
 // Request is one line sent to vmhost.sock.

@@ -350,7 +350,7 @@ func (s *Server) stop(ctx context.Context, req *Request) *Response {
 }
 
 func (s *Server) forceStop(ctx context.Context) *Response {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, ForceStopTimeout)
 	defer cancel()
 	s.stopMu.Lock()
 	defer s.stopMu.Unlock()
