@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -217,9 +218,7 @@ func startVMHost(t *testing.T, env ...string) (*exec.Cmd, string) {
 // error once its deadline ends, instead of hanging.
 func TestCallsToAStoppedVMHostEnd(t *testing.T) {
 	cmd, sock := startVMHost(t)
-	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	freeze(t, cmd.Process.Pid)
 	cl := vmhost.NewClient(sock)
 	done := make(chan error, 3)
 	go func() { _, err := cl.Status(); done <- err }()
@@ -237,5 +236,27 @@ func TestCallsToAStoppedVMHostEnd(t *testing.T) {
 	}
 	if cl.IsAlive() {
 		t.Error("IsAlive = true for a stopped vmhost")
+	}
+}
+
+// freeze stops pid with SIGSTOP and waits until the kernel shows it
+// stopped (signal delivery is asynchronous).
+func freeze(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return // no procfs (macOS): trust the signal
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PID %d not stopped 10 s after SIGSTOP: %s", pid, b)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

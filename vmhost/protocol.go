@@ -62,6 +62,17 @@ const (
 	ForceStopTimeout = 20 * time.Second
 )
 
+// StopBudget is how long after a stop with timeout arrives its reply is
+// due, the last phase (a kill) included: the timeout less one second, or
+// 80 % of it below 5 s. A client whose own deadline is the timeout (as
+// masterblaster's is) thus always gets the answer.
+func StopBudget(timeout time.Duration) time.Duration {
+	if timeout < 5*time.Second {
+		return timeout * 4 / 5
+	}
+	return timeout - time.Second
+}
+
 // Request is one line sent to vmhost.sock.
 type Request struct {
 	Method         Method `json:"method"`

@@ -37,10 +37,10 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
-	// stopMu serialises stop and force_stop so that concurrent requests
+	// stopSem serialises stop and force_stop so that concurrent requests
 	// do not race through the backend's phases; the later caller waits
-	// and then sees the VM down.
-	stopMu sync.Mutex
+	// (within its own budget) and then sees the VM down.
+	stopSem chan struct{}
 }
 
 // NewServer returns a server for controller that will listen on socketPath
@@ -56,6 +56,7 @@ func NewServer(socketPath, pidPath string, controller VMController, logger *log.
 		controller: controller,
 		logger:     logger,
 		conns:      make(map[net.Conn]struct{}),
+		stopSem:    make(chan struct{}, 1),
 		name:       filepath.Base(filepath.Dir(socketPath)),
 	}
 }
@@ -321,54 +322,85 @@ func (s *Server) info() *Response {
 }
 
 func (s *Server) stop(ctx context.Context, req *Request) *Response {
+	arrived := time.Now()
 	timeout := DefaultStopTimeout
 	if req.TimeoutSeconds > 0 {
 		timeout = time.Duration(req.TimeoutSeconds) * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
-	defer cancel()
-	s.stopMu.Lock()
-	defer s.stopMu.Unlock()
-	var res StopResult
-	var err error
-	if ms, ok := s.controller.(ModeStopper); ok {
-		res, err = ms.StopMode(ctx, timeout, req.Mode)
-	} else {
-		if req.Mode != "" && req.Mode != ModeAuto {
-			return errorReply(CodeNotAvailable, "stop mode %q is not supported by the %s backend: use auto", req.Mode, s.controller.Backend())
+	ms, modal := s.controller.(ModeStopper)
+	if !modal && req.Mode != "" && req.Mode != ModeAuto {
+		return errorReply(CodeNotAvailable, "stop mode %q is not supported by the %s backend: use auto", req.Mode, s.controller.Backend())
+	}
+	budget := StopBudget(timeout)
+	return s.bounded(ctx, MethodStop, arrived.Add(budget), func(ctx context.Context, left time.Duration) (StopResult, error) {
+		if modal {
+			return ms.StopMode(ctx, left, req.Mode)
 		}
-		err = s.controller.Stop(ctx, timeout)
-	}
-	if err != nil {
-		r := errorReply(ErrorCode(err), "stop: %v", err)
-		r.State, r.Backend = s.controller.State(), s.controller.Backend()
-		return r
-	}
-	r := s.base()
-	r.StoppedBy = res.StoppedBy
-	return r
+		return StopResult{}, s.controller.Stop(ctx, left)
+	})
 }
 
 func (s *Server) forceStop(ctx context.Context) *Response {
-	ctx, cancel := context.WithTimeout(ctx, ForceStopTimeout)
+	return s.bounded(ctx, MethodForceStop, time.Now().Add(ForceStopTimeout), func(ctx context.Context, _ time.Duration) (StopResult, error) {
+		if fr, ok := s.controller.(ForceStopReporter); ok {
+			return fr.ForceStopResult(ctx)
+		}
+		return StopResult{}, s.controller.ForceStop(ctx)
+	})
+}
+
+// bounded runs a stop or force_stop so that its reply is written by
+// deadline whatever the backend does: waiting for another stop counts
+// against it, the backend is given what is left less a little slack for
+// the reply, and a backend that overruns even that is answered for with a
+// timeout while it goes on in the background (holding stopSem).
+func (s *Server) bounded(ctx context.Context, m Method, deadline time.Time, run func(ctx context.Context, left time.Duration) (StopResult, error)) *Response {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	s.stopMu.Lock()
-	defer s.stopMu.Unlock()
-	var res StopResult
-	var err error
-	if fr, ok := s.controller.(ForceStopReporter); ok {
-		res, err = fr.ForceStopResult(ctx)
-	} else {
-		err = s.controller.ForceStop(ctx)
-	}
-	if err != nil {
-		r := errorReply(ErrorCode(err), "force_stop: %v", err)
+	fail := func(code, format string, args ...any) *Response {
+		r := errorReply(code, "%s: "+format, append([]any{m}, args...)...)
 		r.State, r.Backend = s.controller.State(), s.controller.Backend()
 		return r
 	}
-	r := s.base()
-	r.StoppedBy = res.StoppedBy
-	return r
+	select {
+	case s.stopSem <- struct{}{}:
+	case <-ctx.Done():
+		return fail(CodeTimeout, "another stop of this VM was still running when this one's time ran out; check the state with status")
+	}
+	left := time.Until(deadline)
+	left -= replySlack(left)
+	type outcome struct {
+		res StopResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	// The backend's work does not end with this request (a stop that
+	// overran finishes in the background), but it has the same deadline.
+	bctx, bcancel := context.WithDeadline(context.WithoutCancel(ctx), time.Now().Add(left))
+	go func() {
+		defer func() { <-s.stopSem }()
+		defer bcancel()
+		res, err := run(bctx, left)
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			return fail(ErrorCode(o.err), "%v", o.err)
+		}
+		r := s.base()
+		r.StoppedBy = o.res.StoppedBy
+		return r
+	case <-ctx.Done():
+		s.logger.Printf("vmhost server: %s overran its budget; the backend goes on in the background", m)
+		return fail(CodeTimeout, "the %s backend did not finish within the time given (it goes on in the background); check the state with status", s.controller.Backend())
+	}
+}
+
+// replySlack is the part of a stop's remaining budget kept for writing the
+// reply: 2 %, between 20 and 200 ms.
+func replySlack(left time.Duration) time.Duration {
+	return min(max(left/50, 20*time.Millisecond), 200*time.Millisecond)
 }
 
 func (s *Server) exec(ctx context.Context, req *Request) *Response {
