@@ -25,6 +25,41 @@ import (
 // exited or the context was cancelled, before cancelling them.
 const drainTimeout = 10 * time.Second
 
+// Connection limits of a Server.
+const (
+	// MaxConns is how many connections a server keeps open at once. When
+	// a new one arrives at the cap, the connection idle (or trickling a
+	// request) the longest is closed to make room; when every connection
+	// is running a request, the new one is refused with CodeBusy.
+	MaxConns = 128
+	// IdleTimeout closes a connection that sends no request for this long.
+	IdleTimeout = time.Minute
+	// ReadTimeout bounds reading one request once its first byte arrived.
+	ReadTimeout = 10 * time.Second
+	// writeTimeout bounds writing one reply (exec replies can be large).
+	writeTimeout = time.Minute
+	// acceptBackoffMax caps the pause after failing accepts; acceptLogEvery
+	// spaces the log lines about them.
+	acceptBackoffMax = time.Second
+	acceptLogEvery   = 10 * time.Second
+)
+
+// connPhase is what a connection is doing, for the choice of which one to
+// close when the server is full.
+type connPhase int
+
+const (
+	phaseIdle     connPhase = iota // waiting for a request
+	phaseReading                   // a request has started arriving
+	phaseHandling                  // a request is being answered
+)
+
+// connState is a tracked connection's phase and since when.
+type connState struct {
+	phase connPhase
+	since time.Time
+}
+
 // Server answers the control protocol on a unix socket for one VM.
 type Server struct {
 	socketPath string
@@ -35,8 +70,15 @@ type Server struct {
 	started time.Time
 	name    string
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	// Connection limits (MaxConns, IdleTimeout, ReadTimeout unless a test
+	// lowered them).
+	maxConns    int
+	idleTimeout time.Duration
+	readTimeout time.Duration
+
+	mu      sync.Mutex
+	conns   map[net.Conn]*connState
+	closing bool // Run is shutting down: no new requests are read
 	// stopSem serialises stop and force_stop so that concurrent requests
 	// do not race through the backend's phases; the later caller waits
 	// (within its own budget) and then sees the VM down.
@@ -55,9 +97,13 @@ func NewServer(socketPath, pidPath string, controller VMController, logger *log.
 		pidPath:    pidPath,
 		controller: controller,
 		logger:     logger,
-		conns:      make(map[net.Conn]struct{}),
-		stopSem:    make(chan struct{}, 1),
-		name:       filepath.Base(filepath.Dir(socketPath)),
+		conns:      make(map[net.Conn]*connState),
+		maxConns:   MaxConns,
+
+		idleTimeout: IdleTimeout,
+		readTimeout: ReadTimeout,
+		stopSem:     make(chan struct{}, 1),
+		name:        filepath.Base(filepath.Dir(socketPath)),
 	}
 }
 
@@ -145,27 +191,40 @@ func listenUnix(path string) (*net.UnixListener, error) {
 }
 
 func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.WaitGroup) {
+	var (
+		backoff  time.Duration
+		failures int
+		lastLog  time.Time
+	)
 	for {
 		conn, err := ln.AcceptUnix()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Out of descriptors (or another transient failure): make
+			// room by closing the longest-idle connection, and back off
+			// instead of spinning and logging in a tight loop.
+			s.evict()
+			failures++
+			if time.Since(lastLog) >= acceptLogEvery {
+				s.logger.Printf("vmhost server: accept failed %d times since the last report: %v (backing off)", failures, err)
+				lastLog, failures = time.Now(), 0
 			}
-			s.logger.Printf("vmhost server: accept: %v", err)
-			time.Sleep(50 * time.Millisecond)
+			backoff = min(max(2*backoff, 5*time.Millisecond), acceptBackoffMax)
+			time.Sleep(backoff)
 			continue
 		}
+		backoff = 0
 		if err := checkPeerConn(conn); err != nil {
 			s.logger.Printf("vmhost server: refused connection: %v", err)
-			writeResponse(conn, errorReply(CodeForbidden, "%v", err))
-			conn.Close()
+			refuse(conn, errorReply(CodeForbidden, "%v", err))
 			continue
 		}
-		s.track(conn, true)
+		if !s.admit(conn) {
+			refuse(conn, errorReply(CodeBusy, "vmhost is busy: %d connections are running requests, the most it serves at once; retry shortly", s.maxConns))
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -176,14 +235,76 @@ func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.
 	}
 }
 
+// refuse answers a connection that will not be served and closes it.
+func refuse(conn net.Conn, r *Response) {
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = writeResponse(conn, r)
+	conn.Close()
+}
+
+// admit tracks a new connection, closing the longest-idle one when the
+// server is full. It reports false when every tracked connection is
+// running a request.
+func (s *Server) admit(c net.Conn) bool {
+	s.mu.Lock()
+	full := len(s.conns) >= s.maxConns
+	s.mu.Unlock()
+	if full && !s.evict() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns[c] = &connState{phase: phaseIdle, since: time.Now()}
+	return true
+}
+
+// evict closes the connection that has waited for a request the longest,
+// or else the one that has trickled a request the longest. A connection
+// running a request is never closed. It reports whether it closed one.
+func (s *Server) evict() bool {
+	s.mu.Lock()
+	var victim net.Conn
+	var best *connState
+	for c, st := range s.conns {
+		if st.phase == phaseHandling {
+			continue
+		}
+		if best == nil || st.phase < best.phase || (st.phase == best.phase && st.since.Before(best.since)) {
+			victim, best = c, st
+		}
+	}
+	if victim != nil {
+		delete(s.conns, victim)
+	}
+	s.mu.Unlock()
+	if victim == nil {
+		return false
+	}
+	victim.Close()
+	return true
+}
+
 func (s *Server) track(c net.Conn, add bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
-		s.conns[c] = struct{}{}
+		s.conns[c] = &connState{phase: phaseIdle, since: time.Now()}
 	} else {
 		delete(s.conns, c)
 	}
+}
+
+// setPhase records what c is doing. It reports false when c should stop
+// reading requests: the server is shutting down, or c was evicted.
+func (s *Server) setPhase(c net.Conn, p connPhase) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.conns[c]
+	if !ok || (s.closing && p != phaseHandling) {
+		return false
+	}
+	st.phase, st.since = p, time.Now()
+	return true
 }
 
 // closeIdle unblocks connections waiting for their next request; a handler
@@ -191,8 +312,11 @@ func (s *Server) track(c net.Conn, add bool) {
 func (s *Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.conns {
-		_ = c.SetReadDeadline(time.Now())
+	s.closing = true
+	for c, st := range s.conns {
+		if st.phase != phaseHandling {
+			_ = c.SetReadDeadline(time.Now())
+		}
 	}
 }
 
@@ -204,27 +328,54 @@ func (s *Server) closeAll() {
 	}
 }
 
-// serveConn answers requests on one connection, in order.
+// serveConn answers requests on one connection, in order. A connection
+// that sends nothing for idleTimeout, or takes over readTimeout to send a
+// request it started, is closed.
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	r := bufio.NewReaderSize(conn, 4<<10)
 	for {
+		if !s.setPhase(conn, phaseIdle) {
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		if _, err := r.Peek(1); err != nil {
+			return // EOF, idle, deadline at shutdown, or a broken peer
+		}
+		if !s.setPhase(conn, phaseReading) {
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(s.readTimeout))
 		line, err := readLine(r, MaxRequestSize)
 		if errors.Is(err, errLineTooLong) {
-			writeResponse(conn, errorReply(CodeTooLarge, "request line over %d bytes refused; closing the connection", MaxRequestSize))
+			s.reply(conn, errorReply(CodeTooLarge, "request line over %d bytes refused; closing the connection", MaxRequestSize))
+			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			s.reply(conn, errorReply(CodeTimeout, "request not complete within %s; closing the connection", s.readTimeout))
 			return
 		}
 		if err != nil {
-			return // EOF, deadline at shutdown, or a broken peer
+			return
 		}
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
 			continue
 		}
-		resp := s.handleLine(ctx, line)
-		if err := writeResponse(conn, resp); err != nil {
+		if !s.setPhase(conn, phaseHandling) {
+			return
+		}
+		_ = conn.SetReadDeadline(time.Time{})
+		if err := s.reply(conn, s.handleLine(ctx, line)); err != nil {
 			return
 		}
 	}
+}
+
+// reply writes r within writeTimeout.
+func (s *Server) reply(conn net.Conn, r *Response) error {
+	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return writeResponse(conn, r)
 }
 
 // handleLine decodes and dispatches one request line.
