@@ -84,6 +84,9 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err := layout.Ensure(dir); err != nil {
 		return nil, err
 	}
+	if err := stopLeftover(ctx, log, dir); err != nil {
+		return nil, err
+	}
 	cfg, err := resolveBoot(ctx, dir, mbHome, &s, a)
 	if err != nil {
 		return nil, err
