@@ -155,7 +155,7 @@ func (c *Controller) noteResetLocked(now time.Time) {
 	if len(c.resets) < crashLoopResets || c.crashLoop != "" {
 		return
 	}
-	c.crashLoop = fmt.Sprintf("guest reset %d times in %s (crash loop); see the end of %s", len(c.resets), crashLoopWindow.Round(time.Second), c.cfg.path(serialLogName))
+	c.crashLoop = fmt.Sprintf("guest reset %d times in %d s (crash loop); see the end of %s", len(c.resets), int(crashLoopWindow/time.Second), c.cfg.path(serialLogName))
 	c.log.Error("guest crash loop: killing qemu", "resets", len(c.resets), "window", crashLoopWindow)
 	proc := c.cmd.Process
 	go func() {
