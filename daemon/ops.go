@@ -216,28 +216,24 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	}
 	d.events.publish(api.Event{VM: v.name, Type: api.EventStopping, State: api.StateStopping})
 	c := vmhost.NewClient(v.socket())
-	// killVMHost ends a vmhost that does not answer (its QEMU dies with
-	// it). The user asked for the stop, so the record says stopped by kill,
-	// not crashed; the record is best effort, the kill is not.
-	killVMHost := func(why error) {
-		d.log.Warn("vmhost does not answer; killing it", "vm", v.name, "pid", r.pid, "err", why)
-		_ = vmhost.WriteExitRecord(v.dir, vmhost.ExitRecord{Time: time.Now().UTC(), StartedAt: r.started.UTC(), PID: r.pid,
-			StoppedBy: vmhost.ModeKill, Reason: "vmhost did not answer the stop; the daemon killed it"})
-		_ = syscall.Kill(r.pid, syscall.SIGKILL)
-	}
 	var err error
 	killed := false
 	if !force {
 		secs := (timeout + time.Second - 1) / time.Second
 		// vmhost answers by vmhost.StopBudget; one that has not answered
 		// shortly after is hung, and waiting on for a force_stop would
-		// overrun the user's timeout.
+		// overrun the user's timeout: kill it now (its QEMU dies with it).
 		budget := vmhost.StopBudget(secs * time.Second)
 		sctx, cancel := context.WithTimeout(ctx, budget+min(500*time.Millisecond, (secs*time.Second-budget)/2))
 		_, err = c.Call(sctx, vmhost.Request{Method: vmhost.MethodStop, TimeoutSeconds: int(secs)})
 		cancel()
-		if errors.Is(err, vmhost.ErrNoAnswer) {
-			killVMHost(err)
+		if errors.Is(err, vmhost.ErrNoAnswer) && r.pid > 1 {
+			d.log.Warn("vmhost does not answer its stop; killing it", "vm", v.name, "pid", r.pid, "err", err)
+			// The user asked for the stop: the record says stopped by
+			// kill, not crashed. It is best effort; the kill is not.
+			_ = vmhost.WriteExitRecord(v.dir, vmhost.ExitRecord{Time: time.Now().UTC(), StartedAt: r.started.UTC(), PID: r.pid,
+				StoppedBy: vmhost.ModeKill, Reason: "vmhost did not answer the stop; the daemon killed it"})
+			_ = syscall.Kill(r.pid, syscall.SIGKILL)
 			killed = true
 		} else if err != nil {
 			d.log.Warn("graceful stop failed; forcing", "vm", v.name, "err", err)
@@ -245,7 +241,8 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	}
 	if !killed && (force || err != nil) {
 		if _, err = c.Call(ctx, vmhost.Request{Method: vmhost.MethodForceStop}); err != nil {
-			killVMHost(err)
+			d.log.Warn("force_stop failed; killing vmhost", "vm", v.name, "pid", r.pid, "err", err)
+			_ = syscall.Kill(r.pid, syscall.SIGKILL)
 		}
 	}
 	wait := time.NewTimer(60 * time.Second)

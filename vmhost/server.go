@@ -599,7 +599,7 @@ func (s *Server) exec(ctx context.Context, req *Request) *Response {
 func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 	mr, ok := s.controller.(MetricsReporter)
 	if !ok {
-		return errorReply(CodeNotAvailable, "metrics are not available: the %s backend has no guest agent channel", s.controller.Backend())
+		return &Response{Code: CodeNotAvailable, Error: fmt.Sprintf("metrics are not available: the %s backend has no guest agent channel", s.controller.Backend())}
 	}
 	timeout := 10 * time.Second
 	if req.TimeoutSeconds > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -25,10 +26,15 @@ const leftoverGrace = 5 * time.Second
 // alone.
 func stopLeftover(ctx context.Context, log *slog.Logger, dir string) error {
 	pidPath := filepath.Join(dir, pidFileName)
-	b, err := os.ReadFile(pidPath)
+	f, err := os.OpenFile(pidPath, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", pidPath, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64))
+	f.Close()
 	if err != nil {
 		return fmt.Errorf("read %s: %w", pidPath, err)
 	}

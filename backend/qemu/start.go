@@ -81,10 +81,11 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := layout.Ensure(dir); err != nil {
+	// A QEMU that outlived an earlier run holds the disk and the ports.
+	if err := stopLeftover(ctx, log, dir); err != nil {
 		return nil, err
 	}
-	if err := stopLeftover(ctx, log, dir); err != nil {
+	if err := layout.Ensure(dir); err != nil {
 		return nil, err
 	}
 	cfg, err := resolveBoot(ctx, dir, mbHome, &s, a)
