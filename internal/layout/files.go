@@ -71,7 +71,7 @@ var backendFiles = map[string]BackendFiles{
 		Console:   ConsoleSocket,
 		SerialLog: SerialLog,
 	},
-	"fake":      {},
+	"fake": {},
 	"applevirt": {
 		Sockets:   []string{AgentSocket},
 		SerialLog: SerialLog,
