@@ -161,10 +161,34 @@ func deadline(req Request) time.Duration {
 // Call sends one request and reads its reply, with a dial timeout and a
 // deadline fitting the method (and ctx's deadline, if earlier). A reply with
 // ok:false is returned together with a *RemoteError.
+//
+// A "busy" refusal (the server is at its connection cap and has no idle
+// connection it may close) means the request was not read: Call tries
+// again shortly, until the call's deadline.
 func (c *Client) Call(ctx context.Context, req Request) (*Response, error) {
 	if req.Method == MethodExec {
 		return c.exec(ctx, req)
 	}
+	ctx, cancel := context.WithTimeout(ctx, deadline(req))
+	defer cancel()
+	wait := 10 * time.Millisecond
+	for {
+		r, err := c.callOnce(ctx, req)
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Code != CodeBusy {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+// callOnce is one connection's worth of Call.
+func (c *Client) callOnce(ctx context.Context, req Request) (*Response, error) {
 	d := net.Dialer{Timeout: DialTimeout}
 	conn, err := d.DialContext(ctx, "unix", c.socketPath)
 	if err != nil {
@@ -186,10 +210,20 @@ func (c *Client) Call(ctx context.Context, req Request) (*Response, error) {
 		return nil, fmt.Errorf("encode %s request: %w", req.Method, err)
 	}
 	b = append(b, '\n')
+	br := bufio.NewReaderSize(conn, 4<<10)
 	if _, err := conn.Write(b); err != nil {
+		// A server that refuses the connection (busy, forbidden) may have
+		// answered and closed before the request went out: its reply is
+		// still there to read.
+		_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if line, rerr := readLine(br, MaxReplySize); rerr == nil {
+			if r, perr := c.parseReply(req.Method, line); perr != nil {
+				return r, perr
+			}
+		}
 		return nil, fmt.Errorf("send %s to vmhost at %s: %w", req.Method, c.socketPath, err)
 	}
-	line, err := readLine(bufio.NewReaderSize(conn, 4<<10), MaxReplySize)
+	line, err := readLine(br, MaxReplySize)
 	if err != nil {
 		if errors.Is(err, errLineTooLong) {
 			return nil, fmt.Errorf("read %s reply from vmhost at %s: reply over %d bytes", req.Method, c.socketPath, MaxReplySize)

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,4 +197,42 @@ func TestDescriptorExhaustion(t *testing.T) {
 	if n := strings.Count(string(b), "accept"); n > 3 {
 		t.Errorf("vmhost logged %d lines about accept in a few seconds, want a few at most:\n%s", n, b)
 	}
+}
+
+// A burst of clients far over the cap, each on fresh connections, gets
+// either its answer or a clear "busy" refusal: never a connection reset.
+// Making room closes only connections that have sent nothing; one whose
+// request is already waiting in the socket is not idle (closing it with
+// unread data made the kernel reset it).
+func TestBurstOverTheCapIsAnsweredOrRefused(t *testing.T) {
+	sock := serveLimited(t, fake.New(fake.Options{}), 4, time.Hour, time.Hour)
+	const clients, calls = 64, 20
+	errs := make(chan error, clients)
+	busy := make(chan struct{}, clients*calls)
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			cl := vmhost.NewClient(sock)
+			for j := 0; j < calls; j++ {
+				_, err := cl.Status()
+				var re *vmhost.RemoteError
+				switch {
+				case err == nil:
+				case errors.As(err, &re) && re.Code == vmhost.CodeBusy:
+					busy <- struct{}{}
+				default:
+					errs <- fmt.Errorf("client %d call %d: %w", i, j, err)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d of %d calls refused as busy", len(busy), clients*calls)
 }

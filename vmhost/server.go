@@ -14,7 +14,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mbvm/mb/internal/atomicfile"
 	"github.com/mbvm/mb/internal/layout"
@@ -82,6 +85,8 @@ type Server struct {
 	// do not race through the backend's phases; the later caller waits
 	// (within its own budget) and then sees the VM down.
 	stopSem chan struct{}
+	// drainSem bounds the refused connections being drained at once.
+	drainSem chan struct{}
 }
 
 // NewServer returns a server for controller that will listen on socketPath
@@ -102,6 +107,7 @@ func NewServer(socketPath, pidPath string, controller VMController, logger *log.
 		idleTimeout: IdleTimeout,
 		readTimeout: ReadTimeout,
 		stopSem:     make(chan struct{}, 1),
+		drainSem:    make(chan struct{}, 64),
 		name:        filepath.Base(filepath.Dir(socketPath)),
 	}
 }
@@ -204,7 +210,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.
 			// Out of descriptors (or another transient failure): make
 			// room by closing the longest-idle connection, and back off
 			// instead of spinning and logging in a tight loop.
-			s.evict()
+			s.evict(true)
 			failures++
 			if time.Since(lastLog) >= acceptLogEvery {
 				s.logger.Printf("vmhost server: accept failed %d times since the last report: %v (backing off)", failures, err)
@@ -217,11 +223,11 @@ func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.
 		backoff = 0
 		if err := checkPeerConn(conn); err != nil {
 			s.logger.Printf("vmhost server: refused connection: %v", err)
-			refuse(conn, errorReply(CodeForbidden, "%v", err))
+			s.refuse(conn, errorReply(CodeForbidden, "%v", err))
 			continue
 		}
 		if !s.admit(conn) {
-			refuse(conn, errorReply(CodeBusy, "vmhost is busy: %d connections are running requests, the most it serves at once; retry shortly", s.maxConns))
+			s.refuse(conn, errorReply(CodeBusy, "vmhost is busy: %d connections are running requests, the most it serves at once; retry shortly", s.maxConns))
 			continue
 		}
 		wg.Add(1)
@@ -234,12 +240,35 @@ func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.
 	}
 }
 
-// refuse answers a connection that will not be served and closes it.
-func refuse(conn net.Conn, r *Response) {
+// refuse answers a connection that will not be served and closes it. The
+// client's request is usually already in the socket: closing with unread
+// input makes the kernel reset the connection, and the client would see
+// "connection reset" instead of the refusal. So the input is read and
+// dropped (briefly, in the background, a bounded number at a time) before
+// the close.
+func (s *Server) refuse(conn net.Conn, r *Response) {
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = writeResponse(conn, r)
-	conn.Close()
+	select {
+	case s.drainSem <- struct{}{}:
+	default:
+		conn.Close() // too many refusals at once: no courtesy
+		return
+	}
+	go func() {
+		defer func() { <-s.drainSem }()
+		if uc, ok := conn.(*net.UnixConn); ok {
+			_ = uc.CloseWrite()
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(refuseDrain))
+		_, _ = io.Copy(io.Discard, io.LimitReader(conn, MaxRequestSize))
+		conn.Close()
+	}()
 }
+
+// refuseDrain is how long a refused connection's input is read before it
+// is closed anyway.
+const refuseDrain = 500 * time.Millisecond
 
 // admit tracks a new connection, closing the longest-idle one when the
 // server is full. It reports false when every tracked connection is
@@ -248,7 +277,7 @@ func (s *Server) admit(c net.Conn) bool {
 	s.mu.Lock()
 	full := len(s.conns) >= s.maxConns
 	s.mu.Unlock()
-	if full && !s.evict() {
+	if full && !s.evict(false) {
 		return false
 	}
 	s.mu.Lock()
@@ -259,28 +288,71 @@ func (s *Server) admit(c net.Conn) bool {
 
 // evict closes the connection that has waited for a request the longest,
 // or else the one that has trickled a request the longest. A connection
-// running a request is never closed. It reports whether it closed one.
-func (s *Server) evict() bool {
+// running a request is never closed, nor one that looks idle but whose
+// request already waits unread in the socket (its goroutine has not been
+// scheduled yet): that is a client about to be served, and closing it
+// with unread input would reset it. Connections younger than minEvictIdle
+// are spared too, unless urgent: out of descriptors, the server must make
+// room to accept at all. It reports whether it closed one.
+func (s *Server) evict(urgent bool) bool {
 	s.mu.Lock()
-	var victim net.Conn
-	var best *connState
-	for c, st := range s.conns {
-		if st.phase == phaseHandling {
+	skip := map[net.Conn]bool{}
+	for tries := 0; tries < maxEvictTries; tries++ {
+		var victim net.Conn
+		var best *connState
+		for c, st := range s.conns {
+			if st.phase == phaseHandling || skip[c] {
+				continue
+			}
+			if best == nil || st.phase < best.phase || (st.phase == best.phase && st.since.Before(best.since)) {
+				victim, best = c, st
+			}
+		}
+		if victim == nil {
+			break
+		}
+		// Too young to tell from a client that is about to write, or
+		// has just begun to: spare it.
+		if (!urgent && time.Since(best.since) < minEvictIdle) || (best.phase == phaseIdle && pendingInput(victim) > 0) {
+			skip[victim] = true
 			continue
 		}
-		if best == nil || st.phase < best.phase || (st.phase == best.phase && st.since.Before(best.since)) {
-			victim, best = c, st
-		}
-	}
-	if victim != nil {
 		delete(s.conns, victim)
+		s.mu.Unlock()
+		victim.Close()
+		return true
 	}
 	s.mu.Unlock()
-	if victim == nil {
-		return false
+	return false
+}
+
+// minEvictIdle is how long a connection must have waited for a request
+// (or trickled one) before it may be closed to make room: a client that
+// just connected has not written yet, and an idle or trickling connection
+// is one that stays so. When
+// none qualifies, the newcomer is refused as busy, and clients retry.
+const minEvictIdle = 500 * time.Millisecond
+
+// maxEvictTries bounds how many connections evict inspects for unread
+// input before it gives up making room.
+const maxEvictTries = 16
+
+// pendingInput is how many bytes wait unread in c's socket (0 when that
+// cannot be told).
+func pendingInput(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
 	}
-	victim.Close()
-	return true
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = raw.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), ioctlInq)
+	})
+	return n
 }
 
 func (s *Server) track(c net.Conn, add bool) {
