@@ -153,3 +153,30 @@ func TestThresholdReachesWebhookOnce(t *testing.T) {
 		}
 	}
 }
+
+// newHookServer is a webhook receiver answering 200.
+func newHookServer(t testing.TB) *notifytest.Server {
+	t.Helper()
+	if tt, ok := t.(*testing.T); ok {
+		return notifytest.NewServer(tt)
+	}
+	t.Fatal("newHookServer needs a *testing.T")
+	return nil
+}
+
+// syncWriter serializes writes to w (a log buffer written from several
+// goroutines).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
+}
