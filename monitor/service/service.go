@@ -189,7 +189,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	s.engine, err = monitor.New(monitor.Options{
 		Settings: ld.settings, Clock: s.clock, Notifier: monitor.NotifierFunc(s.notify),
-		Store: s.store, Samples: s.journal.counting(s.rollups), Journal: s.journal, Logger: s.log,
+		Store: s.store, Samples: s.rollups, Journal: s.journal, Logger: s.log,
 	})
 	if err != nil {
 		return nil, err
