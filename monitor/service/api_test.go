@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/user"
@@ -323,4 +324,54 @@ users:
 	if err := s.Reload(""); err == nil || !strings.Contains(err.Error(), "add users") {
 		t.Errorf("reload to 0.0.0.0 without users: %v", err)
 	}
+}
+
+// TestReloadMovesListener: a reload with a new listen address serves on
+// it and closes the old one; a reload to an address in use is refused
+// and the listener stays.
+func TestReloadMovesListener(t *testing.T) {
+	hook := newHookServer(t)
+	s := start(t, t.TempDir(), apiConfig(hook.URL))
+	old := s.Addr().String()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := func(addr string) string { return strings.Replace(apiConfig(hook.URL), "127.0.0.1:0", addr, 1) }
+	if err := os.WriteFile(s.path, []byte(cfg(busy.Addr().String())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(""); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("reload to a busy port: %v", err)
+	}
+	if s.Addr().String() != old {
+		t.Fatalf("listener moved to %s after a refused reload", s.Addr())
+	}
+	newAddr := freeAddr(t)
+	if err := os.WriteFile(s.path, []byte(cfg(newAddr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(""); err != nil {
+		t.Fatal(err)
+	}
+	if s.Addr().String() != newAddr {
+		t.Fatalf("listener at %s, want %s", s.Addr(), newAddr)
+	}
+	c := newClient(t, s)
+	c.json("GET", "/api/0/hosts", "", 200, nil)
+	if conn, err := net.DialTimeout("tcp", old, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the old listener %s still accepts", old)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
