@@ -14,9 +14,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/user"
 	"path/filepath"
 	"sync"
@@ -55,6 +57,10 @@ type Options struct {
 	// (LoadConfig). One of them is needed.
 	Config     *config.Config
 	ConfigPath string
+	// MissingOK runs with the defaults when ConfigPath does not exist (the
+	// daemon without a monitor.yaml); a later Reload reads the file once
+	// it is there.
+	MissingOK bool
 	// StateDir holds monitor.db and, unless journal_dir says otherwise,
 	// journal/. Default: $MB_HOME/monitor.
 	StateDir string
@@ -128,7 +134,11 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 			return nil, errors.New("monitor: no configuration: give Options.Config or Options.ConfigPath")
 		}
 		var err error
-		if cfg, err = LoadConfig(opts.ConfigPath); err != nil {
+		if _, serr := os.Stat(opts.ConfigPath); opts.MissingOK && errors.Is(serr, fs.ErrNotExist) {
+			if cfg, err = ParseConfig(nil, opts.ConfigPath); err != nil {
+				return nil, err
+			}
+		} else if cfg, err = LoadConfig(opts.ConfigPath); err != nil {
 			return nil, err
 		}
 	}

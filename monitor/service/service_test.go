@@ -180,3 +180,28 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithCancel(ctx)
 }
+
+// TestMissingConfigOK: with MissingOK a service runs on the defaults
+// without monitor.yaml, and a reload picks the file up once it exists.
+func TestMissingConfigOK(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	if _, err := New(context.Background(), Options{ConfigPath: path, StateDir: filepath.Join(dir, "state"), Logger: quietLogger()}); err == nil {
+		t.Fatal("a missing config was accepted without MissingOK")
+	}
+	s, err := New(context.Background(), Options{ConfigPath: path, MissingOK: true, StateDir: filepath.Join(dir, "state"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Config().Interval != monitor.DefaultInterval || s.Addr() != nil {
+		t.Errorf("defaults: %+v", s.Config())
+	}
+	writeConfig(t, dir, "interval: 7\n")
+	if err := s.Reload(""); err != nil {
+		t.Fatal(err)
+	}
+	if s.Config().Interval != 7*time.Second {
+		t.Errorf("interval after reload: %v", s.Config().Interval)
+	}
+}
