@@ -134,6 +134,7 @@ thresholds:
     cpu_percent: {warning: 80, critical: 90}
 users:
   alice:
+    admin: true
     password: "pbkdf2:sha256:1000$abc$86794c8711c43375863811cce5533ce24240f82f3f01fc5e55ae5676cb8560db"
 `
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,7 +30,12 @@ const MaxBody = 64 << 10
 // routes builds the handler of /api/0/ and /metrics.
 func (s *Service) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", s.metrics.handler())
+	mh := s.metrics.handler()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if requireAdmin(w, r, "/metrics") {
+			mh.ServeHTTP(w, r)
+		}
+	})
 	mux.HandleFunc("GET /api/0/hosts", s.getHosts)
 	mux.HandleFunc("GET /api/0/alerts", s.getAlerts)
 	mux.HandleFunc("GET /api/0/alert_summary", s.getAlertSummary)
@@ -185,10 +191,11 @@ func (s *Service) getHosts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.clock()
-	hosts := s.engine.Hosts()
-	out := make([]HostJSON, len(hosts))
-	for i, h := range hosts {
-		out[i] = hostJSON(h, now)
+	out := []HostJSON{}
+	for _, h := range s.engine.Hosts() {
+		if s.visible(r.Context(), h) {
+			out = append(out, hostJSON(h, now))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"hosts": out})
 }
@@ -210,12 +217,14 @@ func (s *Service) getAlerts(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if f.Host != "" {
-		if _, ok := s.engine.Host(f.Host); !ok {
+		if h, ok := s.engine.Host(f.Host); !ok || !s.visible(r.Context(), h) {
 			writeError(w, http.StatusNotFound, noHost(f.Host))
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": alertsJSON(s.engine.Alerts(f), s.clock())})
+	see := s.visibleHosts(r.Context())
+	as := slices.DeleteFunc(s.engine.Alerts(f), func(a monitor.AlertInfo) bool { return !see(a.Key.Host) })
+	writeJSON(w, http.StatusOK, map[string]any{"alerts": alertsJSON(as, s.clock())})
 }
 
 func (s *Service) getAlertSummary(w http.ResponseWriter, r *http.Request) {
@@ -231,7 +240,11 @@ func (s *Service) getAlertSummary(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock()
 	var sum summary
+	see := s.visibleHosts(r.Context())
 	for _, a := range s.engine.Alerts(monitor.AlertFilter{All: true}) {
+		if !see(a.Key.Host) {
+			continue
+		}
 		count(&sum.AlertCounts, a.Level)
 		if a.Active() && a.Ack != nil && a.Ack.Active(now) {
 			sum.Acknowledged++
@@ -248,7 +261,9 @@ func (s *Service) getAlertSummary(w http.ResponseWriter, r *http.Request) {
 		sum.Hosts[string(r)] = 0
 	}
 	for _, h := range s.engine.Hosts() {
-		sum.Hosts[string(h.Reach)]++
+		if s.visible(r.Context(), h) {
+			sum.Hosts[string(h.Reach)]++
+		}
 	}
 	writeJSON(w, http.StatusOK, sum)
 }
@@ -258,6 +273,10 @@ func (s *Service) getMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msgs := s.journal.recent()
+	if restricted(r.Context()) {
+		see := s.visibleHosts(r.Context())
+		msgs = slices.DeleteFunc(msgs, func(e journal.Entry) bool { return !see(messageHost(e.Message)) })
+	}
 	if msgs == nil {
 		msgs = []journal.Entry{}
 	}
@@ -283,6 +302,8 @@ func (s *Service) getNotifications(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
+	see := s.visibleHosts(r.Context())
+	items = slices.DeleteFunc(items, func(it store.OutboxItem) bool { return !see(it.Notification.Host) })
 	out := make([]NotificationJSON, len(items))
 	for i, it := range items {
 		n := it.Notification
@@ -301,10 +322,11 @@ func (s *Service) getNotifications(w http.ResponseWriter, r *http.Request) {
 func (s *Service) host(w http.ResponseWriter, r *http.Request) (monitor.HostInfo, bool) {
 	name := r.PathValue("host")
 	h, ok := s.engine.Host(name)
-	if !ok {
+	if !ok || !s.visible(r.Context(), h) {
 		writeError(w, http.StatusNotFound, noHost(name))
+		return monitor.HostInfo{}, false
 	}
-	return h, ok
+	return h, true
 }
 
 func (s *Service) getPlugins(w http.ResponseWriter, r *http.Request) {
@@ -481,14 +503,20 @@ type AckRequest struct {
 	Comment string    `json:"comment,omitempty"`
 }
 
-func (s *Service) alertKey(w http.ResponseWriter, host, field string) (alert.Key, bool) {
+// alertKey finds the alert a request names, and checks that the caller may
+// change it (owner or manager of its host).
+func (s *Service) alertKey(w http.ResponseWriter, r *http.Request, host, field, what string) (alert.Key, bool) {
 	if host == "" || field == "" {
 		writeError(w, http.StatusBadRequest, errors.New(`give "host" and "field" (PLUGIN.FIELD such as cpu_monitor.cpu_percent, or reachability, or rtt)`))
 		return alert.Key{}, false
 	}
 	h, ok := s.engine.Host(host)
-	if !ok {
+	if !ok || !s.visible(r.Context(), h) {
 		writeError(w, http.StatusNotFound, noHost(host))
+		return alert.Key{}, false
+	}
+	if s.roleOn(r.Context(), h) < roleManager {
+		writeError(w, http.StatusForbidden, errForbidden(s.userOf(r.Context()), what, host))
 		return alert.Key{}, false
 	}
 	k := splitField(host, field)
@@ -510,7 +538,7 @@ func (s *Service) postAcknowledge(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	k, ok := s.alertKey(w, req.Host, req.Field)
+	k, ok := s.alertKey(w, r, req.Host, req.Field, "acknowledging")
 	if !ok {
 		return
 	}
@@ -551,7 +579,7 @@ func (s *Service) postUnacknowledge(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	k, ok := s.alertKey(w, req.Host, req.Field)
+	k, ok := s.alertKey(w, r, req.Host, req.Field, "removing an acknowledgement")
 	if !ok {
 		return
 	}
@@ -577,10 +605,16 @@ func (s *Service) getSilences(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.clock()
-	sil := s.engine.Silences()
-	out := make([]SilenceJSON, len(sil))
-	for i, x := range sil {
-		out[i] = silenceJSON(x, now)
+	out := []SilenceJSON{}
+	var hosts []monitor.HostInfo
+	if restricted(r.Context()) {
+		hosts = s.engine.Hosts()
+	}
+	for _, x := range s.engine.Silences() {
+		if restricted(r.Context()) && !s.silenceVisible(r.Context(), x, hosts) {
+			continue
+		}
+		out = append(out, silenceJSON(x, now))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"silences": out})
 }
@@ -603,6 +637,19 @@ func (s *Service) postSilence(w http.ResponseWriter, r *http.Request) {
 	var req SilenceRequest
 	if !decodeBody(w, r, &req) {
 		return
+	}
+	if restricted(r.Context()) {
+		// A user who is not an admin silences one of their own hosts,
+		// named exactly.
+		h, ok := s.engine.Host(req.Host)
+		if strings.ContainsAny(req.Host, "*?") || !ok || !s.visible(r.Context(), h) {
+			writeError(w, http.StatusForbidden, fmt.Errorf("silencing %q needs an admin user; %s may silence only a host they own or manage, named without patterns", req.Host, s.userOf(r.Context())))
+			return
+		}
+		if s.roleOn(r.Context(), h) < roleManager {
+			writeError(w, http.StatusForbidden, errForbidden(s.userOf(r.Context()), "silencing", req.Host))
+			return
+		}
 	}
 	start := req.Start
 	if start.IsZero() {
@@ -644,6 +691,13 @@ func (s *Service) postSilence(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) deleteSilence(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if restricted(r.Context()) {
+		i := slices.IndexFunc(s.engine.Silences(), func(x alert.Silence) bool { return x.ID == id })
+		if i < 0 || s.engine.Silences()[i].By != s.userOf(r.Context()) {
+			writeError(w, http.StatusForbidden, fmt.Errorf("ending silence %q needs an admin user, or the user who made it", id))
+			return
+		}
+	}
 	err := s.engine.DeleteSilence(r.Context(), id)
 	switch {
 	case errors.Is(err, monitor.ErrNoSilence):
@@ -661,7 +715,7 @@ func (s *Service) deleteSilence(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) postReload(w http.ResponseWriter, r *http.Request) {
 	var req struct{}
-	if !decodeBody(w, r, &req) {
+	if !decodeBody(w, r, &req) || !requireAdmin(w, r, "reloading the configuration") {
 		return
 	}
 	if err := s.Reload(""); err != nil {
@@ -679,7 +733,7 @@ type NotifyTestRequest struct {
 
 func (s *Service) postNotifyTest(w http.ResponseWriter, r *http.Request) {
 	var req NotifyTestRequest
-	if !decodeBody(w, r, &req) {
+	if !decodeBody(w, r, &req) || !requireAdmin(w, r, "testing notification channels") {
 		return
 	}
 	results, err := notify.Test(r.Context(), s.cur.Load().channels, req.Channel)
@@ -947,4 +1001,49 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// visibleHosts returns a test of whether the caller may see a host by
+// name (always true for a trusted caller or an admin).
+func (s *Service) visibleHosts(ctx context.Context) func(string) bool {
+	if !restricted(ctx) {
+		return func(string) bool { return true }
+	}
+	seen := map[string]bool{}
+	for _, h := range s.engine.Hosts() {
+		if s.visible(ctx, h) {
+			seen[h.Name] = true
+		}
+	}
+	return func(name string) bool { return seen[name] }
+}
+
+// silenceVisible reports whether a silence's host pattern matches a host
+// the caller may see.
+func (s *Service) silenceVisible(ctx context.Context, x alert.Silence, hosts []monitor.HostInfo) bool {
+	for _, h := range hosts {
+		if s.visible(ctx, h) && alert.Glob(x.Host, h.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// messageHost is the host a journal message is about ("" for none).
+func messageHost(m any) string {
+	mm, ok := m.(map[string]any)
+	if !ok {
+		return ""
+	}
+	if name, ok := mm["name"].(string); ok {
+		return name
+	}
+	switch n := mm["notification"].(type) {
+	case monitor.Notification:
+		return n.Host
+	case map[string]any:
+		h, _ := n["Host"].(string)
+		return h
+	}
+	return ""
 }

@@ -129,6 +129,6 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, errors.New("authentication required: give a configured user's name and password (HTTP Basic)"))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(WithUser(r.Context(), user)))
+		next.ServeHTTP(w, r.WithContext(withAuthenticated(r.Context(), user, ld.cfg.Users[user].Admin)))
 	})
 }

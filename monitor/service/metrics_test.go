@@ -24,6 +24,7 @@ import (
 const aliceUsers = `
 users:
   alice:
+    admin: true
     password: "pbkdf2:sha256:260000$Zx9QkL2mN4pR7sT1$44e399779d3cd4d34a539e8c23880ebafbe3946bdaaa976a4fb6479cd339db90"
 `
 

@@ -62,6 +62,7 @@ notification_channels:
   am:       {type: alertmanager, url: %[1]s, username: mb, password: amPASS-66}
 users:
   alice:
+    admin: true
     password: "pbkdf2:sha256:260000$Zx9QkL2mN4pR7sT1$44e399779d3cd4d34a539e8c23880ebafbe3946bdaaa976a4fb6479cd339db90"
 `, u, smtpPort) + cpuRules
 	path := writeConfig(t, dir, cfg)

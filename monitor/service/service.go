@@ -476,19 +476,3 @@ func localUser() string {
 	}
 	return "local"
 }
-
-type userKey struct{}
-
-// WithUser returns a context naming the authenticated user who makes a
-// request, for acknowledgements and silences.
-func WithUser(ctx context.Context, name string) context.Context {
-	return context.WithValue(ctx, userKey{}, name)
-}
-
-// userOf is the user a request is made by.
-func (s *Service) userOf(ctx context.Context) string {
-	if u, ok := ctx.Value(userKey{}).(string); ok && u != "" {
-		return u
-	}
-	return s.localWho
-}
