@@ -70,7 +70,10 @@ func (a *app) printJSON(data []byte) error {
 func (a *app) monitorHostsCmd(t *monitorTarget) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "hosts",
+		Use: "hosts",
+		Example: `  mb monitor hosts
+  mb monitor hosts --json | jq '.hosts[] | select(.reachability != "up")'
+  mb monitor --url http://mon:50004 --user alice hosts`,
 		Short: "List the monitored hosts",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -145,7 +148,9 @@ func dash(s string) string {
 func (a *app) monitorAlertsCmd(t *monitorTarget) *cobra.Command {
 	var asJSON, all bool
 	cmd := &cobra.Command{
-		Use:   "alerts [HOST]",
+		Use: "alerts [HOST]",
+		Example: `  mb monitor alerts
+  mb monitor alerts web-01 --all`,
 		Short: "List active alerts (--all: OK ones too)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -275,9 +280,10 @@ reachability, or rtt. It is recorded with your user name and the comment.`,
 
 func (a *app) monitorUnackCmd(t *monitorTarget) *cobra.Command {
 	return &cobra.Command{
-		Use:   "unack HOST FIELD",
-		Short: "Remove an alert's acknowledgement",
-		Args:  argsN(2, "HOST and FIELD"),
+		Use:     "unack HOST FIELD",
+		Example: `  mb monitor unack web-01 cpu_monitor.cpu_percent`,
+		Short:   "Remove an alert's acknowledgement",
+		Args:    argsN(2, "HOST and FIELD"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.monitorClient(cmd.Context(), t)
 			if err != nil {
@@ -367,7 +373,9 @@ then. HOST, PLUGIN and FIELD are patterns: * is any run of characters, ? one.`,
 
 	var lsJSON bool
 	ls := &cobra.Command{
-		Use:   "ls",
+		Use: "ls",
+		Example: `  mb monitor silence ls
+  mb monitor silence ls --json`,
 		Short: "List silences not yet ended",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -408,9 +416,10 @@ then. HOST, PLUGIN and FIELD are patterns: * is any run of characters, ? one.`,
 	}
 	ls.Flags().BoolVar(&lsJSON, "json", false, "print the API's JSON")
 	rm := &cobra.Command{
-		Use:   "rm ID",
-		Short: "End a silence now",
-		Args:  argsN(1, "a silence ID (see mb monitor silence ls)"),
+		Use:     "rm ID",
+		Example: `  mb monitor silence rm 1c1f5d54f83b0963`,
+		Short:   "End a silence now",
+		Args:    argsN(1, "a silence ID (see mb monitor silence ls)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.monitorClient(cmd.Context(), t)
 			if err != nil {
@@ -477,9 +486,10 @@ func (a *app) monitorHistoryCmd(t *monitorTarget) *cobra.Command {
 
 func (a *app) monitorNotifyCmd(t *monitorTarget) *cobra.Command {
 	notifyCmd := &cobra.Command{
-		Use:   "notify",
-		Short: "Notification channels (test sends a test message)",
-		Args:  noArgs,
+		Use:     "notify",
+		Example: `  mb monitor notify test`,
+		Short:   "Notification channels (test sends a test message)",
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_ = cmd.Help()
 			return usagef("a notify command is required: test")
@@ -487,7 +497,9 @@ func (a *app) monitorNotifyCmd(t *monitorTarget) *cobra.Command {
 	}
 	var asJSON bool
 	test := &cobra.Command{
-		Use:   "test [CHANNEL]",
+		Use: "test [CHANNEL]",
+		Example: `  mb monitor notify test
+  mb monitor notify test ops-email`,
 		Short: "Send a test message through every channel (or one) and report each result",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -552,9 +564,10 @@ func (a *app) monitorNotifyCmd(t *monitorTarget) *cobra.Command {
 
 func (a *app) monitorReloadCmd(t *monitorTarget) *cobra.Command {
 	return &cobra.Command{
-		Use:   "reload",
-		Short: "Reload the monitor's configuration (a bad one is refused and the old one stays)",
-		Args:  noArgs,
+		Use:     "reload",
+		Example: `  mb monitor reload`,
+		Short:   "Reload the monitor's configuration (a bad one is refused and the old one stays)",
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.monitorClient(cmd.Context(), t)
 			if err != nil {
@@ -575,8 +588,9 @@ func (a *app) monitorReloadCmd(t *monitorTarget) *cobra.Command {
 func (a *app) monitorPasswdCmd() *cobra.Command {
 	var iterations int
 	cmd := &cobra.Command{
-		Use:   "passwd NAME",
-		Short: "Make a password hash for users.NAME.password in monitor.yaml",
+		Use:     "passwd NAME",
+		Example: `  mb monitor passwd alice`,
+		Short:   "Make a password hash for users.NAME.password in monitor.yaml",
 		Long: `passwd reads a password (from the terminal without echo, or the first line of
 standard input) and prints its pbkdf2:sha256 hash, the layout hbd passwd
 writes, for users.NAME.password in monitor.yaml.`,
