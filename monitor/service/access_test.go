@@ -73,7 +73,9 @@ func TestRolesOnTheListener(t *testing.T) {
 	if sum.Critical != 1 || sum.Hosts["up"] != 1 {
 		t.Errorf("bob's summary: %+v", sum)
 	}
-	var msgs struct{ Messages []struct{ Message map[string]any } }
+	var msgs struct {
+		Messages []struct{ Message map[string]any }
+	}
 	bob.json("GET", "/api/0/messages", "", 200, &msgs)
 	for _, m := range msgs.Messages {
 		if messageHost(m.Message) != "web-01" {
