@@ -16,10 +16,11 @@ endif
 # the Debian test image; socat for the documented one-liners; systemd for
 # `systemd-analyze verify` of the unit `mb service install` writes;
 # prometheus-alertmanager and python3-aiosmtpd for the monitor's
-# alertmanager and email channel tests.
+# alertmanager and email channel tests; prometheus (and its promtool) to
+# scrape and lint the monitor's /metrics.
 DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
 	ovmf openssh-client e2fsprogs util-linux debootstrap systemd \
-	prometheus-alertmanager python3-aiosmtpd
+	prometheus-alertmanager python3-aiosmtpd prometheus
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.

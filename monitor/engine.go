@@ -212,6 +212,16 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 			first = err
 		}
 	}
+	// Notifications first: the Notifier writes them to a durable outbox,
+	// and the alert states saved below record that they went out. A crash
+	// in between then repeats a notification after the restart rather
+	// than losing it.
+	e.stats.notifications.Add(uint64(len(fx.notes)))
+	if e.notify != nil {
+		for _, n := range fx.notes {
+			e.notify.Notify(ctx, n)
+		}
+	}
 	if e.store != nil {
 		if b, ok := e.store.(hostBatcher); ok && len(fx.hosts) > 1 {
 			keep(b.SaveHosts(ctx, fx.hosts), fmt.Sprintf("%d hosts", len(fx.hosts)))
@@ -243,12 +253,6 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 			if err := e.journal.Record(j.t, j.source, j.msg); err != nil {
 				e.log.Error("monitor: journal", "err", err)
 			}
-		}
-	}
-	e.stats.notifications.Add(uint64(len(fx.notes)))
-	if e.notify != nil {
-		for _, n := range fx.notes {
-			e.notify.Notify(ctx, n)
 		}
 	}
 	if first != nil {

@@ -707,3 +707,33 @@ func TestRuleRemovedEndsAlert(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifiedBeforeStateSaved: the Notifier (which writes the durable
+// outbox) gets a notification before the alert state recording that it
+// was sent is saved, so a crash between the two repeats the notification
+// after the restart instead of losing it.
+func TestNotifiedBeforeStateSaved(t *testing.T) {
+	st := &memStore{hosts: map[string]HostRecord{}, alerts: map[alert.Key]alert.State{}, silences: map[string]alert.Silence{}}
+	var problems []string
+	notifier := NotifierFunc(func(_ context.Context, n Notification) {
+		saved := st.alerts[alert.Key{Host: n.Host, Plugin: n.Plugin, Field: n.Field}]
+		if saved.Notified.String() == n.Level && !n.Recovery {
+			problems = append(problems, fmt.Sprintf("%s %s: the store already says it was notified", n.Host, n.Level))
+		}
+	})
+	e, err := New(Options{Settings: cpuSettings(), Store: st, Notifier: notifier, Clock: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []float64{10, 85, 95} {
+		if err := e.Observe(context.Background(), Observation{Host: "web", Plugin: "cpu_monitor", Fields: map[string]any{"cpu_percent": v}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := (alert.Key{Host: "web", Plugin: "cpu_monitor", Field: "cpu_percent"}); st.alerts[k].Notified != alert.Critical {
+		t.Fatalf("stored state %+v, want notified CRITICAL", st.alerts[k])
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}

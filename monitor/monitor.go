@@ -97,7 +97,9 @@ type Notification struct {
 // Notifier receives outgoing notifications. Notify is called in the order
 // the engine decides them, outside the engine's lock; it should hand the
 // notification to durable storage and return quickly, and must not call the
-// engine's mutating methods (readers are fine).
+// engine's mutating methods (readers are fine). It is called before the
+// Store saves the alert state that records the notification, so that a
+// crash in between repeats the notification rather than losing it.
 type Notifier interface {
 	Notify(ctx context.Context, n Notification)
 }

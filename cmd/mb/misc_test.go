@@ -18,7 +18,10 @@ func TestHelpHasExamples(t *testing.T) {
 	e := newEnv(t)
 	cmds := [][]string{{"start"}, {"stop"}, {"restart"}, {"rm"}, {"ls"}, {"info"}, {"logs"}, {"events"},
 		{"console"}, {"exec"}, {"top"}, {"metrics"}, {"daemon"}, {"daemon", "stop"}, {"daemon", "status"},
-		{"service"}, {"service", "install"}, {"service", "uninstall"}, {"service", "status"}, {"version"}, {"completion"}}
+		{"service"}, {"service", "install"}, {"service", "uninstall"}, {"service", "status"}, {"version"}, {"completion"},
+		{"monitor"}, {"monitor", "hosts"}, {"monitor", "alerts"}, {"monitor", "ack"}, {"monitor", "unack"},
+		{"monitor", "silence"}, {"monitor", "silence", "ls"}, {"monitor", "silence", "rm"}, {"monitor", "history"},
+		{"monitor", "notify"}, {"monitor", "notify", "test"}, {"monitor", "reload"}, {"monitor", "serve"}, {"monitor", "passwd"}}
 	for _, c := range cmds {
 		out := e.ok(append(c, "--help")...)
 		if !strings.Contains(out, "Examples:") || !strings.Contains(out, "mb "+c[0]) {

@@ -70,6 +70,7 @@ to ~/.mb) and starts the daemon when it is not running.`,
 		a.execCmd(), a.topCmd(), a.metricsCmd(),
 		a.daemonCmd(), a.serviceCmd(), a.versionCmd(), a.completionCmd(),
 		a.imageCmd(), a.sshCmd(), a.sshConfigCmd(),
+		a.monitorCmd(),
 	)
 	return root
 }

@@ -503,3 +503,19 @@ func TestSendFinishingDuringShutdownIsRecordedSent(t *testing.T) {
 		t.Fatalf("a delivered notification is left %s: it would be sent again after the restart", it.State)
 	}
 }
+
+// TestScrubURLPathAndQuery: a service that echoes only the path or query
+// of a secret webhook URL does not leak the key in error texts.
+func TestScrubURLPathAndQuery(t *testing.T) {
+	s := notify.NewSecret("https://hooks.example.com/services/T0/B0/KEYkey123?token=QTOKEN")
+	for _, echoed := range []string{
+		"refused POST /services/T0/B0/KEYkey123",
+		"bad query token=QTOKEN",
+		"full https://hooks.example.com/services/T0/B0/KEYkey123?token=QTOKEN",
+	} {
+		got := notify.Scrub(echoed, s)
+		if strings.Contains(got, "KEYkey123") || strings.Contains(got, "QTOKEN") {
+			t.Errorf("Scrub(%q) = %q", echoed, got)
+		}
+	}
+}

@@ -52,13 +52,23 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Scrub replaces every occurrence of the secrets' values in text with
-// "<redacted>", for error texts that may echo a request.
+// "<redacted>", for error texts that may echo a request. For a secret that
+// is a URL, its path and query are replaced too.
 func Scrub(text string, secrets ...Secret) string {
 	for _, s := range secrets {
 		if v := s.Reveal(); v != "" {
 			text = strings.ReplaceAll(text, v, redactedText)
 			if q := url.QueryEscape(v); q != v {
 				text = strings.ReplaceAll(text, q, redactedText)
+			}
+			// A service may echo only the path or query of a URL whose
+			// key is in them (an incoming webhook's /services/T/B/KEY).
+			if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
+				for _, part := range []string{u.EscapedPath(), u.Path, u.RawQuery} {
+					if len(strings.Trim(part, "/")) >= 4 {
+						text = strings.ReplaceAll(text, part, redactedText)
+					}
+				}
 			}
 		}
 	}

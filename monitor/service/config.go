@@ -2,10 +2,8 @@ package service
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -91,7 +89,7 @@ func prepare(cfg *config.Config) (*loaded, error) {
 	if err := notify.CheckUsers(chans, ld.users); err != nil {
 		return nil, fmt.Errorf("%s: %w", cfgName(cfg), err)
 	}
-	if err := checkListen(cfg); err != nil {
+	if err := checkListen(ld); err != nil {
 		return nil, err
 	}
 	ld.settings = cfg.Settings()
@@ -120,27 +118,15 @@ func cfgName(cfg *config.Config) string {
 	return cfg.Path
 }
 
-// checkListen refuses a listen address other than loopback when there are
-// no users to authenticate: the API would be open to the network.
-func checkListen(cfg *config.Config) error {
-	if cfg.Listen == "" || len(cfg.Users) > 0 || IsLoopback(cfg.Listen) {
+// checkListen refuses a listen address other than loopback when no user
+// has a password to authenticate with: the API would be open to the
+// network. (config.Load checks this too; a Config built by hand is
+// checked here.)
+func checkListen(ld *loaded) error {
+	cfg := ld.cfg
+	if cfg.Listen == "" || len(ld.hashes) > 0 || config.IsLoopback(cfg.Listen) {
 		return nil
 	}
-	return fmt.Errorf("%s: listen: %s is not a loopback address, and without users anyone who can reach it could read and change the monitor; "+
-		"add users: with a password hash (make one with `mb monitor passwd NAME`), or listen on 127.0.0.1 or [::1]", cfgName(cfg), cfg.Listen)
-}
-
-// IsLoopback reports whether a listen address (host:port) binds only to
-// loopback: 127.0.0.0/8, ::1 or localhost. An empty host binds every
-// interface and is not loopback.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return fmt.Errorf("%s: listen: %s is not a loopback address, and without users with passwords anyone who can reach it could read and change the monitor; "+
+		"add users with password hashes (make one with `mb monitor passwd NAME`), or listen on 127.0.0.1 or [::1]", cfgName(cfg), cfg.Listen)
 }

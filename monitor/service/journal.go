@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mbvm/mb/monitor"
 	"github.com/mbvm/mb/monitor/journal"
 )
 
@@ -15,8 +14,7 @@ import (
 const MessagesKept = 30
 
 // recorder is the engine's Journal: it writes to the journal file (when
-// the journal is enabled), keeps the newest messages for the API, and
-// counts what comes in for /metrics.
+// the journal is enabled) and keeps the newest messages for the API.
 type recorder struct {
 	w   *journal.Writer // nil: journal_enabled is false
 	log *slog.Logger
@@ -24,7 +22,7 @@ type recorder struct {
 	mu   sync.Mutex
 	ring []journal.Entry // the newest MessagesKept, oldest first
 
-	heartbeats, pluginReports, samples, transitions, notifications, deliveries, writeErrors atomic.Uint64
+	writeErrors atomic.Uint64
 }
 
 func newRecorder(w *journal.Writer, log *slog.Logger) *recorder {
@@ -39,20 +37,6 @@ func newRecorder(w *journal.Writer, log *slog.Logger) *recorder {
 
 // Record implements monitor.Journal.
 func (r *recorder) Record(t time.Time, source string, message any) error {
-	if m, ok := message.(map[string]any); ok {
-		switch m["ID"] {
-		case "HTB":
-			r.heartbeats.Add(1)
-		case "PLG":
-			r.pluginReports.Add(1)
-		case "ALERT":
-			r.transitions.Add(1)
-		case "NOTIFY":
-			r.notifications.Add(1)
-		case "DELIVERY":
-			r.deliveries.Add(1)
-		}
-	}
 	e := journal.NewEntry(t, source, message)
 	r.mu.Lock()
 	if len(r.ring) >= MessagesKept {
@@ -84,19 +68,4 @@ func (r *recorder) Close() error {
 		return nil
 	}
 	return r.w.Close()
-}
-
-// counting wraps the rollup sink so that samples are counted.
-func (r *recorder) counting(next monitor.SampleSink) monitor.SampleSink {
-	return sampleCounter{next: next, n: &r.samples}
-}
-
-type sampleCounter struct {
-	next monitor.SampleSink
-	n    *atomic.Uint64
-}
-
-func (c sampleCounter) AddSample(host, field string, t time.Time, v float64) {
-	c.n.Add(1)
-	c.next.AddSample(host, field, t, v)
 }

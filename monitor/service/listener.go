@@ -114,12 +114,12 @@ func (c *limitConn) Close() error {
 }
 
 // authenticate requires HTTP Basic credentials of a configured user when
-// there are users; without users (allowed only on loopback) it lets every
-// request through.
+// any user has a password; without (allowed only on loopback) it lets
+// every request through.
 func (s *Service) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ld := s.cur.Load()
-		if len(ld.cfg.Users) == 0 {
+		if len(ld.hashes) == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -129,6 +129,6 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, errors.New("authentication required: give a configured user's name and password (HTTP Basic)"))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(WithUser(r.Context(), user)))
+		next.ServeHTTP(w, r.WithContext(withAuthenticated(r.Context(), user, ld.cfg.Users[user].Admin)))
 	})
 }

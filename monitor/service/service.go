@@ -14,9 +14,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/user"
 	"path/filepath"
 	"sync"
@@ -55,6 +57,10 @@ type Options struct {
 	// (LoadConfig). One of them is needed.
 	Config     *config.Config
 	ConfigPath string
+	// MissingOK runs with the defaults when ConfigPath does not exist (the
+	// daemon without a monitor.yaml); a later Reload reads the file once
+	// it is there.
+	MissingOK bool
 	// StateDir holds monitor.db and, unless journal_dir says otherwise,
 	// journal/. Default: $MB_HOME/monitor.
 	StateDir string
@@ -128,7 +134,11 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 			return nil, errors.New("monitor: no configuration: give Options.Config or Options.ConfigPath")
 		}
 		var err error
-		if cfg, err = LoadConfig(opts.ConfigPath); err != nil {
+		if _, serr := os.Stat(opts.ConfigPath); opts.MissingOK && errors.Is(serr, fs.ErrNotExist) {
+			if cfg, err = ParseConfig(nil, opts.ConfigPath); err != nil {
+				return nil, err
+			}
+		} else if cfg, err = LoadConfig(opts.ConfigPath); err != nil {
 			return nil, err
 		}
 	}
@@ -189,7 +199,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	s.engine, err = monitor.New(monitor.Options{
 		Settings: ld.settings, Clock: s.clock, Notifier: monitor.NotifierFunc(s.notify),
-		Store: s.store, Samples: s.journal.counting(s.rollups), Journal: s.journal, Logger: s.log,
+		Store: s.store, Samples: s.rollups, Journal: s.journal, Logger: s.log,
 	})
 	if err != nil {
 		return nil, err
@@ -465,20 +475,4 @@ func localUser() string {
 		return u.Username
 	}
 	return "local"
-}
-
-type userKey struct{}
-
-// WithUser returns a context naming the authenticated user who makes a
-// request, for acknowledgements and silences.
-func WithUser(ctx context.Context, name string) context.Context {
-	return context.WithValue(ctx, userKey{}, name)
-}
-
-// userOf is the user a request is made by.
-func (s *Service) userOf(ctx context.Context) string {
-	if u, ok := ctx.Value(userKey{}).(string); ok && u != "" {
-		return u
-	}
-	return s.localWho
 }

@@ -153,3 +153,55 @@ func TestThresholdReachesWebhookOnce(t *testing.T) {
 		}
 	}
 }
+
+// newHookServer is a webhook receiver answering 200.
+func newHookServer(t testing.TB) *notifytest.Server {
+	t.Helper()
+	if tt, ok := t.(*testing.T); ok {
+		return notifytest.NewServer(tt)
+	}
+	t.Fatal("newHookServer needs a *testing.T")
+	return nil
+}
+
+// syncWriter serializes writes to w (a log buffer written from several
+// goroutines).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
+}
+
+// TestMissingConfigOK: with MissingOK a service runs on the defaults
+// without monitor.yaml, and a reload picks the file up once it exists.
+func TestMissingConfigOK(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "monitor.yaml")
+	if _, err := New(context.Background(), Options{ConfigPath: path, StateDir: filepath.Join(dir, "state"), Logger: quietLogger()}); err == nil {
+		t.Fatal("a missing config was accepted without MissingOK")
+	}
+	s, err := New(context.Background(), Options{ConfigPath: path, MissingOK: true, StateDir: filepath.Join(dir, "state"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Config().Interval != monitor.DefaultInterval || s.Addr() != nil {
+		t.Errorf("defaults: %+v", s.Config())
+	}
+	writeConfig(t, dir, "interval: 7\n")
+	if err := s.Reload(""); err != nil {
+		t.Fatal(err)
+	}
+	if s.Config().Interval != 7*time.Second {
+		t.Errorf("interval after reload: %v", s.Config().Interval)
+	}
+}
