@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mbvm/mb/bench/rig"
+	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/monitor"
+)
+
+// writeMonitorConfig writes $MB_HOME/monitor.yaml.
+func writeMonitorConfig(t *testing.T, home, text string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(home, MonitorConfigName), []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// monitorEngine is the engine of a test daemon, once Run has opened it.
+func (td *testDaemon) monitorEngine(t *testing.T) *monitor.Engine {
+	t.Helper()
+	var eng *monitor.Engine
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rig.Poll(ctx, 20*time.Millisecond, "the daemon's monitor", func() (bool, error) {
+		td.d.mu.Lock()
+		defer td.d.mu.Unlock()
+		if td.d.mon != nil {
+			eng = td.d.mon.eng
+		}
+		return eng != nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// waitHost polls the engine until cond holds for the named host (ok false:
+// no such host).
+func waitHost(t *testing.T, eng *monitor.Engine, name, what string, cond func(h monitor.HostInfo, ok bool) bool) monitor.HostInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var last monitor.HostInfo
+	var lastOK bool
+	if err := rig.Poll(ctx, 20*time.Millisecond, what, func() (bool, error) {
+		last, lastOK = eng.Host(name)
+		return cond(last, lastOK), nil
+	}); err != nil {
+		t.Fatalf("%v; host %s (known %v): reach %s (%s)", err, name, lastOK, last.Reach, last.ReachReason)
+	}
+	return last
+}
+
+// The daemon's monitor follows a VM's life: running is up (source vm,
+// interval the metrics interval), a crash is down and the restart brings
+// it back up, a user's stop is an expected absence, and a deleted VM is
+// forgotten.
+func TestMonitorFollowsVMLifecycle(t *testing.T) {
+	home, err := os.MkdirTemp("/tmp", "mbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	writeMonitorConfig(t, home, "metrics_interval: 200ms\ngrace: 30s\n")
+	td := startTestDaemon(t, home, nil)
+	eng := td.monitorEngine(t)
+	ctx := stepCtx(t)
+	if _, err := td.c.Create(ctx, []byte("name: mon\nbackend: fake\nrestart: on-failure\n")); err != nil {
+		t.Fatal(err)
+	}
+	v, err := td.c.Start(ctx, "mon", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := waitHost(t, eng, "mon", "the running VM to be up", func(h monitor.HostInfo, ok bool) bool { return ok && h.Reach == monitor.Up })
+	if h.Source != SourceVM || h.Interval != 200*time.Millisecond {
+		t.Errorf("host of a VM: source %q interval %s, want %q and the metrics interval", h.Source, h.Interval, SourceVM)
+	}
+
+	// A crash is an outage; the restart policy's restart brings it back.
+	if err := syscall.Kill(v.PID, syscall.SIGUSR1); err != nil { // the fake VM crashes
+		t.Fatal(err)
+	}
+	waitHost(t, eng, "mon", "the crashed VM to be down", func(h monitor.HostInfo, ok bool) bool {
+		return ok && h.Reach == monitor.Down && strings.Contains(h.ReachReason, "crashed")
+	})
+	waitVM(t, td.c, "mon", func(w *api.VM) bool { return w.State == api.StateRunning && w.PID != v.PID && w.PID != 0 })
+	waitHost(t, eng, "mon", "the restarted VM to be up again", func(h monitor.HostInfo, ok bool) bool { return ok && h.Reach == monitor.Up })
+
+	// The user's stop is expected: stopped, not down.
+	if _, err := td.c.Stop(ctx, "mon", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	waitHost(t, eng, "mon", "the stopped VM to be stopped", func(h monitor.HostInfo, ok bool) bool { return ok && h.Reach == monitor.Stopped })
+	for _, a := range eng.Alerts(monitor.AlertFilter{Host: "mon"}) {
+		t.Errorf("alert active after the user's stop: %+v", a.State)
+	}
+
+	if err := td.c.Delete(ctx, "mon", false); err != nil {
+		t.Fatal(err)
+	}
+	waitHost(t, eng, "mon", "the deleted VM to be forgotten", func(_ monitor.HostInfo, ok bool) bool { return !ok })
+}
+
+// A poll that began before a lifecycle event is not applied after it: a
+// status read just before a crash must not bring the crashed VM back up.
+func TestFeederDropsPollOlderThanEvent(t *testing.T) {
+	var mu sync.Mutex
+	var notes []monitor.Notification
+	eng, err := monitor.New(monitor.Options{Settings: monitor.Settings{Interval: time.Hour},
+		Notifier: monitor.NotifierFunc(func(_ context.Context, n monitor.Notification) {
+			mu.Lock()
+			notes = append(notes, n)
+			mu.Unlock()
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f := newVMFeeder(New(Config{Home: t.TempDir(), Logger: log}), eng, time.Second, log)
+	ctx := context.Background()
+	f.apply(ctx, "vm1", 0, func() error { return eng.Observe(ctx, monitor.Observation{Host: "vm1", Source: SourceVM}) })
+	g := f.gen["vm1"] // a poll begins
+	f.event(ctx, api.Event{VM: "vm1", Type: api.EventCrashed, Reason: "qemu was killed"})
+	f.apply(ctx, "vm1", g, func() error { return eng.Observe(ctx, monitor.Observation{Host: "vm1", Source: SourceVM}) })
+	h, _ := eng.Host("vm1")
+	if h.Reach != monitor.Down {
+		t.Fatalf("reach after a crash and a stale poll: %s (%s), want down", h.Reach, h.ReachReason)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(notes) != 1 || notes[0].Level != "CRITICAL" || !strings.Contains(notes[0].Text, "qemu was killed") {
+		t.Errorf("notifications: %+v, want one down notification naming the crash", notes)
+	}
+}
