@@ -143,3 +143,42 @@ func TestFeederDropsPollOlderThanEvent(t *testing.T) {
 		t.Errorf("notifications: %+v, want one down notification naming the crash", notes)
 	}
 }
+
+// SIGHUP reloads monitor.yaml; a broken file is refused and the
+// configuration in force stays.
+func TestMonitorReloadOnSIGHUP(t *testing.T) {
+	home, err := os.MkdirTemp("/tmp", "mbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	writeMonitorConfig(t, home, "metrics_interval: 7s\n")
+	td := startTestDaemon(t, home, nil)
+	td.monitorEngine(t)
+	f := td.d.mon.feeder
+	if got := f.metricsInterval(); got != 7*time.Second {
+		t.Fatalf("metrics interval %s, want 7s from monitor.yaml", got)
+	}
+	wait := func(want time.Duration) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := rig.Poll(ctx, 20*time.Millisecond, "the reload", func() (bool, error) {
+			return f.metricsInterval() == want, nil
+		}); err != nil {
+			t.Fatalf("%v: metrics interval %s, want %s", err, f.metricsInterval(), want)
+		}
+	}
+	writeMonitorConfig(t, home, "metrics_interval: 9\n")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	wait(9 * time.Second)
+	writeMonitorConfig(t, home, "metrics_interval: 9\nno_such_key: 1\n")
+	if err := td.d.mon.reload(); err == nil || !strings.Contains(err.Error(), "no_such_key") {
+		t.Errorf("reload of a broken file: %v, want an error naming the bad key", err)
+	}
+	if got := f.metricsInterval(); got != 9*time.Second {
+		t.Errorf("metrics interval after a refused reload: %s, want 9s kept", got)
+	}
+}
