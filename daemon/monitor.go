@@ -11,6 +11,7 @@ import (
 	"github.com/mbvm/mb/agent/qga"
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/threshold"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -282,4 +283,31 @@ func (f *vmFeeder) metrics(ctx context.Context, v *vm, c *vmhost.Client) []plugi
 		f.mappers[v.name] = mp
 	}
 	return mp.next(&m)
+}
+
+// alertSummary is the VM listing's view of a host's active alerts.
+func alertSummary(eng *monitor.Engine, name string) api.AlertSummary {
+	var out api.AlertSummary
+	worst := threshold.OK
+	for _, a := range eng.Alerts(monitor.AlertFilter{Host: name}) {
+		out.Active++
+		if threshold.Severity(a.Level) > threshold.Severity(worst) {
+			worst = a.Level
+		}
+	}
+	if out.Active > 0 {
+		out.Worst = worst.String()
+	}
+	return out
+}
+
+// vmAlerts is the alert summary of a VM (empty before the monitor runs).
+func (d *Daemon) vmAlerts(name string) api.AlertSummary {
+	d.mu.Lock()
+	mon := d.mon
+	d.mu.Unlock()
+	if mon == nil {
+		return api.AlertSummary{}
+	}
+	return alertSummary(mon.eng, name)
 }

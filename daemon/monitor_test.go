@@ -15,6 +15,7 @@ import (
 	"github.com/mbvm/mb/bench/rig"
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/threshold"
 )
 
 // writeMonitorConfig writes $MB_HOME/monitor.yaml.
@@ -181,4 +182,37 @@ func TestMonitorReloadOnSIGHUP(t *testing.T) {
 	if got := f.metricsInterval(); got != 9*time.Second {
 		t.Errorf("metrics interval after a refused reload: %s, want 9s kept", got)
 	}
+}
+
+// The listing's alert summary counts the active alerts and names the worst.
+func TestAlertSummary(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	spec := threshold.Spec{"cpu_monitor": {"cpu_percent": {Warning: f(50), Critical: f(90)}},
+		"memory_monitor": {"percent": {Warning: f(80), Critical: f(95)}}}
+	eng, err := monitor.New(monitor.Options{Settings: monitor.Settings{Interval: time.Hour, Thresholds: spec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	observe := func(plugin, field string, v float64) {
+		t.Helper()
+		if err := eng.Observe(ctx, monitor.Observation{Host: "a", Source: SourceVM, Plugin: plugin, Fields: map[string]any{field: v}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(want api.AlertSummary, col string) {
+		t.Helper()
+		got := alertSummary(eng, "a")
+		if got != want || got.String() != col {
+			t.Errorf("summary %+v %q, want %+v %q", got, got.String(), want, col)
+		}
+	}
+	check(api.AlertSummary{}, "-")
+	observe("cpu_monitor", "cpu_percent", 60)
+	check(api.AlertSummary{Active: 1, Worst: "WARNING"}, "1 WARN")
+	observe("memory_monitor", "percent", 99)
+	check(api.AlertSummary{Active: 2, Worst: "CRITICAL"}, "2 CRIT")
+	observe("memory_monitor", "percent", 10)
+	observe("cpu_monitor", "cpu_percent", 10)
+	check(api.AlertSummary{}, "-")
 }
