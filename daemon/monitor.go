@@ -46,10 +46,14 @@ type vmFeeder struct {
 	mu      sync.Mutex
 	gen     map[string]uint64
 	mappers map[string]*metricsMapper
+	// polling holds the VMs whose poll is under way: a slow VM is not
+	// polled again before its last poll ended, so its samples stay in order.
+	polling map[string]bool
 }
 
 func newVMFeeder(d *Daemon, eng *monitor.Engine, interval time.Duration, log *slog.Logger) *vmFeeder {
-	f := &vmFeeder{d: d, eng: eng, log: log, gen: map[string]uint64{}, mappers: map[string]*metricsMapper{}}
+	f := &vmFeeder{d: d, eng: eng, log: log, gen: map[string]uint64{}, mappers: map[string]*metricsMapper{},
+		polling: map[string]bool{}}
 	f.setInterval(interval)
 	return f
 }
@@ -194,10 +198,23 @@ func (f *vmFeeder) pollAll(ctx context.Context, at time.Time, iv time.Duration) 
 			wg.Wait()
 			return
 		}
+		f.mu.Lock()
+		busy := f.polling[v.name]
+		f.polling[v.name] = true
+		f.mu.Unlock()
+		if busy {
+			<-sem
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
+			defer func() {
+				f.mu.Lock()
+				delete(f.polling, v.name)
+				f.mu.Unlock()
+				<-sem
+			}()
 			pctx, cancel := context.WithTimeout(ctx, deadline)
 			defer cancel()
 			f.poll(pctx, v, at, iv)
