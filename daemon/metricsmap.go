@@ -3,7 +3,7 @@ package daemon
 import (
 	"math"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // Plugin names of hbd's client that a VM's metrics are mapped onto, so that
@@ -25,11 +25,11 @@ type pluginData struct {
 // the previous document, since CPU shares and network deltas come from the
 // difference of two cumulative samples.
 type metricsMapper struct {
-	prev *qga.Metrics
+	prev *qgaproto.Metrics
 }
 
 // next maps cur and remembers it for the following call.
-func (m *metricsMapper) next(cur *qga.Metrics) []pluginData {
+func (m *metricsMapper) next(cur *qgaproto.Metrics) []pluginData {
 	out := mapMetrics(m.prev, cur)
 	m.prev = cur
 	return out
@@ -39,14 +39,14 @@ func (m *metricsMapper) next(cur *qga.Metrics) []pluginData {
 // clients compute them).
 const gib = 1 << 30
 
-// mapMetrics maps one metrics document of a VM (see qga.Metrics) onto
+// mapMetrics maps one metrics document of a VM (see qgaproto.Metrics) onto
 // hbd's plugins: cpu_monitor, memory_monitor, disk_monitor and
 // network_monitor. prev is the VM's previous document, nil for none; the
 // fields that need two samples (CPU shares, network deltas and rates) are
 // left out without one, and so they are when the counters went backwards
 // (the guest rebooted between the samples). A plugin whose section the
 // document lacks is left out. Percentages are rounded to two decimals.
-func mapMetrics(prev, cur *qga.Metrics) []pluginData {
+func mapMetrics(prev, cur *qgaproto.Metrics) []pluginData {
 	if cur == nil {
 		return nil
 	}
@@ -71,7 +71,7 @@ func mapMetrics(prev, cur *qga.Metrics) []pluginData {
 
 // inOrder reports whether cur can follow prev: same guest boot, counters
 // not gone backwards.
-func inOrder(prev, cur *qga.Metrics) bool {
+func inOrder(prev, cur *qgaproto.Metrics) bool {
 	if prev.UptimeSeconds > 0 && cur.UptimeSeconds > 0 && cur.UptimeSeconds < prev.UptimeSeconds {
 		return false
 	}
@@ -84,7 +84,7 @@ func inOrder(prev, cur *qga.Metrics) bool {
 	return true
 }
 
-func cpuFields(prev, cur *qga.Metrics) map[string]any {
+func cpuFields(prev, cur *qgaproto.Metrics) map[string]any {
 	f := map[string]any{}
 	if cur.UptimeSeconds > 0 {
 		f["uptime_seconds"] = cur.UptimeSeconds
@@ -102,7 +102,7 @@ func cpuFields(prev, cur *qga.Metrics) map[string]any {
 			p := *prev.CPU
 			if total := float64(c.Total()) - float64(p.Total()); total > 0 {
 				share := func(a, b uint64) float64 { return round2(100 * (float64(a) - float64(b)) / total) }
-				busy, _ := qga.CPUBusy(p, *c)
+				busy, _ := qgaproto.CPUBusy(p, *c)
 				f["cpu_percent"] = round2(busy)
 				f["cpu_user"] = share(c.User+c.Nice, p.User+p.Nice)
 				f["cpu_system"] = share(c.System+c.IRQ+c.SoftIRQ, p.System+p.IRQ+p.SoftIRQ)
@@ -115,7 +115,7 @@ func cpuFields(prev, cur *qga.Metrics) map[string]any {
 	return f
 }
 
-func memoryFields(m *qga.Memory) map[string]any {
+func memoryFields(m *qgaproto.Memory) map[string]any {
 	used := m.UsedBytes
 	if used == 0 && m.TotalBytes >= m.AvailableBytes {
 		used = m.TotalBytes - m.AvailableBytes
@@ -139,7 +139,7 @@ func memoryFields(m *qga.Memory) map[string]any {
 	}
 }
 
-func diskFields(fss []qga.Filesystem) map[string]any {
+func diskFields(fss []qgaproto.Filesystem) map[string]any {
 	parts := map[string]any{}
 	for _, fs := range fss {
 		if fs.Mountpoint == "" {
@@ -165,11 +165,11 @@ func diskFields(fss []qga.Filesystem) map[string]any {
 
 // networkFields skips the loopback interface, as hbd's clients do by
 // default. nil when the document has no interfaces.
-func networkFields(prev, cur *qga.Metrics) map[string]any {
+func networkFields(prev, cur *qgaproto.Metrics) map[string]any {
 	if len(cur.Interfaces) == 0 {
 		return nil
 	}
-	before := map[string]qga.NetworkCounters{}
+	before := map[string]qgaproto.NetworkCounters{}
 	secs := 0.0
 	if prev != nil {
 		for _, n := range prev.Interfaces {

@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // Two documents as a mini VM's mb-agent returned them, 2 s apart.
@@ -14,9 +14,9 @@ const (
 	miniDoc2 = `{"source":"mb-agent","time_ns":1795669511051843012,"uptime_seconds":4.95,"cpu":{"cpus":1,"user":25,"nice":0,"system":188,"idle":210,"iowait":0,"irq":0,"softirq":4,"steal":0},"memory":{"total_bytes":492847104,"available_bytes":455262208,"used_bytes":37584896,"swap_total_bytes":0,"swap_free_bytes":0},"loadavg":[0,0,0],"interfaces":[{"name":"lo","rx_bytes":0,"tx_bytes":0},{"name":"eth0","rx_bytes":1290,"tx_bytes":1110}]}`
 )
 
-func doc(t *testing.T, s string) *qga.Metrics {
+func doc(t *testing.T, s string) *qgaproto.Metrics {
 	t.Helper()
-	var m qga.Metrics
+	var m qgaproto.Metrics
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
 		t.Fatal(err)
 	}
@@ -33,12 +33,12 @@ func plugins(ps []pluginData) map[string]map[string]any {
 }
 
 func TestMapMetrics(t *testing.T) {
-	cpu := func(user, system, idle, iowait, steal uint64) *qga.CPUCounters {
-		return &qga.CPUCounters{CPUs: 2, User: user, System: system, Idle: idle, IOWait: iowait, Steal: steal}
+	cpu := func(user, system, idle, iowait, steal uint64) *qgaproto.CPUCounters {
+		return &qgaproto.CPUCounters{CPUs: 2, User: user, System: system, Idle: idle, IOWait: iowait, Steal: steal}
 	}
 	tests := []struct {
 		name      string
-		prev, cur *qga.Metrics
+		prev, cur *qgaproto.Metrics
 		want      map[string]map[string]any
 	}{
 		{
@@ -47,8 +47,8 @@ func TestMapMetrics(t *testing.T) {
 		},
 		{
 			name: "first sample: no CPU shares, no network deltas",
-			cur: &qga.Metrics{UptimeSeconds: 10, LoadAvg: []float64{0.5, 0.25, 0.125}, CPU: cpu(10, 10, 80, 0, 0),
-				Interfaces: []qga.NetworkCounters{{Name: "lo", RxBytes: 5, TxBytes: 5}, {Name: "eth0", RxBytes: 100, TxBytes: 50}}},
+			cur: &qgaproto.Metrics{UptimeSeconds: 10, LoadAvg: []float64{0.5, 0.25, 0.125}, CPU: cpu(10, 10, 80, 0, 0),
+				Interfaces: []qgaproto.NetworkCounters{{Name: "lo", RxBytes: 5, TxBytes: 5}, {Name: "eth0", RxBytes: 100, TxBytes: 50}}},
 			want: map[string]map[string]any{
 				"cpu_monitor": {"uptime_seconds": 10.0, "load_1": 0.5, "load_5": 0.25, "load_15": 0.125, "cpu_core_count": 2},
 				"network_monitor": {"bytes_recv": uint64(100), "bytes_sent": uint64(50),
@@ -57,9 +57,9 @@ func TestMapMetrics(t *testing.T) {
 		},
 		{
 			name: "CPU shares from the deltas of two samples",
-			prev: &qga.Metrics{TimeNs: 1e9, UptimeSeconds: 1, CPU: cpu(100, 100, 800, 0, 0)},
+			prev: &qgaproto.Metrics{TimeNs: 1e9, UptimeSeconds: 1, CPU: cpu(100, 100, 800, 0, 0)},
 			// +60 user, +20 system, +10 idle, +5 iowait, +5 steal of 100.
-			cur: &qga.Metrics{TimeNs: 2e9, UptimeSeconds: 2, CPU: cpu(160, 120, 810, 5, 5)},
+			cur: &qgaproto.Metrics{TimeNs: 2e9, UptimeSeconds: 2, CPU: cpu(160, 120, 810, 5, 5)},
 			want: map[string]map[string]any{
 				"cpu_monitor": {"uptime_seconds": 2.0, "cpu_core_count": 2, "cpu_percent": 80.0, "cpu_user": 60.0,
 					"cpu_system": 20.0, "cpu_idle": 10.0, "cpu_iowait": 5.0, "cpu_steal": 5.0},
@@ -67,10 +67,10 @@ func TestMapMetrics(t *testing.T) {
 		},
 		{
 			name: "a reboot between samples: counters went backwards, no shares",
-			prev: &qga.Metrics{UptimeSeconds: 500, CPU: cpu(1000, 1000, 8000, 0, 0),
-				Interfaces: []qga.NetworkCounters{{Name: "eth0", RxBytes: 9000, TxBytes: 9000}}},
-			cur: &qga.Metrics{UptimeSeconds: 3, CPU: cpu(10, 10, 10, 0, 0),
-				Interfaces: []qga.NetworkCounters{{Name: "eth0", RxBytes: 10, TxBytes: 20}}},
+			prev: &qgaproto.Metrics{UptimeSeconds: 500, CPU: cpu(1000, 1000, 8000, 0, 0),
+				Interfaces: []qgaproto.NetworkCounters{{Name: "eth0", RxBytes: 9000, TxBytes: 9000}}},
+			cur: &qgaproto.Metrics{UptimeSeconds: 3, CPU: cpu(10, 10, 10, 0, 0),
+				Interfaces: []qgaproto.NetworkCounters{{Name: "eth0", RxBytes: 10, TxBytes: 20}}},
 			want: map[string]map[string]any{
 				"cpu_monitor": {"uptime_seconds": 3.0, "cpu_core_count": 2},
 				"network_monitor": {"bytes_recv": uint64(10), "bytes_sent": uint64(20),
@@ -79,7 +79,7 @@ func TestMapMetrics(t *testing.T) {
 		},
 		{
 			name: "memory and swap",
-			cur: &qga.Metrics{Memory: &qga.Memory{TotalBytes: 1000, AvailableBytes: 250, UsedBytes: 750,
+			cur: &qgaproto.Metrics{Memory: &qgaproto.Memory{TotalBytes: 1000, AvailableBytes: 250, UsedBytes: 750,
 				SwapTotalBytes: 400, SwapFreeBytes: 300}},
 			want: map[string]map[string]any{
 				"cpu_monitor": {},
@@ -90,7 +90,7 @@ func TestMapMetrics(t *testing.T) {
 		},
 		{
 			name: "memory without used_bytes, no swap",
-			cur:  &qga.Metrics{Memory: &qga.Memory{TotalBytes: 3000, AvailableBytes: 2000}},
+			cur:  &qgaproto.Metrics{Memory: &qgaproto.Memory{TotalBytes: 3000, AvailableBytes: 2000}},
 			want: map[string]map[string]any{
 				"cpu_monitor": {},
 				"memory_monitor": {"memory_total": uint64(3000), "memory_used": uint64(1000), "memory_available": uint64(2000),
@@ -100,7 +100,7 @@ func TestMapMetrics(t *testing.T) {
 		},
 		{
 			name: "disks per mount, percent as df counts it",
-			cur: &qga.Metrics{Filesystems: []qga.Filesystem{
+			cur: &qgaproto.Metrics{Filesystems: []qgaproto.Filesystem{
 				{Mountpoint: "/", TotalBytes: 10 * gib, UsedBytes: 6 * gib, FreeBytes: 2 * gib},
 				{Mountpoint: "/data", TotalBytes: 4 * gib, UsedBytes: 1 * gib},
 				{Mountpoint: ""},
@@ -117,8 +117,8 @@ func TestMapMetrics(t *testing.T) {
 		},
 		{
 			name: "network deltas and rates per interface, loopback skipped",
-			prev: &qga.Metrics{TimeNs: 10e9, Interfaces: []qga.NetworkCounters{{Name: "eth0", RxBytes: 1000, TxBytes: 500}}},
-			cur: &qga.Metrics{TimeNs: 12e9, Interfaces: []qga.NetworkCounters{{Name: "lo", RxBytes: 7, TxBytes: 7},
+			prev: &qgaproto.Metrics{TimeNs: 10e9, Interfaces: []qgaproto.NetworkCounters{{Name: "eth0", RxBytes: 1000, TxBytes: 500}}},
+			cur: &qgaproto.Metrics{TimeNs: 12e9, Interfaces: []qgaproto.NetworkCounters{{Name: "lo", RxBytes: 7, TxBytes: 7},
 				{Name: "eth0", RxBytes: 1600, TxBytes: 700}, {Name: "eth1", RxBytes: 1, TxBytes: 2}}},
 			want: map[string]map[string]any{
 				"cpu_monitor": {},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/monitor"
 	"github.com/mbvm/mb/monitor/threshold"
@@ -287,7 +288,7 @@ func (f *vmFeeder) metrics(ctx context.Context, v *vm, c *vmhost.Client) []plugi
 		f.log.Debug("monitor: VM metrics", "vm", v.name, "err", err)
 		return nil
 	}
-	var m qga.Metrics
+	var m qgaproto.Metrics
 	if err := json.Unmarshal(resp.Metrics, &m); err != nil {
 		f.log.Warn("monitor: VM metrics do not parse", "vm", v.name, "err", err)
 		return nil

@@ -3,21 +3,37 @@ package qga
 import (
 	"context"
 	"encoding/json"
+	"github.com/mbvm/mb/agent/qgaproto"
+	"github.com/mbvm/mb/internal/safetext"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mbvm/mb/vmhost"
 )
 
-// Agent states reported in vmhost.AgentInfo.State.
+// Agent states, in AgentInfo.State.
 const (
 	StateOK           = "ok"
 	StateUnresponsive = "unresponsive"
 	StateNone         = "none"
 )
+
+// AgentInfo is what a Watcher knows of its agent. Its fields are those of
+// vmhost.AgentInfo, so a backend converts one into the other.
+type AgentInfo struct {
+	// State is StateOK, StateUnresponsive or StateNone.
+	State    string
+	LastSeen *time.Time
+	// RTTMs is the last ping round trip; RTTAvgMs a smoothed average.
+	RTTMs    float64
+	RTTAvgMs float64
+	Hostname string
+	OS       string
+	IPs      []string
+	// Kind is "mb-agent" or "qemu-ga" when known.
+	Kind string
+}
 
 // Defaults of WatcherOptions.
 const (
@@ -130,6 +146,9 @@ func (w *Watcher) pingOnce(ctx context.Context) {
 	}
 }
 
+// maxFactLen caps the hostname and OS name kept from the guest.
+const maxFactLen = 256
+
 // refreshFacts fetches hostname, OS, addresses and the agent's kind. A
 // failure keeps the old values.
 func (w *Watcher) refreshFacts(ctx context.Context) {
@@ -148,18 +167,20 @@ func (w *Watcher) refreshFacts(ctx context.Context) {
 	defer w.mu.Unlock()
 	w.kind = kind
 	w.factsAt = time.Now()
+	// What the guest says is untrusted: it reaches terminals (mb info) and
+	// pages, so control characters and bidi overrides go here.
 	if herr == nil {
-		w.hostname = host
+		w.hostname = safetext.Clean(host, maxFactLen)
 	}
 	if oerr == nil {
-		w.os = osName(osi)
+		w.os = safetext.Clean(osName(osi), maxFactLen)
 	}
 	if ierr == nil {
 		w.ips = guestIPs(ifaces)
 	}
 }
 
-func osName(o *OSInfo) string {
+func osName(o *qgaproto.OSInfo) string {
 	switch {
 	case o.PrettyName != "":
 		return o.PrettyName
@@ -172,7 +193,7 @@ func osName(o *OSInfo) string {
 }
 
 // guestIPs lists the addresses worth showing: no loopback, no link-local.
-func guestIPs(ifaces []Interface) []string {
+func guestIPs(ifaces []qgaproto.Interface) []string {
 	var out []string
 	for _, i := range ifaces {
 		for _, a := range i.IPAddresses {
@@ -224,12 +245,12 @@ func (w *Watcher) Responsive() bool {
 }
 
 // Info returns what is known of the agent. It never blocks on the agent.
-func (w *Watcher) Info() *vmhost.AgentInfo {
+func (w *Watcher) Info() *AgentInfo {
 	state := w.State()
 	st := w.c.Stats()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	info := &vmhost.AgentInfo{
+	info := &AgentInfo{
 		State:    state,
 		RTTMs:    float64(w.rtt.Microseconds()) / 1000,
 		RTTAvgMs: float64(w.srtt.Microseconds()) / 1000,
@@ -246,7 +267,7 @@ func (w *Watcher) Info() *vmhost.AgentInfo {
 }
 
 // Exec runs a command in the guest (see Client.Exec).
-func (w *Watcher) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.ExecResult, error) {
+func (w *Watcher) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error) {
 	return w.c.Exec(ctx, req)
 }
 

@@ -64,6 +64,9 @@ type VM struct {
 	Spec map[string]any `json:"spec,omitempty"`
 	// Details is what vmhost's info method says (inspect only).
 	Details map[string]any `json:"details,omitempty"`
+	// Paths are the running VM's sockets and logs as vmhost reports them
+	// (inspect only), keyed by the layout.Path* names (console, vmhost socket, ...).
+	Paths map[string]string `json:"paths,omitempty"`
 }
 
 // AgentState is the agent column: "ok", "unresponsive", "none" or "".
@@ -143,8 +146,9 @@ type ExecRequest struct {
 	Argv  []string `json:"argv"`
 	Env   []string `json:"env,omitempty"`
 	Stdin []byte   `json:"stdin,omitempty"`
-	// TimeoutSeconds bounds the command; 0 means no limit beyond the
-	// agent's own.
+	// TimeoutSeconds, when positive, kills the command after this long;
+	// 0 means no limit. The command is killed too when the client goes
+	// away (mb-agent; stock qemu-ga cannot kill it).
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 }
 
@@ -162,6 +166,8 @@ type ExecResult struct {
 	// ExecError explains a command that timed out or that the guest could
 	// not start (ExitCode 127: no such program; 126: not executable).
 	ExecError string `json:"exec_error,omitempty"`
+	// Code is CodeExecStart when the guest could not start the program.
+	Code string `json:"code,omitempty"`
 }
 
 // Event is one lifecycle event, as streamed by GET /v1/events (one JSON
