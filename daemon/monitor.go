@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
 	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/config"
 	"github.com/mbvm/mb/monitor/threshold"
 	"github.com/mbvm/mb/vmhost"
 )
@@ -36,10 +36,12 @@ const (
 // stop, a power-off, a restart under the policy), outages (a crash, an
 // agent that stops answering) and removals (a deleted VM).
 type vmFeeder struct {
-	d        *Daemon
-	eng      *monitor.Engine
-	log      *slog.Logger
-	interval atomic.Int64 // the metrics interval, in ns
+	d   *Daemon
+	eng *monitor.Engine
+	log *slog.Logger
+	// interval returns the metrics interval in force (it changes on a
+	// reload).
+	interval func() time.Duration
 
 	// mu orders the engine calls: a poll's result is applied only if no
 	// lifecycle event of its VM came in since the poll began (gen), so a
@@ -52,22 +54,18 @@ type vmFeeder struct {
 	polling map[string]bool
 }
 
-func newVMFeeder(d *Daemon, eng *monitor.Engine, interval time.Duration, log *slog.Logger) *vmFeeder {
-	f := &vmFeeder{d: d, eng: eng, log: log, gen: map[string]uint64{}, mappers: map[string]*metricsMapper{},
-		polling: map[string]bool{}}
-	f.setInterval(interval)
-	return f
+func newVMFeeder(d *Daemon, eng *monitor.Engine, interval func() time.Duration, log *slog.Logger) *vmFeeder {
+	return &vmFeeder{d: d, eng: eng, log: log, interval: interval, gen: map[string]uint64{},
+		mappers: map[string]*metricsMapper{}, polling: map[string]bool{}}
 }
 
-// setInterval changes the metrics interval (a reload); the next poll uses it.
-func (f *vmFeeder) setInterval(iv time.Duration) {
-	if iv <= 0 {
-		iv = 30 * time.Second
+// metricsInterval is the interval in force (the default for none).
+func (f *vmFeeder) metricsInterval() time.Duration {
+	if iv := f.interval(); iv > 0 {
+		return iv
 	}
-	f.interval.Store(int64(iv))
+	return config.DefaultMetricsInterval
 }
-
-func (f *vmFeeder) metricsInterval() time.Duration { return time.Duration(f.interval.Load()) }
 
 // run feeds the engine until ctx ends.
 func (f *vmFeeder) run(ctx context.Context) {

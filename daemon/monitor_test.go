@@ -87,6 +87,12 @@ func TestMonitorFollowsVMLifecycle(t *testing.T) {
 	if h.Source != SourceVM || h.Interval != 200*time.Millisecond {
 		t.Errorf("host of a VM: source %q interval %s, want %q and the metrics interval", h.Source, h.Interval, SourceVM)
 	}
+	// The monitor's API and exposition answer on mb.sock next to /v1.
+	for _, path := range []string{"/api/0/hosts", "/metrics"} {
+		if code, e := rawCall(t, home, "GET", path, nil); code != 200 {
+			t.Errorf("GET %s on mb.sock: %d %+v", path, code, e)
+		}
+	}
 
 	// A crash is an outage; the restart policy's restart brings it back.
 	if err := syscall.Kill(v.PID, syscall.SIGUSR1); err != nil { // the fake VM crashes
@@ -128,7 +134,7 @@ func TestFeederDropsPollOlderThanEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f := newVMFeeder(New(Config{Home: t.TempDir(), Logger: log}), eng, time.Second, log)
+	f := newVMFeeder(New(Config{Home: t.TempDir(), Logger: log}), eng, func() time.Duration { return time.Second }, log)
 	ctx := context.Background()
 	f.apply(ctx, "vm1", 0, func() error { return eng.Observe(ctx, monitor.Observation{Host: "vm1", Source: SourceVM}) })
 	g := f.gen["vm1"] // a poll begins

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/monitor"
 	"github.com/mbvm/mb/monitor/config"
+	"github.com/mbvm/mb/monitor/service"
 )
 
 // MonitorConfigName is the daemon's monitor configuration in $MB_HOME. It
@@ -20,13 +23,12 @@ import (
 // notification channels.
 const MonitorConfigName = "monitor.yaml"
 
-// monitorTick is how often the engine's time-driven checks run.
-const monitorTick = time.Second
-
-// monitorHost is the monitor the daemon hosts, fed with its VMs.
+// monitorHost is the monitor the daemon hosts (one monitor/service), fed
+// with the daemon's VMs.
 type monitorHost struct {
 	log    *slog.Logger
 	path   string
+	svc    *service.Service
 	eng    *monitor.Engine
 	feeder *vmFeeder
 }
@@ -35,46 +37,58 @@ type monitorHost struct {
 // exist.
 func loadMonitorConfig(path string) (*config.Config, error) {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
-		return config.Parse(nil, path, config.Options{})
+		return service.ParseConfig(nil, path)
 	}
-	return config.Load(path, config.Options{})
+	return service.LoadConfig(path)
 }
 
-// openMonitor makes the daemon's monitor from $MB_HOME/monitor.yaml. A
-// configuration that does not load is logged and the defaults are used,
-// so that a typo in it never keeps the daemon from managing VMs; a reload
-// puts the fixed file in force.
-func (d *Daemon) openMonitor() (*monitorHost, error) {
+// openMonitor makes the daemon's monitor from $MB_HOME/monitor.yaml, with
+// its state in $MB_HOME/monitor. A configuration that does not load is
+// logged and the defaults are used, so that a typo in it never keeps the
+// daemon from managing VMs; a reload puts the fixed file in force.
+func (d *Daemon) openMonitor(ctx context.Context) (*monitorHost, error) {
 	path := filepath.Join(d.cfg.Home, MonitorConfigName)
 	log := d.log.With("component", "monitor")
 	cfg, err := loadMonitorConfig(path)
 	if err != nil {
 		log.Error("monitor configuration refused; running with the defaults until it is fixed and reloaded (SIGHUP or `mb monitor reload`)", "err", err)
-		if cfg, err = config.Parse(nil, path, config.Options{}); err != nil {
+		if cfg, err = service.ParseConfig(nil, path); err != nil {
 			return nil, err
 		}
 	}
-	eng, err := monitor.New(monitor.Options{Settings: cfg.Settings(), Logger: log})
+	svc, err := service.New(ctx, service.Options{Config: cfg, StateDir: filepath.Join(d.cfg.Home, service.StateDirName), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
-	return &monitorHost{log: log, path: path, eng: eng, feeder: newVMFeeder(d, eng, cfg.MetricsInterval, log)}, nil
+	m := &monitorHost{log: log, path: path, svc: svc, eng: svc.Engine()}
+	m.feeder = newVMFeeder(d, m.eng, func() time.Duration { return svc.Config().MetricsInterval }, log)
+	return m, nil
 }
 
-// run runs the monitor and its VM feeder until ctx ends; SIGHUP reloads
-// the configuration.
+// run runs the monitor and its VM feeder until ctx ends, then closes the
+// monitor; SIGHUP reloads the configuration.
 func (m *monitorHost) run(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	done := make(chan struct{})
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		defer func() { done <- struct{}{} }()
 		m.feeder.run(ctx)
 	}()
-	defer func() { <-done }()
-	t := time.NewTicker(monitorTick)
-	defer t.Stop()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		if err := m.svc.Run(ctx); err != nil {
+			m.log.Error("monitor stopped", "err", err)
+		}
+	}()
+	defer func() {
+		<-done
+		<-done
+		if err := m.svc.Close(); err != nil {
+			m.log.Warn("monitor: close", "err", err)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -82,10 +96,6 @@ func (m *monitorHost) run(ctx context.Context) {
 		case <-hup:
 			if err := m.reload(); err != nil {
 				m.log.Error("monitor reload refused; the configuration in force stays", "err", err)
-			}
-		case now := <-t.C:
-			if err := m.eng.Tick(ctx, now); err != nil && ctx.Err() == nil {
-				m.log.Warn("monitor tick", "err", err)
 			}
 		}
 	}
@@ -98,10 +108,25 @@ func (m *monitorHost) reload() error {
 	if err != nil {
 		return err
 	}
-	if err := m.eng.Reload(cfg.Settings()); err != nil {
+	if err := m.svc.ReloadConfig(cfg); err != nil {
 		return err
 	}
-	m.feeder.setInterval(cfg.MetricsInterval)
 	m.log.Info("monitor configuration reloaded", "path", m.path, "metrics_interval", cfg.MetricsInterval)
 	return nil
+}
+
+// monitorHandler serves the monitor's REST API (/api/0/) and Prometheus
+// exposition (/metrics) on the daemon's socket; 503 while the monitor is
+// not running.
+func (d *Daemon) monitorHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.mu.Lock()
+		mon := d.mon
+		d.mu.Unlock()
+		if mon == nil {
+			writeError(w, errorc(http.StatusServiceUnavailable, api.CodeBusy, "the monitor is not running: see the daemon's log"))
+			return
+		}
+		mon.svc.Handler().ServeHTTP(w, r)
+	})
 }
