@@ -222,3 +222,60 @@ func TestAlertSummary(t *testing.T) {
 	observe("cpu_monitor", "cpu_percent", 10)
 	check(api.AlertSummary{}, "-")
 }
+
+// A VM whose vmhost stops answering (here: stopped with SIGSTOP) misses
+// metrics_interval + grace and becomes overdue, then down; it is up again
+// once it answers.
+func TestMonitorSilentVMIsOverdue(t *testing.T) {
+	home, err := os.MkdirTemp("/tmp", "mbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	writeMonitorConfig(t, home, "metrics_interval: 1s\ngrace: 1s\n")
+	td := startTestDaemon(t, home, nil)
+	eng := td.monitorEngine(t)
+	ctx := stepCtx(t)
+	if _, err := td.c.Create(ctx, []byte("name: quiet\nbackend: fake\n")); err != nil {
+		t.Fatal(err)
+	}
+	v, err := td.c.Start(ctx, "quiet", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHost(t, eng, "quiet", "the VM to be up", func(h monitor.HostInfo, ok bool) bool { return ok && h.Reach == monitor.Up })
+	if err := syscall.Kill(v.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(v.PID, syscall.SIGCONT) })
+	seen := map[monitor.Reachability]bool{}
+	waitHost(t, eng, "quiet", "the silent VM to be down", func(h monitor.HostInfo, ok bool) bool {
+		seen[h.Reach] = true
+		return ok && h.Reach == monitor.Down
+	})
+	if !seen[monitor.Overdue] {
+		t.Errorf("the silent VM went down without being overdue first: %v", seen)
+	}
+	if err := syscall.Kill(v.PID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitHost(t, eng, "quiet", "the VM to be up again", func(h monitor.HostInfo, ok bool) bool { return ok && h.Reach == monitor.Up })
+}
+
+// Without monitor.yaml the monitor runs with the defaults; a reload of the
+// service (what `mb monitor reload` asks for) reads the file once written.
+func TestMonitorWithoutConfigThenReload(t *testing.T) {
+	td := startTestDaemon(t, "", nil)
+	td.monitorEngine(t)
+	svc := td.d.mon.svc
+	if got := svc.Config().MetricsInterval; got != 30*time.Second {
+		t.Errorf("metrics interval without monitor.yaml: %s, want the default 30s", got)
+	}
+	writeMonitorConfig(t, td.home, "metrics_interval: 4s\n")
+	if err := svc.Reload(""); err != nil {
+		t.Fatalf("reload once monitor.yaml exists: %v", err)
+	}
+	if got := td.d.mon.feeder.metricsInterval(); got != 4*time.Second {
+		t.Errorf("metrics interval after the reload: %s, want 4s", got)
+	}
+}
