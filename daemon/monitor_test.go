@@ -279,3 +279,48 @@ func TestMonitorWithoutConfigThenReload(t *testing.T) {
 		t.Errorf("metrics interval after the reload: %s, want 4s", got)
 	}
 }
+
+// A daemon starting finds the monitor's hosts as the last daemon left them
+// and brings them in line: a VM deleted meanwhile is forgotten, and one
+// that crashed meanwhile (restart: no) is down.
+func TestMonitorSyncAtStart(t *testing.T) {
+	home, err := os.MkdirTemp("/tmp", "mbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	writeMonitorConfig(t, home, "metrics_interval: 200ms\ngrace: 30s\n")
+	td := startTestDaemon(t, home, nil)
+	eng := td.monitorEngine(t)
+	ctx := stepCtx(t)
+	pids := map[string]int{}
+	for _, name := range []string{"gone", "dead"} {
+		if _, err := td.c.Create(ctx, []byte("name: "+name+"\nbackend: fake\n")); err != nil {
+			t.Fatal(err)
+		}
+		v, err := td.c.Start(ctx, name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids[name] = v.PID
+		waitHost(t, eng, name, name+" to be up", func(h monitor.HostInfo, ok bool) bool { return ok && h.Reach == monitor.Up })
+	}
+	td.exit() // the VMs keep running
+	for name, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, pid)
+		if name == "gone" {
+			if err := os.RemoveAll(filepath.Join(home, "vms", name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	td2 := startTestDaemon(t, home, nil)
+	eng2 := td2.monitorEngine(t)
+	waitHost(t, eng2, "gone", "the deleted VM to be forgotten", func(_ monitor.HostInfo, ok bool) bool { return !ok })
+	waitHost(t, eng2, "dead", "the VM that crashed meanwhile to be down", func(h monitor.HostInfo, ok bool) bool {
+		return ok && h.Reach == monitor.Down && strings.Contains(h.ReachReason, "crashed")
+	})
+}
