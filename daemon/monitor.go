@@ -254,6 +254,11 @@ func (f *vmFeeder) poll(ctx context.Context, v *vm, at time.Time, iv time.Durati
 		f.apply(ctx, v.name, g, func() error { return f.eng.MarkDown(ctx, v.name, "the guest agent does not answer") })
 		return
 	}
+	if (agent == nil || agent.State == qga.StateNone) && hasAgent(v) {
+		// Its image has an agent that has not answered yet: the guest is
+		// booting (after a restart, say); it is up once the agent answers.
+		return
+	}
 	if agent != nil && agent.RTTMs > 0 {
 		obs.RTT = time.Duration(agent.RTTMs * float64(time.Millisecond))
 	}
@@ -326,4 +331,11 @@ func (d *Daemon) vmAlerts(name string) api.AlertSummary {
 		return api.AlertSummary{}
 	}
 	return alertSummary(mon.eng, name)
+}
+
+// hasAgent reports whether v's image declares a guest agent.
+func hasAgent(v *vm) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.manifest != nil && (v.manifest.Agent == "mb-agent" || v.manifest.Agent == "qemu-ga")
 }
