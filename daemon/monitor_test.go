@@ -324,3 +324,47 @@ func TestMonitorSyncAtStart(t *testing.T) {
 		return ok && h.Reach == monitor.Down && strings.Contains(h.ReachReason, "crashed")
 	})
 }
+
+// A VM that ends cleanly without the user (its vmhost told to stop) and is
+// restarted by restart: always is an expected absence: stopped, then up,
+// never down, and nobody is notified.
+func TestMonitorPolicyRestartIsNotDown(t *testing.T) {
+	home, err := os.MkdirTemp("/tmp", "mbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	writeMonitorConfig(t, home, "metrics_interval: 200ms\ngrace: 30s\n")
+	td := startTestDaemon(t, home, nil)
+	eng := td.monitorEngine(t)
+	ctx := stepCtx(t)
+	if _, err := td.c.Create(ctx, []byte("name: pr\nbackend: fake\nrestart: always\n")); err != nil {
+		t.Fatal(err)
+	}
+	v, err := td.c.Start(ctx, "pr", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHost(t, eng, "pr", "the VM to be up", func(h monitor.HostInfo, ok bool) bool { return ok && h.Reach == monitor.Up })
+	if err := syscall.Kill(v.PID, syscall.SIGTERM); err != nil { // a clean stop, not the user's
+		t.Fatal(err)
+	}
+	seen := map[monitor.Reachability]bool{}
+	waitHost(t, eng, "pr", "the stop to show", func(h monitor.HostInfo, ok bool) bool {
+		seen[h.Reach] = true
+		return h.Reach == monitor.Stopped
+	})
+	waitVM(t, td.c, "pr", func(w *api.VM) bool { return w.State == api.StateRunning && w.Restarts == 1 })
+	waitHost(t, eng, "pr", "the restarted VM to be up", func(h monitor.HostInfo, ok bool) bool {
+		seen[h.Reach] = true
+		return h.Reach == monitor.Up
+	})
+	if seen[monitor.Down] || seen[monitor.Overdue] {
+		t.Errorf("a restart under the policy showed as an outage: %v", seen)
+	}
+	for _, a := range eng.Alerts(monitor.AlertFilter{Host: "pr", All: true}) {
+		if !a.NotifiedAt.IsZero() {
+			t.Errorf("notified about a restart under the policy: %+v", a.State)
+		}
+	}
+}
