@@ -64,6 +64,9 @@ type Daemon struct {
 	mu  sync.Mutex
 	vms map[string]*vm
 
+	// mon is the monitor the daemon hosts (nil until Run opens it).
+	mon *monitorHost
+
 	wg sync.WaitGroup // background goroutines (restarts, rotation)
 }
 
@@ -134,6 +137,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.log.Info("mb daemon starting", "pid", os.Getpid(), "home", h, "socket", sock, "vmhost", d.cfg.VMHost)
 	d.adoptAll()
+	// The monitor failing to open (its database unreadable) must not keep
+	// the daemon from managing VMs: it is logged, and its API says so.
+	if mon, err := d.openMonitor(runCtx); err != nil {
+		d.log.Error("the monitor cannot start; VMs are managed but not monitored", "err", err)
+	} else {
+		d.mu.Lock()
+		d.mon = mon
+		d.mu.Unlock()
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			mon.run(runCtx)
+		}()
+	}
 
 	// Timeouts and a connection cap keep idle and trickling clients from
 	// holding the daemon's descriptors (see limit.go); no write timeout,

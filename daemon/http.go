@@ -58,8 +58,11 @@ func (d *Daemon) routes() http.Handler {
 			writeError(w, errorf(http.StatusMethodNotAllowed, "%s %s: method not allowed, use %s", r.Method, r.URL.Path, list))
 		})
 	}
+	// The monitor's REST API and Prometheus exposition (monitorhost.go).
+	mux.Handle("/api/0/", d.monitorHandler())
+	mux.Handle("/metrics", d.monitorHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errorf(http.StatusNotFound, "no such endpoint %s %s: the API lives under /v1/ (see the README)", r.Method, r.URL.Path))
+		writeError(w, errorf(http.StatusNotFound, "no such endpoint %s %s: the API lives under /v1/, the monitor's under /api/0/ (see the README)", r.Method, r.URL.Path))
 	})
 	return mux
 }

@@ -91,6 +91,7 @@ func fileContains(path, line string) bool {
 // detailed) for live facts when it runs.
 func (d *Daemon) view(ctx context.Context, v *vm, detailed bool) api.VM {
 	out := v.snapshot()
+	out.Alerts = d.vmAlerts(v.name)
 	r := v.current()
 	if r == nil {
 		return out

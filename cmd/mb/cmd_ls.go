@@ -22,8 +22,10 @@ func (a *app) lsCmd() *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List VMs",
 		Long: `Lists VMs with their state, backend, size, SSH port, IP address, guest
-agent state and uptime. --json prints an array of objects with snake_case
-fields (name, state, reason, exit_code, restarts, ...).`,
+agent state, uptime and the monitor's active alerts (ALERTS: their count
+and the worst level, e.g. "1 CRIT"; "-" for none). --json prints an array
+of objects with snake_case fields (name, state, reason, exit_code,
+restarts, alerts {active, worst}, ...).`,
 		Example: `  mb ls
   mb ls --json | jq '.[] | select(.state == "running") | .name'
   mb ls -q`,
@@ -63,7 +65,7 @@ func writeJSON(w io.Writer, v any) error {
 // printTable prints mb ls's table.
 func printTable(w io.Writer, vms []api.VM) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tBACKEND\tCPUS\tMEMORY\tSSH\tIP\tAGENT\tUPTIME")
+	fmt.Fprintln(tw, "NAME\tSTATE\tBACKEND\tCPUS\tMEMORY\tSSH\tIP\tAGENT\tUPTIME\tALERTS")
 	for _, v := range vms {
 		ssh, ip, uptime := "-", "-", "-"
 		if v.SSHPort != 0 && v.State == api.StateRunning {
@@ -79,8 +81,8 @@ func printTable(w io.Writer, vms []api.VM) error {
 		if v.Restarts > 0 {
 			state += fmt.Sprintf(" (%d restarts)", v.Restarts)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", v.Name, state, orDash(v.Backend), v.CPUs,
-			orDash(v.Memory), ssh, ip, orDash(v.AgentState()), uptime)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, state, orDash(v.Backend), v.CPUs,
+			orDash(v.Memory), ssh, ip, orDash(v.AgentState()), uptime, v.Alerts)
 	}
 	return tw.Flush()
 }

@@ -45,13 +45,16 @@ func TestLifecycleFake(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("mb ls printed %d lines, want header and one VM:\n%s", len(lines), table)
 	}
-	for _, col := range []string{"NAME", "STATE", "BACKEND", "CPUS", "MEMORY", "SSH", "IP", "AGENT", "UPTIME"} {
+	for _, col := range []string{"NAME", "STATE", "BACKEND", "CPUS", "MEMORY", "SSH", "IP", "AGENT", "UPTIME", "ALERTS"} {
 		if !strings.Contains(lines[0], col) {
 			t.Errorf("mb ls header %q lacks %s", lines[0], col)
 		}
 	}
 	if f := strings.Fields(lines[1]); len(f) < 5 || f[0] != "demo" || f[1] != "running" || f[2] != "fake" || f[3] != "1" || f[4] != "512M" {
 		t.Errorf("mb ls row = %q, want demo running fake 1 512M ...", lines[1])
+	}
+	if f := strings.Fields(lines[1]); f[len(f)-1] != "-" {
+		t.Errorf("mb ls row = %q, want ALERTS - (no alerts) last", lines[1])
 	}
 
 	// JSON: snake_case fields including name, state, restarts.

@@ -10,6 +10,7 @@
 package api
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/mbvm/mb/vmhost"
@@ -56,6 +57,8 @@ type VM struct {
 	IPs           []string          `json:"ips,omitempty"`
 	Agent         *vmhost.AgentInfo `json:"agent,omitempty"`
 	Dir           string            `json:"dir,omitempty"`
+	// Alerts summarises the monitor's active alerts about the VM.
+	Alerts AlertSummary `json:"alerts"`
 
 	// Spec is the full spec (inspect only), with the spec.yaml field names.
 	Spec map[string]any `json:"spec,omitempty"`
@@ -72,6 +75,29 @@ func (v *VM) AgentState() string {
 		return ""
 	}
 	return v.Agent.State
+}
+
+// AlertSummary is the monitor's view of a VM in the VM listing: how many
+// of its alerts are active (not OK; reachability included) and the worst
+// of their levels.
+type AlertSummary struct {
+	Active int `json:"active"`
+	// Worst is "WARNING", "UNKNOWN" or "CRITICAL"; empty when none is
+	// active.
+	Worst string `json:"worst,omitempty"`
+}
+
+// String is the ALERTS column of mb ls: "-" for none, else the count and
+// the worst level ("1 CRIT", "2 WARN", "1 UNKN").
+func (a AlertSummary) String() string {
+	if a.Active == 0 {
+		return "-"
+	}
+	short := a.Worst
+	if len(short) > 4 {
+		short = short[:4]
+	}
+	return fmt.Sprintf("%d %s", a.Active, short)
 }
 
 // Error is the body of every error reply.
