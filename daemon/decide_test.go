@@ -107,6 +107,13 @@ func TestClassify(t *testing.T) {
 	if o := classify(nil, cmd.Process.Pid, cmd.ProcessState); o.kind != exitStartFailed {
 		t.Errorf("vmhost exit 2 without a record: %+v, want a start failure", o)
 	}
+	// A spawned vmhost that exited 0 stopped its VM cleanly, even when it
+	// could not write the record (a full disk).
+	cmd = exec.Command("true")
+	_ = cmd.Run()
+	if o := classify(nil, cmd.Process.Pid, cmd.ProcessState); o.state != api.StateStopped || o.kind != exitClean {
+		t.Errorf("vmhost exit 0 without a record: %+v, want a clean stop", o)
+	}
 }
 
 func TestCheckVMSocketPaths(t *testing.T) {

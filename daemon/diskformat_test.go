@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vm/disk"
 	"github.com/mbvm/mb/vm/spec"
 )
@@ -15,9 +16,7 @@ import (
 // Creating a VM decides its disk's format once and stores it in the spec;
 // a disk that names a host file is refused at create.
 func TestCreateStoresDiskFormat(t *testing.T) {
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
-	}
+	testenv.Tool(t, "qemu-img", "qemu-utils")
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.img")
 	b := make([]byte, 1<<20)

@@ -9,15 +9,14 @@ import (
 	"testing"
 
 	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 // With $MB_HOME full, stop, forced stop and forced removal still bring the
 // VMs down (each failed on writing the user-stopped marker first, leaving
 // the VM running), and the stop holds: no restart policy brings them back.
 func TestStopOnFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testenv.Root(t, "mounting a tmpfs")
 	home, err := os.MkdirTemp("/tmp", "mbd")
 	if err != nil {
 		t.Fatal(err)

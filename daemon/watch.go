@@ -60,9 +60,16 @@ func classify(rec *vmhost.ExitRecord, pid int, ps *os.ProcessState) outcome {
 	}
 	code := ps.ExitCode()
 	o.exitCode = &code
-	if code == 2 {
+	switch code {
+	case 2:
 		o.kind = exitStartFailed
 		o.reason = "vmhost could not start the VM (exit code 2)"
+		return o
+	case 0:
+		// vmhost's own exit code says the VM stopped cleanly; only the
+		// record is missing (it could not be written: a full disk).
+		o.state, o.kind = api.StateStopped, exitClean
+		o.reason = "stopped (vmhost exited cleanly but could not write its exit record)"
 		return o
 	}
 	o.reason = fmt.Sprintf("vmhost exited with code %d without an exit record", code)

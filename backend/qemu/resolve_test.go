@@ -136,10 +136,7 @@ func TestResolveDiskImage(t *testing.T) {
 // must still attach the disk as raw (the format stored at create), never
 // probe it and hand QEMU the host file.
 func TestResolveUserDiskKeepsStoredFormat(t *testing.T) {
-	qemuImg, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
-	}
+	qemuImg := testenv.Tool(t, "qemu-img", "qemu-utils")
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "host-secret")
 	if err := os.WriteFile(secret, []byte(strings.Repeat("secret\n", 1024)), 0o600); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vm/image"
 )
 
@@ -21,9 +22,7 @@ import (
 func makeQcow2(t *testing.T) string {
 	t.Helper()
 	for _, tool := range []string{"qemu-img", "qemu-io"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install qemu-utils)", tool)
-		}
+		testenv.Tool(t, tool, "qemu-utils")
 	}
 	src := filepath.Join(t.TempDir(), "base.qcow2")
 	for _, args := range [][]string{

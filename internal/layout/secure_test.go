@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 func TestEnsureDirCreatesPrivate(t *testing.T) {
@@ -49,9 +51,7 @@ func TestEnsureDirRefusesWritableByOthers(t *testing.T) {
 
 // The reproduction of issue 10, item 2: a directory another user made.
 func TestEnsureDirRefusesOtherOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("giving a directory to another user needs root")
-	}
+	testenv.Root(t, "giving a directory to another user")
 	dir := filepath.Join(t.TempDir(), "evil")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)

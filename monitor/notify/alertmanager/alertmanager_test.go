@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/monitor/notify"
 	"github.com/mbvm/mb/monitor/notify/alertmanager"
 	"github.com/mbvm/mb/monitor/notify/notifytest"
@@ -97,13 +98,7 @@ func TestAllRefusedIsPermanent(t *testing.T) {
 // on a loopback port and checks that its API shows the alert mb sent, and
 // no longer shows it active after the recovery.
 func TestRealAlertmanagerShowsTheAlert(t *testing.T) {
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		if os.Getenv("MB_REQUIRE_VM") == "1" {
-			t.Fatal("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
-		}
-		t.Skip("prometheus-alertmanager is not installed")
-	}
+	bin := testenv.Tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "alertmanager.yml")
 	if err := os.WriteFile(cfg, []byte("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"), 0o600); err != nil {

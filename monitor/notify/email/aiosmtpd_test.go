@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/monitor/notify/notifytest"
 	"github.com/mbvm/mb/monitor/notify/notifytest/smtptest"
 )
@@ -23,10 +24,7 @@ func aiosmtpd(t *testing.T, args ...string) (port int, maildirNew string) {
 	t.Helper()
 	py := "/usr/bin/python3" // Debian's interpreter, where python3-aiosmtpd installs
 	if err := exec.Command(py, "-c", "import aiosmtpd").Run(); err != nil {
-		if os.Getenv("MB_REQUIRE_VM") == "1" {
-			t.Fatalf("python3-aiosmtpd is not installed (apt-get install python3-aiosmtpd): %v", err)
-		}
-		t.Skip("python3-aiosmtpd is not installed")
+		testenv.Need(t, fmt.Sprintf("python3-aiosmtpd is not installed (apt-get install python3-aiosmtpd): %v", err))
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
