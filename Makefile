@@ -16,10 +16,11 @@ endif
 # the Debian test image; socat for the documented one-liners; systemd for
 # `systemd-analyze verify` of the unit `mb service install` writes;
 # prometheus-alertmanager and python3-aiosmtpd for the monitor's
-# alertmanager and email channel tests.
+# alertmanager and email channel tests; python3-websockets for an independent
+# client of mb-agent's socktop server; protobuf-compiler for `make proto`.
 DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
 	ovmf openssh-client e2fsprogs util-linux debootstrap systemd \
-	prometheus-alertmanager python3-aiosmtpd
+	prometheus-alertmanager python3-aiosmtpd python3-websockets protobuf-compiler
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.
@@ -36,7 +37,7 @@ TEST_TIMEOUT ?= 25m
 # What `mb version` prints: the git revision (dev outside a checkout).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build image debian-image test vet sign fuzz demo bench chaos clean
+.PHONY: all deps build proto image debian-image test vet sign fuzz demo bench chaos clean
 
 all: build
 
@@ -46,6 +47,15 @@ deps:
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/ ./cmd/mb ./cmd/vmhost
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/mb-agent ./cmd/mb-agent
+
+# Regenerate the protobuf code (committed) from its .proto files: protoc
+# from Debian's protobuf-compiler, protoc-gen-go built at the version go.mod
+# pins, so the generated code matches the runtime.
+PROTOS := agent/socktop/socktoppb/socktop.proto
+proto:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler" >&2; exit 1; }
+	$(GO) build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	for p in $(PROTOS); do protoc --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --go_out=. --go_opt=paths=source_relative $$p || exit 1; done
 
 # The mini image: Debian cloud kernel + busybox + mb-agent as PID 1, in
 # $$MB_HOME/images/mini (default ~/.mb). Downloads are cached in
