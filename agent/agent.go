@@ -5,8 +5,8 @@
 // guest-info, guest-exec, guest-shutdown, ...) and mb's extensions, whose
 // names start with "mb-" (mb-get-metrics).
 //
-// The host side of the protocol, and the wire types both sides share, live
-// in package agent/qga.
+// The host side of the protocol lives in package agent/qga; the wire types
+// both sides share in agent/qgaproto.
 package agent
 
 import (
@@ -80,9 +80,29 @@ func Serve(ctx context.Context, opts Options) error {
 
 // ServeConn answers QGA requests read from conn until reading fails or ctx
 // is done, without looking for a device: for tests and for an agent served
-// over a socket on the host. It returns nil when conn reaches EOF.
+// over a socket on the host. It returns nil when conn reaches EOF. Each call
+// is a fresh agent; NewServer gives one agent for many connections.
 func ServeConn(ctx context.Context, conn io.ReadWriter, opts Options) error {
-	err := newServer(opts).serveStream(ctx, conn, conn)
+	return NewServer(opts).ServeConn(ctx, conn)
+}
+
+// Server is one agent served over connections in turn (on the host, for
+// tests and the fake backend). Like the agent in a guest, it keeps its
+// commands and open files across connections, so a host that reconnects
+// still finds them.
+type Server struct {
+	s *server
+}
+
+// NewServer returns an agent to serve with ServeConn.
+func NewServer(opts Options) *Server {
+	return &Server{s: newServer(opts)}
+}
+
+// ServeConn answers QGA requests read from conn until reading fails or ctx
+// is done. It returns nil when conn reaches EOF.
+func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriter) error {
+	err := s.s.serveStream(ctx, conn, conn)
 	if errors.Is(err, io.EOF) {
 		return nil
 	}

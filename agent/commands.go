@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 func (s *server) commandTable() map[string]command {
@@ -30,7 +30,9 @@ func (s *server) commandTable() map[string]command {
 		"guest-file-read":              {run: s.cmdFileRead},
 		"guest-file-write":             {run: s.cmdFileWrite},
 		"guest-file-close":             {run: s.cmdFileClose},
-		qga.MetricsCommand:             {run: s.cmdMetrics},
+		qgaproto.MetricsCommand:        {run: s.cmdMetrics},
+		qgaproto.ExecKillCommand:       {run: s.cmdExecKill},
+		qgaproto.ExecInputCommand:      {run: s.cmdExecInput},
 	}
 }
 
@@ -60,9 +62,9 @@ func (s *server) cmdInfo(_ context.Context, args json.RawMessage) (any, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	info := qga.Info{Version: Version}
+	info := qgaproto.Info{Version: Version}
 	for _, name := range names {
-		info.SupportedCommands = append(info.SupportedCommands, qga.CommandInfo{
+		info.SupportedCommands = append(info.SupportedCommands, qgaproto.CommandInfo{
 			Name: name, Enabled: true, SuccessResponse: !s.commands[name].noReply,
 		})
 	}
@@ -77,7 +79,7 @@ func cmdHostName(_ context.Context, args json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, genericError("read host name: %v", err)
 	}
-	return qga.HostName{HostName: name}, nil
+	return qgaproto.HostName{HostName: name}, nil
 }
 
 func cmdTime(_ context.Context, args json.RawMessage) (any, error) {
@@ -91,7 +93,7 @@ func cmdOSInfo(_ context.Context, args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &struct{}{}); err != nil {
 		return nil, err
 	}
-	var info qga.OSInfo
+	var info qgaproto.OSInfo
 	var u unix.Utsname
 	if err := unix.Uname(&u); err == nil {
 		info.KernelRelease = unix.ByteSliceToString(u.Release[:])

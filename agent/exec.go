@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // Limits of guest-exec.
@@ -41,45 +43,23 @@ type execTable struct {
 
 type execProc struct {
 	done   chan struct{}
-	status qga.ExecStatus
+	status qgaproto.ExecStatus
+	// stdin is the command's stdin while it streams (mb-stdin-stream);
+	// stdinMu keeps chunks in order.
+	stdinMu sync.Mutex
+	stdin   *os.File
+	// discard: the host gave up on the command (mb-exec-kill); its entry
+	// goes once it exited.
+	discard bool
 }
 
-// captureMode is guest-exec's capture-output: a bool (qemu-ga before 8.1)
-// or one of none, stdout, stderr, separated, merged.
-type captureMode string
-
-func (c *captureMode) UnmarshalJSON(b []byte) error {
-	var flag bool
-	if err := json.Unmarshal(b, &flag); err == nil {
-		*c = "none"
-		if flag {
-			*c = "separated"
-		}
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("capture-output must be a bool or a string")
-	}
-	switch s {
-	case "none", "stdout", "stderr", "separated", "merged":
-		*c = captureMode(s)
-		return nil
-	}
-	return fmt.Errorf("capture-output %q: use none, stdout, stderr, separated or merged", s)
-}
-
-type execArgs struct {
-	Path          string      `json:"path"`
-	Arg           []string    `json:"arg"`
-	Env           []string    `json:"env"`
-	InputData     []byte      `json:"input-data"`
-	CaptureOutput captureMode `json:"capture-output"`
-	TimeoutMs     int64       `json:"mb-timeout-ms"`
-}
+// stdinWriteTimeout bounds the write of one stdin chunk: a command that
+// does not read its stdin for this long makes mb-exec-input fail rather
+// than hold the agent.
+const stdinWriteTimeout = 10 * time.Second
 
 func (s *server) cmdExec(_ context.Context, args json.RawMessage) (any, error) {
-	var a execArgs
+	var a qgaproto.ExecArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
@@ -89,21 +69,106 @@ func (s *server) cmdExec(_ context.Context, args json.RawMessage) (any, error) {
 	if a.TimeoutMs < 0 {
 		return nil, genericError("Parameter 'mb-timeout-ms' must not be negative")
 	}
+	// The table stays locked until the command is in it, so that its
+	// exit (which may drop it) comes after.
 	s.execs.mu.Lock()
-	n := len(s.execs.procs)
-	s.execs.mu.Unlock()
-	if n >= maxExecs {
+	defer s.execs.mu.Unlock()
+	if n := len(s.execs.procs); n >= maxExecs {
 		return nil, genericError("%d commands have not been collected with guest-exec-status; collect them first", n)
 	}
-	p, pid, err := startExec(a)
+	p, pid, err := startExec(a, func(pid int) { s.execs.exited(pid) })
 	if err != nil {
-		return nil, genericError("%v", err)
+		return nil, execStartError(err)
+	}
+	s.execs.procs[pid] = p
+	s.log.Debug("exec started", "pid", pid, "path", a.Path)
+	return qgaproto.ExecPID{PID: pid}, nil
+}
+
+// exited drops a command's entry when the host gave up on it.
+func (t *execTable) exited(pid int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.procs[pid]; ok && p.discard {
+		delete(t.procs, pid)
+	}
+}
+
+// execStartError is the reply to a guest-exec that could not start its
+// command, with the reason the host acts on.
+func execStartError(err error) *qgaproto.Error {
+	reason := qgaproto.ReasonNotExecutable
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotInPath) {
+		reason = qgaproto.ReasonNotFound
+	}
+	return &qgaproto.Error{Class: qgaproto.ClassGenericError, Desc: err.Error(), Reason: reason}
+}
+
+// cmdExecKill answers mb-exec-kill: SIGKILL to the command's process
+// group; its entry goes once it exited.
+func (s *server) cmdExecKill(_ context.Context, args json.RawMessage) (any, error) {
+	var a qgaproto.ExecKillArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return nil, err
 	}
 	s.execs.mu.Lock()
-	s.execs.procs[pid] = p
+	defer s.execs.mu.Unlock()
+	p, ok := s.execs.procs[a.PID]
+	if !ok {
+		return nil, genericError("Invalid parameter 'pid': no command with PID %d (or its status was already collected)", a.PID)
+	}
+	select {
+	case <-p.done:
+		delete(s.execs.procs, a.PID)
+		return nil, nil
+	default:
+	}
+	p.discard = true
+	if err := unix.Kill(-a.PID, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return nil, genericError("kill process group %d: %v", a.PID, err)
+	}
+	s.log.Debug("exec killed on the host's request", "pid", a.PID)
+	return nil, nil
+}
+
+// cmdExecInput answers mb-exec-input: the next chunk of a streamed stdin.
+func (s *server) cmdExecInput(_ context.Context, args json.RawMessage) (any, error) {
+	var a qgaproto.ExecInputArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return nil, err
+	}
+	s.execs.mu.Lock()
+	p, ok := s.execs.procs[a.PID]
 	s.execs.mu.Unlock()
-	s.log.Debug("exec started", "pid", pid, "path", a.Path)
-	return qga.ExecPID{PID: pid}, nil
+	if !ok {
+		return nil, genericError("Invalid parameter 'pid': no command with PID %d (or its status was already collected)", a.PID)
+	}
+	p.stdinMu.Lock()
+	defer p.stdinMu.Unlock()
+	if p.stdin == nil {
+		return nil, genericError("command %d takes no more stdin (started without mb-stdin-stream, or stdin already closed)", a.PID)
+	}
+	if len(a.Data) > 0 {
+		if err := writeStdin(p.stdin, a.Data); err != nil {
+			p.stdin.Close()
+			p.stdin = nil
+			return nil, genericError("write stdin of command %d: %v", a.PID, err)
+		}
+	}
+	if a.EOF {
+		p.stdin.Close()
+		p.stdin = nil
+	}
+	return nil, nil
+}
+
+func writeStdin(f *os.File, data []byte) error {
+	f.SetWriteDeadline(time.Now().Add(stdinWriteTimeout))
+	_, err := f.Write(data)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("the command read none of its stdin for %v", stdinWriteTimeout)
+	}
+	return err
 }
 
 func (s *server) cmdExecStatus(_ context.Context, args json.RawMessage) (any, error) {
@@ -127,13 +192,14 @@ func (s *server) cmdExecStatus(_ context.Context, args json.RawMessage) (any, er
 		delete(s.execs.procs, *a.PID)
 		return p.status, nil
 	default:
-		return qga.ExecStatus{Exited: false}, nil
+		return qgaproto.ExecStatus{Exited: false}, nil
 	}
 }
 
 // startExec starts the command in its own process group and collects its
 // output and status in the background.
-func startExec(a execArgs) (*execProc, int, error) {
+// onExit runs once the command exited and its status is recorded.
+func startExec(a qgaproto.ExecArgs, onExit func(pid int)) (*execProc, int, error) {
 	env := a.Env
 	if env == nil {
 		env = os.Environ()
@@ -155,7 +221,7 @@ func startExec(a execArgs) (*execProc, int, error) {
 
 	var closeAfterStart []*os.File
 	var stdinW *os.File
-	if a.InputData != nil {
+	if a.InputData != nil || a.StdinStream {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, 0, fmt.Errorf("stdin pipe: %w", err)
@@ -165,7 +231,7 @@ func startExec(a execArgs) (*execProc, int, error) {
 	}
 	mode := a.CaptureOutput
 	if mode == "" {
-		mode = "none"
+		mode = qgaproto.CaptureNone
 	}
 	var outR, errR *os.File
 	newPipe := func() (*os.File, *os.File, error) {
@@ -210,7 +276,23 @@ func startExec(a execArgs) (*execProc, int, error) {
 		f.Close()
 	}
 	pid := cmd.Process.Pid
-	if stdinW != nil {
+	p := &execProc{done: make(chan struct{})}
+	switch {
+	case stdinW != nil && a.StdinStream:
+		p.stdin = stdinW
+		if len(a.InputData) > 0 {
+			// The first chunk goes before any mb-exec-input: the writer
+			// holds stdinMu until it is written.
+			p.stdinMu.Lock()
+			go func() {
+				defer p.stdinMu.Unlock()
+				if err := writeStdin(stdinW, a.InputData); err != nil {
+					p.stdin = nil
+					stdinW.Close()
+				}
+			}()
+		}
+	case stdinW != nil:
 		go func() {
 			stdinW.Write(a.InputData)
 			stdinW.Close()
@@ -223,7 +305,6 @@ func startExec(a execArgs) (*execProc, int, error) {
 		})
 	}
 
-	p := &execProc{done: make(chan struct{})}
 	out, errc := &capture{}, &capture{}
 	var wg sync.WaitGroup
 	for _, c := range []struct {
@@ -263,7 +344,7 @@ func startExec(a execArgs) (*execProc, int, error) {
 				f.Close()
 			}
 		}
-		st := qga.ExecStatus{Exited: true}
+		st := qgaproto.ExecStatus{Exited: true}
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			sig := int(ws.Signal())
 			st.Signal = &sig
@@ -278,7 +359,14 @@ func startExec(a execArgs) (*execProc, int, error) {
 			st.ErrData, st.ErrTruncated = errc.result()
 		}
 		p.status = st
+		p.stdinMu.Lock()
+		if p.stdin != nil {
+			p.stdin.Close()
+			p.stdin = nil
+		}
+		p.stdinMu.Unlock()
 		close(p.done)
+		onExit(pid)
 	}()
 	return p, pid, nil
 }
@@ -313,5 +401,8 @@ func lookPath(file, path string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("failed to execute child process %q: not found in PATH %s", file, path)
+	return "", fmt.Errorf("failed to execute child process %q: %w %s", file, errNotInPath, path)
 }
+
+// errNotInPath: lookPath found no such program.
+var errNotInPath = errors.New("not found in PATH")

@@ -8,7 +8,7 @@ import (
 	"os"
 	"sync"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // Limits of the guest-file commands.
@@ -51,7 +51,7 @@ func fopenFlags(mode string) (int, bool) {
 }
 
 func (s *server) cmdFileOpen(_ context.Context, args json.RawMessage) (any, error) {
-	var a qga.FileOpenArgs
+	var a qgaproto.FileOpenArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func (s *server) lookupFile(h int64) (*openFile, error) {
 }
 
 func (s *server) cmdFileRead(_ context.Context, args json.RawMessage) (any, error) {
-	var a qga.FileReadArgs
+	var a qgaproto.FileReadArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
@@ -113,11 +113,11 @@ func (s *server) cmdFileRead(_ context.Context, args json.RawMessage) (any, erro
 	if err != nil && !eof {
 		return nil, genericError("failed to read file: %v", err)
 	}
-	return qga.FileRead{Count: n, BufB64: buf[:n], EOF: eof}, nil
+	return qgaproto.FileRead{Count: n, BufB64: buf[:n], EOF: eof}, nil
 }
 
 func (s *server) cmdFileWrite(_ context.Context, args json.RawMessage) (any, error) {
-	var a qga.FileWriteArgs
+	var a qgaproto.FileWriteArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
@@ -138,11 +138,11 @@ func (s *server) cmdFileWrite(_ context.Context, args json.RawMessage) (any, err
 	if err != nil {
 		return nil, genericError("failed to write file: %v", err)
 	}
-	return qga.FileWrite{Count: n}, nil
+	return qgaproto.FileWrite{Count: n}, nil
 }
 
 func (s *server) cmdFileClose(_ context.Context, args json.RawMessage) (any, error) {
-	var a qga.FileHandleArgs
+	var a qgaproto.FileHandleArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}

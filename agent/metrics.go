@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // cmdMetrics answers mb-get-metrics: cumulative counters read on demand,
@@ -27,39 +27,39 @@ func (s *server) cmdMetrics(_ context.Context, args json.RawMessage) (any, error
 		}
 		return b
 	}
-	m := qga.Metrics{Source: "mb-agent", TimeNs: time.Now().UnixNano()}
+	m := qgaproto.Metrics{Source: "mb-agent", TimeNs: time.Now().UnixNano()}
 	if b := read("uptime"); b != nil {
-		m.UptimeSeconds, _ = qga.ParseUptime(b)
+		m.UptimeSeconds, _ = qgaproto.ParseUptime(b)
 	}
 	if b := read("stat"); b != nil {
-		if c, err := qga.ParseProcStat(b); err == nil {
+		if c, err := qgaproto.ParseProcStat(b); err == nil {
 			m.CPU = &c
 		}
 	}
 	if b := read("meminfo"); b != nil {
-		if mem, err := qga.ParseMeminfo(b); err == nil {
+		if mem, err := qgaproto.ParseMeminfo(b); err == nil {
 			m.Memory = &mem
 		}
 	}
 	if b := read("loadavg"); b != nil {
-		m.LoadAvg, _ = qga.ParseLoadavg(b)
+		m.LoadAvg, _ = qgaproto.ParseLoadavg(b)
 	}
 	if b := read("net/dev"); b != nil {
-		m.Interfaces, _ = qga.ParseNetDev(b)
+		m.Interfaces, _ = qgaproto.ParseNetDev(b)
 	}
 	if b := read("mounts"); b != nil {
-		m.Filesystems = filesystems(qga.ParseMounts(b))
+		m.Filesystems = filesystems(qgaproto.ParseMounts(b))
 	}
 	return m, nil
 }
 
 // filesystems statfs()es every real mount once, skipping pseudo
 // filesystems, empty ones and repeated mounts of one device.
-func filesystems(mounts []qga.Mount) []qga.Filesystem {
-	var out []qga.Filesystem
+func filesystems(mounts []qgaproto.Mount) []qgaproto.Filesystem {
+	var out []qgaproto.Filesystem
 	seen := map[string]bool{}
 	for _, m := range mounts {
-		if qga.IsPseudoFS(m) || seen[m.Mountpoint] {
+		if qgaproto.IsPseudoFS(m) || seen[m.Mountpoint] {
 			continue
 		}
 		var st unix.Statfs_t
@@ -72,7 +72,7 @@ func filesystems(mounts []qga.Mount) []qga.Filesystem {
 		}
 		seen[m.Mountpoint], seen[key] = true, true
 		bs := uint64(st.Bsize)
-		out = append(out, qga.Filesystem{
+		out = append(out, qgaproto.Filesystem{
 			Mountpoint: m.Mountpoint, Device: m.Device, Type: m.Type,
 			TotalBytes: st.Blocks * bs, UsedBytes: (st.Blocks - st.Bfree) * bs, FreeBytes: st.Bavail * bs,
 		})

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 func (s *server) cmdInterfaces(_ context.Context, args json.RawMessage) (any, error) {
@@ -20,9 +20,9 @@ func (s *server) cmdInterfaces(_ context.Context, args json.RawMessage) (any, er
 	if err != nil {
 		return nil, genericError("list network interfaces: %v", err)
 	}
-	out := make([]qga.Interface, 0, len(ifaces))
+	out := make([]qgaproto.Interface, 0, len(ifaces))
 	for _, ifc := range ifaces {
-		q := qga.Interface{Name: ifc.Name, HardwareAddress: ifc.HardwareAddr.String()}
+		q := qgaproto.Interface{Name: ifc.Name, HardwareAddress: ifc.HardwareAddr.String()}
 		if q.HardwareAddress == "" {
 			q.HardwareAddress = "00:00:00:00:00:00"
 		}
@@ -37,7 +37,7 @@ func (s *server) cmdInterfaces(_ context.Context, args json.RawMessage) (any, er
 			if ipn.IP.To4() != nil {
 				typ = "ipv4"
 			}
-			q.IPAddresses = append(q.IPAddresses, qga.IPAddress{Type: typ, Address: ipn.IP.String(), Prefix: ones})
+			q.IPAddresses = append(q.IPAddresses, qgaproto.IPAddress{Type: typ, Address: ipn.IP.String(), Prefix: ones})
 		}
 		q.Statistics = interfaceStats(ifc.Name)
 		out = append(out, q)
@@ -46,7 +46,7 @@ func (s *server) cmdInterfaces(_ context.Context, args json.RawMessage) (any, er
 }
 
 // interfaceStats reads /sys/class/net/<name>/statistics, or returns nil.
-func interfaceStats(name string) *qga.InterfaceStats {
+func interfaceStats(name string) *qgaproto.InterfaceStats {
 	dir := filepath.Join("/sys/class/net", name, "statistics")
 	read := func(f string) uint64 {
 		b, err := os.ReadFile(filepath.Join(dir, f))
@@ -59,7 +59,7 @@ func interfaceStats(name string) *qga.InterfaceStats {
 	if _, err := os.Stat(dir); err != nil {
 		return nil
 	}
-	return &qga.InterfaceStats{
+	return &qgaproto.InterfaceStats{
 		RxBytes: read("rx_bytes"), RxPackets: read("rx_packets"), RxErrs: read("rx_errors"), RxDropped: read("rx_dropped"),
 		TxBytes: read("tx_bytes"), TxPackets: read("tx_packets"), TxErrs: read("tx_errors"), TxDropped: read("tx_dropped"),
 	}

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mbvm/mb/agent/internal/frame"
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/internal/testenv"
 )
 
@@ -161,7 +161,7 @@ func TestServeWaitsForItsDeviceThenServesIt(t *testing.T) {
 				break
 			}
 			if k == frame.Object {
-				var r qga.Reply
+				var r qgaproto.Reply
 				json.Unmarshal(obj, &r)
 				got = r.Return
 				break
@@ -178,11 +178,11 @@ func TestServeWaitsForItsDeviceThenServesIt(t *testing.T) {
 		if k != frame.Object {
 			continue
 		}
-		var r qga.Reply
+		var r qgaproto.Reply
 		if json.Unmarshal(obj, &r) != nil {
 			t.Fatalf("reply %s", obj)
 		}
-		var hn qga.HostName
+		var hn qgaproto.HostName
 		if json.Unmarshal(r.Return, &hn) == nil && hn.HostName != "" {
 			break
 		}

@@ -10,7 +10,7 @@ import (
 	"log/slog"
 
 	"github.com/mbvm/mb/agent/internal/frame"
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // MaxRequestSize is the longest request the agent accepts. A longer one is
@@ -40,7 +40,7 @@ type server struct {
 }
 
 // handler runs one command. It returns the value of the "return" member, or
-// an error: a *qga.Error is sent as is, any other error as GenericError.
+// an error: a *qgaproto.Error is sent as is, any other error as GenericError.
 type handler func(ctx context.Context, args json.RawMessage) (any, error)
 
 type command struct {
@@ -77,7 +77,7 @@ type request struct {
 // reply is what the server writes back.
 type reply struct {
 	Return any             `json:"return,omitempty"`
-	Error  *qga.Error      `json:"error,omitempty"`
+	Error  *qgaproto.Error `json:"error,omitempty"`
 	ID     json.RawMessage `json:"id,omitempty"`
 }
 
@@ -132,7 +132,7 @@ func (s *server) handle(ctx context.Context, obj []byte) []byte {
 	}
 	cmd, ok := s.commands[req.Execute]
 	if !ok {
-		return encodeReply(reply{Error: &qga.Error{Class: qga.ClassCommandNotFound,
+		return encodeReply(reply{Error: &qgaproto.Error{Class: qgaproto.ClassCommandNotFound,
 			Desc: fmt.Sprintf("The command %s has not been found", req.Execute)}, ID: req.ID})
 	}
 	args := req.Arguments
@@ -141,9 +141,9 @@ func (s *server) handle(ctx context.Context, obj []byte) []byte {
 	}
 	v, err := cmd.run(ctx, args)
 	if err != nil {
-		var qe *qga.Error
+		var qe *qgaproto.Error
 		if !errors.As(err, &qe) {
-			qe = &qga.Error{Class: qga.ClassGenericError, Desc: err.Error()}
+			qe = &qgaproto.Error{Class: qgaproto.ClassGenericError, Desc: err.Error()}
 		}
 		s.log.Debug("command failed", "command", req.Execute, "error", qe.Desc)
 		return encodeReply(reply{Error: qe, ID: req.ID})
@@ -169,8 +169,8 @@ func encodeReply(r reply) []byte {
 	return append(b, '\n')
 }
 
-func genericError(format string, a ...any) *qga.Error {
-	return &qga.Error{Class: qga.ClassGenericError, Desc: fmt.Sprintf(format, a...)}
+func genericError(format string, a ...any) *qgaproto.Error {
+	return &qgaproto.Error{Class: qgaproto.ClassGenericError, Desc: fmt.Sprintf(format, a...)}
 }
 
 // decodeArgs decodes a command's arguments strictly, like qemu-ga: an

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mbvm/mb/agent/internal/frame"
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // callTimeout is generous: a loaded CI machine must not fail a correct test.
@@ -91,7 +91,7 @@ func (g *guest) send(raw string) {
 }
 
 // next reads the next reply object, skipping delimiters.
-func (g *guest) next() qga.Reply {
+func (g *guest) next() qgaproto.Reply {
 	g.t.Helper()
 	g.conn.SetReadDeadline(time.Now().Add(callTimeout))
 	for {
@@ -102,7 +102,7 @@ func (g *guest) next() qga.Reply {
 		if k != frame.Object {
 			continue
 		}
-		var r qga.Reply
+		var r qgaproto.Reply
 		if err := json.Unmarshal(obj, &r); err != nil {
 			g.t.Fatalf("reply %s: %v", obj, err)
 		}
@@ -111,9 +111,9 @@ func (g *guest) next() qga.Reply {
 }
 
 // call sends a command and decodes its return value into out (may be nil).
-func (g *guest) call(execute string, args any, out any) *qga.Error {
+func (g *guest) call(execute string, args any, out any) *qgaproto.Error {
 	g.t.Helper()
-	b, err := json.Marshal(qga.Request{Execute: execute, Arguments: args})
+	b, err := json.Marshal(qgaproto.Request{Execute: execute, Arguments: args})
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -155,24 +155,24 @@ func TestPingAndSync(t *testing.T) {
 		t.Errorf("guest-sync-delimited returned %s", r.Return)
 	}
 	var id int64
-	g.mustCall("guest-sync", qga.SyncArgs{ID: 42}, &id)
+	g.mustCall("guest-sync", qgaproto.SyncArgs{ID: 42}, &id)
 	if id != 42 {
 		t.Errorf("guest-sync returned %d, want 42", id)
 	}
-	if e := g.call("guest-sync", map[string]any{}, nil); e == nil || e.Class != qga.ClassGenericError {
+	if e := g.call("guest-sync", map[string]any{}, nil); e == nil || e.Class != qgaproto.ClassGenericError {
 		t.Errorf("guest-sync without id: error %v, want GenericError", e)
 	}
 }
 
 func TestInfoListsCommandsAndExtensions(t *testing.T) {
 	g := startGuest(t)
-	var info qga.Info
+	var info qgaproto.Info
 	g.mustCall("guest-info", nil, &info)
 	if info.Version != Version {
 		t.Errorf("version = %q", info.Version)
 	}
 	for _, name := range []string{"guest-ping", "guest-exec", "guest-exec-status", "guest-shutdown",
-		"guest-network-get-interfaces", "guest-file-open", qga.MetricsCommand} {
+		"guest-network-get-interfaces", "guest-file-open", qgaproto.MetricsCommand} {
 		if !info.Supports(name) {
 			t.Errorf("guest-info does not list %s", name)
 		}
@@ -186,12 +186,12 @@ func TestInfoListsCommandsAndExtensions(t *testing.T) {
 
 func TestSystemInfoCommands(t *testing.T) {
 	g := startGuest(t)
-	var hn qga.HostName
+	var hn qgaproto.HostName
 	g.mustCall("guest-get-host-name", nil, &hn)
 	if want, _ := os.Hostname(); hn.HostName != want {
 		t.Errorf("host-name = %q, want %q", hn.HostName, want)
 	}
-	var osi qga.OSInfo
+	var osi qgaproto.OSInfo
 	g.mustCall("guest-get-osinfo", nil, &osi)
 	var u unix.Utsname
 	unix.Uname(&u)
@@ -203,7 +203,7 @@ func TestSystemInfoCommands(t *testing.T) {
 	if ns <= 0 {
 		t.Errorf("guest-get-time = %d", ns)
 	}
-	var ifaces []qga.Interface
+	var ifaces []qgaproto.Interface
 	g.mustCall("guest-network-get-interfaces", nil, &ifaces)
 	found := false
 	for _, i := range ifaces {
@@ -220,8 +220,8 @@ func TestSystemInfoCommands(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	g := startGuest(t)
-	var m qga.Metrics
-	g.mustCall(qga.MetricsCommand, nil, &m)
+	var m qgaproto.Metrics
+	g.mustCall(qgaproto.MetricsCommand, nil, &m)
 	if m.Source != "mb-agent" || m.CPU == nil || m.CPU.CPUs < 1 || m.CPU.Total() == 0 {
 		t.Errorf("cpu = %+v", m.CPU)
 	}
@@ -240,10 +240,10 @@ func TestMetrics(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	g := startGuest(t)
-	if e := g.call("no-such-command", nil, nil); e == nil || e.Class != qga.ClassCommandNotFound {
+	if e := g.call("no-such-command", nil, nil); e == nil || e.Class != qgaproto.ClassCommandNotFound {
 		t.Errorf("unknown command: error %v, want CommandNotFound", e)
 	}
-	if e := g.call("guest-ping", map[string]any{"bogus": 1}, nil); e == nil || e.Class != qga.ClassGenericError {
+	if e := g.call("guest-ping", map[string]any{"bogus": 1}, nil); e == nil || e.Class != qgaproto.ClassGenericError {
 		t.Errorf("unknown argument: error %v, want GenericError", e)
 	}
 	if e := g.call("guest-exec", map[string]any{"arg": []string{"x"}}, nil); e == nil || !strings.Contains(e.Desc, "path") {
@@ -253,7 +253,7 @@ func TestErrors(t *testing.T) {
 		t.Error("bad base64 input-data: want an error")
 	}
 	g.send(`{"execute": 5}`)
-	if r := g.next(); r.Error == nil || r.Error.Class != qga.ClassGenericError {
+	if r := g.next(); r.Error == nil || r.Error.Class != qgaproto.ClassGenericError {
 		t.Errorf("execute not a string: reply %+v", r)
 	}
 	g.mustCall("guest-ping", nil, nil)
@@ -337,7 +337,7 @@ func TestShutdownSendsNoReplyOnSuccess(t *testing.T) {
 	if m := <-modes; m != "powerdown" {
 		t.Errorf("default mode = %q, want powerdown", m)
 	}
-	if e := g.call("guest-shutdown", qga.ShutdownArgs{Mode: "explode"}, nil); e == nil || e.Class != qga.ClassGenericError {
+	if e := g.call("guest-shutdown", qgaproto.ShutdownArgs{Mode: "explode"}, nil); e == nil || e.Class != qgaproto.ClassGenericError {
 		t.Errorf("bad mode: error %v", e)
 	}
 	g.s.shutdown = func(context.Context, string) error { return errors.New("no init") }

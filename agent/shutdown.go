@@ -9,11 +9,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 func (s *server) cmdShutdown(ctx context.Context, args json.RawMessage) (any, error) {
-	var a qga.ShutdownArgs
+	var a qgaproto.ShutdownArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}

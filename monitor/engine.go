@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,7 @@ type Engine struct {
 	log     *slog.Logger
 	newID   func() string
 	started time.Time
+	stats   counters
 
 	// wmu orders side effects (store saves, notifications, journal) in
 	// the order the state changes were made: it is taken before mu is
@@ -133,6 +135,12 @@ func (e *Engine) Reload(s Settings) error {
 	}
 	e.mu.Lock()
 	e.set, e.sets = s, sets
+	for name := range s.Hosts {
+		if e.hosts[name] == nil {
+			// Known from the config, not heard from yet: unknown.
+			e.hosts[name] = newHost(name)
+		}
+	}
 	e.mu.Unlock()
 	return nil
 }
@@ -172,13 +180,14 @@ func (e *Engine) rules(h *host) *threshold.Set {
 // effects are the side effects of a state change, applied in order after
 // the engine's lock is released.
 type effects struct {
-	hosts    []HostRecord
-	alerts   []alert.State
-	silences []alert.Silence
-	delSil   []string
-	delHost  []string
-	notes    []Notification
-	journal  []journalEntry
+	hosts     []HostRecord
+	alerts    []alert.State
+	silences  []alert.Silence
+	delSil    []string
+	delHost   []string
+	delAlerts []alert.Key
+	notes     []Notification
+	journal   []journalEntry
 }
 
 type journalEntry struct {
@@ -204,8 +213,12 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 		}
 	}
 	if e.store != nil {
-		for _, h := range fx.hosts {
-			keep(e.store.SaveHost(ctx, h), "host "+h.Name)
+		if b, ok := e.store.(hostBatcher); ok && len(fx.hosts) > 1 {
+			keep(b.SaveHosts(ctx, fx.hosts), fmt.Sprintf("%d hosts", len(fx.hosts)))
+		} else {
+			for _, h := range fx.hosts {
+				keep(e.store.SaveHost(ctx, h), "host "+h.Name)
+			}
 		}
 		for _, s := range fx.silences {
 			keep(e.store.SaveSilence(ctx, s), "silence "+s.ID)
@@ -215,6 +228,9 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 		}
 		for _, s := range fx.alerts {
 			keep(e.store.SaveAlert(ctx, s), "alert "+s.Key.String())
+		}
+		for _, k := range fx.delAlerts {
+			keep(e.store.DeleteAlert(ctx, k), "alert "+k.String())
 		}
 		if d, ok := e.store.(hostDeleter); ok {
 			for _, name := range fx.delHost {
@@ -229,10 +245,14 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 			}
 		}
 	}
+	e.stats.notifications.Add(uint64(len(fx.notes)))
 	if e.notify != nil {
 		for _, n := range fx.notes {
 			e.notify.Notify(ctx, n)
 		}
+	}
+	if first != nil {
+		e.stats.storeErrors.Add(1)
 	}
 	return first
 }
@@ -272,8 +292,10 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	h, err := e.hostFor(o.Host)
 	if err != nil {
 		e.mu.Unlock()
+		e.stats.refused.Add(1)
 		return err
 	}
+	e.stats.observations.Add(1)
 	changed := false
 	if h.rec.FirstSeen.IsZero() {
 		h.rec.FirstSeen, changed = now, true
@@ -291,13 +313,18 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	if o.Owner != "" {
 		h.owner = o.Owner
 	}
-	h.forcedDown = false
-	reach, reason := Up, ""
-	if o.Shutdown {
-		reach, reason = Stopped, "shut down"
-	}
-	if e.setReach(h, reach, reason, now, fx) {
-		changed = false // setReach saved the record
+	// A report made before the host was marked stopped or down (a metrics
+	// pull racing with a stop) does not bring it back.
+	late := (h.rec.Reach == Stopped || h.forcedDown) && !now.After(h.rec.ReachSince)
+	if !late {
+		h.forcedDown = false
+		reach, reason := Up, ""
+		if o.Shutdown {
+			reach, reason = Stopped, "shut down"
+		}
+		if e.setReach(h, reach, reason, now, fx) {
+			changed = false // setReach saved the record
+		}
 	}
 	if changed {
 		fx.hosts = append(fx.hosts, h.rec)
@@ -314,32 +341,49 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		e.sample(h, threshold.RTTPlugin, now, ms)
 		if r, ok := set.RTT(h.rec.Name); ok {
 			e.evaluate(h, threshold.RTTPlugin, "", threshold.Match{Rule: r}, ms, nil, now, fx)
+		} else if st := h.alerts[threshold.RTTPlugin][""]; st != nil {
+			e.retire(h, st, now, fx)
 		}
 	}
-	msg := map[string]any{"ID": "HTB", "name": o.Host, "source": o.Source}
-	if o.RTT > 0 {
-		msg["rtt_ms"] = float64(o.RTT) / float64(time.Millisecond)
-	}
-	if o.Shutdown {
-		msg["shutdown"] = true
+	var msg map[string]any
+	if e.journal != nil {
+		msg = map[string]any{"ID": "HTB", "name": o.Host, "source": o.Source}
+		if o.RTT > 0 {
+			msg["rtt_ms"] = float64(o.RTT) / float64(time.Millisecond)
+		}
+		if o.Shutdown {
+			msg["shutdown"] = true
+		}
 	}
 	if o.Plugin != "" {
-		msg = map[string]any{"ID": "PLG", "name": o.Host, "source": o.Source, "plugin": o.Plugin, "data": o.Fields}
+		if e.journal != nil {
+			msg = map[string]any{"ID": "PLG", "name": o.Host, "source": o.Source, "plugin": o.Plugin, "data": o.Fields}
+		}
 		h.plugins[o.Plugin] = o.Fields
 		h.pluginTime[o.Plugin] = now
 		threshold.Walk(o.Fields, func(path string, x any) {
 			v, ok := threshold.ToFloat(x)
-			if !ok {
-				return
+			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+				return // not a number: kept as data, not sampled
 			}
+			e.stats.samples.Add(1)
 			e.sample(h, o.Plugin+"."+path, now, v)
 			if m, ok := set.Lookup(o.Plugin, path); ok {
 				e.evaluate(h, o.Plugin, path, m, v, o.Fields, now, fx)
+			} else if st := h.alerts[o.Plugin][path]; st != nil {
+				e.retire(h, st, now, fx)
 			}
 		})
 	}
-	fx.journal = append([]journalEntry{{t: now, source: o.Address, msg: msg}}, fx.journal...)
+	if e.journal != nil {
+		fx.journal = append([]journalEntry{{t: now, source: o.Address, msg: msg}}, fx.journal...)
+	}
 	return e.commit(ctx, fx)
+}
+
+// Heartbeat records a bare heartbeat: Observe with no plugin data.
+func (e *Engine) Heartbeat(ctx context.Context, host, source, address string, rtt time.Duration) error {
+	return e.Observe(ctx, Observation{Host: host, Source: source, Address: address, RTT: rtt})
 }
 
 // sample adds a value to the field's ring and the sample sink (e.mu held).
@@ -391,12 +435,33 @@ func (e *Engine) evaluate(h *host, plugin, field string, m threshold.Match, v fl
 	e.after(h, old, ns, d, now, fx)
 }
 
+// retire drops the alert of a field that no longer has a rule (the config
+// changed). If people were told it is not OK, they get a recovery saying
+// why (e.mu held).
+func (e *Engine) retire(h *host, st *alert.State, now time.Time, fx *effects) {
+	old := *st
+	delete(h.alerts[old.Key.Plugin], old.Key.Field)
+	fx.delAlerts = append(fx.delAlerts, old.Key)
+	if old.Notified == alert.OK {
+		return
+	}
+	ended := old
+	ended.Level, ended.Value = alert.OK, old.Value
+	ended.Text = fmt.Sprintf("%s %s: the alert ended: it has no threshold any more", old.Key.Host, fieldName(old.Key.Plugin, old.Key.Field))
+	env := e.env(h, st, now, true)
+	if env.Silenced || env.Muted {
+		return
+	}
+	e.note(h, ended, alert.Decision{Kind: alert.Recovery, Level: alert.OK, Previous: old.Notified}, now, fx)
+}
+
 // after records the side effects of one alert transition (e.mu held).
 func (e *Engine) after(h *host, old, ns alert.State, d alert.Decision, now time.Time, fx *effects) {
 	if durableChange(old, ns) {
 		fx.alerts = append(fx.alerts, ns)
 	}
 	if old.Level != ns.Level {
+		e.stats.transitions.Add(1)
 		fx.journal = append(fx.journal, journalEntry{t: now, msg: map[string]any{
 			"ID": "ALERT", "name": ns.Key.Host, "plugin": ns.Key.Plugin, "field": ns.Key.Field,
 			"level": ns.Level.String(), "previous": old.Level.String(),
@@ -404,22 +469,27 @@ func (e *Engine) after(h *host, old, ns alert.State, d alert.Decision, now time.
 		}})
 	}
 	if d.Notify() {
-		n := Notification{
-			ID: e.newID(), Time: now,
-			Host: ns.Key.Host, Plugin: ns.Key.Plugin, Field: ns.Key.Field,
-			Level: d.Level.String(), Previous: d.Previous.String(),
-			Value: threshold.FormatFloat(ns.Value), Text: ns.Text,
-			Recovery:   d.Kind == alert.Recovery,
-			Recipients: e.recipients(h),
-		}
-		if n.Text == "" {
-			n.Text = fmt.Sprintf("%s %s is %s", ns.Key.Host, fieldName(ns.Key.Plugin, ns.Key.Field), n.Level)
-		}
-		fx.notes = append(fx.notes, n)
-		fx.journal = append(fx.journal, journalEntry{t: now, msg: map[string]any{
-			"ID": "NOTIFY", "kind": d.Kind.String(), "notification": n,
-		}})
+		e.note(h, ns, d, now, fx)
 	}
+}
+
+// note records a notification and its journal entry (e.mu held).
+func (e *Engine) note(h *host, ns alert.State, d alert.Decision, now time.Time, fx *effects) {
+	n := Notification{
+		ID: e.newID(), Time: now,
+		Host: ns.Key.Host, Plugin: ns.Key.Plugin, Field: ns.Key.Field,
+		Level: d.Level.String(), Previous: d.Previous.String(),
+		Value: threshold.FormatFloat(ns.Value), Text: ns.Text,
+		Recovery:   d.Kind == alert.Recovery,
+		Recipients: e.recipients(h),
+	}
+	if n.Text == "" {
+		n.Text = fmt.Sprintf("%s %s is %s", ns.Key.Host, fieldName(ns.Key.Plugin, ns.Key.Field), n.Level)
+	}
+	fx.notes = append(fx.notes, n)
+	fx.journal = append(fx.journal, journalEntry{t: now, msg: map[string]any{
+		"ID": "NOTIFY", "kind": d.Kind.String(), "notification": n,
+	}})
 }
 
 // durableChange reports whether a transition changed what the store keeps.
@@ -508,6 +578,11 @@ func (e *Engine) setReach(h *host, r Reachability, reason string, now time.Time,
 	prev := h.rec.Reach
 	h.rec.Reach, h.rec.ReachSince, h.rec.ReachReason = r, now, reason
 	fx.hosts = append(fx.hosts, h.rec)
+	if e.journal != nil {
+		fx.journal = append(fx.journal, journalEntry{t: now, msg: map[string]any{
+			"ID": "REACH", "name": h.rec.Name, "reach": string(r), "previous": string(prev), "reason": reason,
+		}})
+	}
 	if r != Up && prev == Up {
 		// Topology: the host's metric values are stale until it reports again.
 		for plugin, fields := range h.alerts {
@@ -606,6 +681,12 @@ func (e *Engine) RemoveHost(ctx context.Context, name string) error {
 	fx := &effects{delHost: []string{name}}
 	fx.journal = append(fx.journal, journalEntry{t: e.clock(), msg: map[string]any{"ID": "REMOVE", "name": name}})
 	return e.commit(ctx, fx)
+}
+
+// hostBatcher is an optional Store capability: saving many host records
+// in one transaction (Tick keeps every host's last-seen time current).
+type hostBatcher interface {
+	SaveHosts(ctx context.Context, hs []HostRecord) error
 }
 
 // hostDeleter is the optional Store capability RemoveHost uses.

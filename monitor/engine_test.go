@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -286,8 +287,8 @@ func TestTopology(t *testing.T) {
 		}
 	}
 	// It comes back with a heartbeat only: recovery, metric alert still held (stale).
-	now := h.c.Set(3600 * time.Second)
-	if err := h.e.Observe(h.ctx, Observation{Host: "web", Source: "vm", Time: now, RTT: 2 * time.Millisecond}); err != nil {
+	h.c.Set(3600 * time.Second)
+	if err := h.e.Heartbeat(h.ctx, "web", "vm", "", 2*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	h.expect("back up", "web reachability CRITICAL->OK")
@@ -311,6 +312,10 @@ func TestExpectedAbsenceAndMarkDown(t *testing.T) {
 	hi, _ := h.e.Host("vm1")
 	if hi.Reach != Stopped || hi.ReachReason != "stopped by the user" {
 		t.Errorf("reach %v %q", hi.Reach, hi.ReachReason)
+	}
+	h.cpu("vm1", 5, 10) // a pull made before the stop, arriving after it
+	if hi, _ := h.e.Host("vm1"); hi.Reach != Stopped {
+		t.Errorf("a late report revived a stopped host: %v", hi.Reach)
 	}
 	h.cpu("vm1", 600, 10)
 	h.expect("started again")
@@ -575,5 +580,130 @@ func TestRestoredDownHostStaysDown(t *testing.T) {
 	}
 	if err := h2.e.RemoveHost(h2.ctx, "db"); !errors.Is(err, ErrNoHost) {
 		t.Errorf("second remove: %v", err)
+	}
+}
+
+func TestConfiguredHostsNaNAndStats(t *testing.T) {
+	s := cpuSettings()
+	h := newHarness(t, s)
+	hi, ok := h.e.Host("db")
+	if !ok || hi.Reach != Unknown || hi.Owner != "bob" {
+		t.Fatalf("configured host: %v %+v", ok, hi)
+	}
+	h.tick(3600)
+	h.expect("a configured host never heard from is unknown, not down")
+	now := h.c.Set(3601 * time.Second)
+	nan := math.NaN()
+	if err := h.e.Observe(h.ctx, Observation{Host: "web", Time: now, Plugin: "cpu_monitor",
+		Fields: map[string]any{"cpu_percent": nan, "cpu_user": math.Inf(1), "cpu_system": 3.0}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.e.History("web", "cpu_monitor.cpu_percent", time.Time{}); ok {
+		t.Error("NaN sampled")
+	}
+	if as := h.e.Alerts(AlertFilter{Host: "web", All: true}); len(as) != 1 || as[0].Key.Plugin != alert.ReachabilityPlugin {
+		t.Errorf("NaN evaluated: %+v", as)
+	}
+	st := h.e.Stats()
+	if st.Observations != 1 || st.Samples != 1 || st.Hosts != 2 || st.Notifications != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestConcurrentUse drives the engine from several goroutines at once (run
+// with -race): sources, the ticker, readers and acknowledgements.
+func TestConcurrentUse(t *testing.T) {
+	s := cpuSettings()
+	s.Renotify = time.Second
+	e, err := New(Options{Settings: s, Notifier: &inbox{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				host := fmt.Sprintf("h%d", (g+i)%5)
+				if err := e.Observe(ctx, Observation{Host: host, Plugin: "cpu_monitor", Fields: map[string]any{"cpu_percent": float64((i * 7) % 100)}}); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%50 == 0 {
+					_ = e.MarkStopped(ctx, host, "test")
+				}
+			}
+		}(g)
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			if err := e.Tick(ctx, time.Now()); err != nil {
+				t.Error(err)
+			}
+			_, _ = e.AddSilence(ctx, alert.Silence{ID: "s", Host: "h1", End: time.Now().Add(time.Second)})
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			for _, h := range e.Hosts() {
+				_, _ = e.History(h.Name, "cpu_monitor.cpu_percent", time.Time{})
+				for _, a := range h.Alerts {
+					if a.Level != alert.OK {
+						_ = e.Acknowledge(ctx, a.Key, "t", "", time.Time{})
+					}
+				}
+			}
+			_ = e.Alerts(AlertFilter{All: true})
+			_ = e.Stats()
+		}
+	}()
+	wg.Wait()
+	if st := e.Stats(); st.Observations != 1200 || st.Hosts != 6 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestRuleRemovedEndsAlert: when a reload drops the rule of an alert that
+// was notified, the next sample ends it with a recovery saying why; an
+// alert nobody heard of is dropped quietly.
+func TestRuleRemovedEndsAlert(t *testing.T) {
+	st := &memStore{hosts: map[string]HostRecord{}, alerts: map[alert.Key]alert.State{}, silences: map[string]alert.Silence{}}
+	s := cpuSettings()
+	s.Thresholds["memory_monitor"] = map[string]threshold.RuleSpec{"percent": {Warning: fp(50), Count: ip(5)}}
+	h := newHarness(t, s, func(o *Options) { o.Store = st })
+	h.cpu("web", 0, 95)
+	h.cpu("web", 1, 95)
+	h.expect("alert", "web cpu_monitor.cpu_percent OK->CRITICAL")
+	now := h.c.Set(2 * time.Second)
+	if err := h.e.Observe(h.ctx, Observation{Host: "web", Time: now, Plugin: "memory_monitor", Fields: map[string]any{"percent": 60.0}}); err != nil {
+		t.Fatal(err)
+	}
+	s2 := cpuSettings()
+	s2.Thresholds = threshold.Spec{}
+	if err := h.e.Reload(s2); err != nil {
+		t.Fatal(err)
+	}
+	h.cpu("web", 3, 95)
+	h.expect("rule gone", "web cpu_monitor.cpu_percent CRITICAL->OK")
+	if n := h.box.ns; len(n) != 0 {
+		t.Fatal(n)
+	}
+	now = h.c.Set(4 * time.Second)
+	if err := h.e.Observe(h.ctx, Observation{Host: "web", Time: now, Plugin: "memory_monitor", Fields: map[string]any{"percent": 60.0}}); err != nil {
+		t.Fatal(err)
+	}
+	h.expect("pending alert dropped quietly")
+	if as := h.e.Alerts(AlertFilter{Host: "web", All: true}); len(as) != 1 || as[0].Key.Plugin != alert.ReachabilityPlugin {
+		t.Errorf("alerts left %+v", as)
+	}
+	for k := range st.alerts {
+		if k.Plugin != alert.ReachabilityPlugin {
+			t.Errorf("stored alert left: %v", k)
+		}
 	}
 }

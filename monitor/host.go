@@ -99,6 +99,9 @@ type packed struct {
 func (r *ring) add(t time.Time, v float64, size int) {
 	p := packed{t: uint32(t.Unix()), v: float32(v)}
 	if len(r.buf) < size {
+		if r.buf == nil {
+			r.buf = make([]packed, 0, size)
+		}
 		r.buf = append(r.buf, p)
 		return
 	}

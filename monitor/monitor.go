@@ -110,18 +110,26 @@ func (f NotifierFunc) Notify(ctx context.Context, n Notification) { f(ctx, n) }
 
 // AddressChange is one entry of a host's address history.
 type AddressChange struct {
+	// Address is the host's address (without a port) from Since on.
 	Address string
 	Since   time.Time
 }
 
 // HostRecord is the durable part of a host.
 type HostRecord struct {
-	Name        string
-	Source      string
-	Sources     []string
-	Addresses   []AddressChange
-	FirstSeen   time.Time
-	LastSeen    time.Time
+	// Name is the host's name.
+	Name string
+	// Source is the source that reported last; Sources every source that
+	// ever reported it, in order of appearance.
+	Source  string
+	Sources []string
+	// Addresses is the address history, oldest first (the last is the
+	// current one; at most 16 are kept).
+	Addresses []AddressChange
+	// FirstSeen and LastSeen are the first and newest reports.
+	FirstSeen, LastSeen time.Time
+	// Reach is the reachability since ReachSince, with the source's reason
+	// for a stop or a reported outage.
 	Reach       Reachability
 	ReachSince  time.Time
 	ReachReason string
@@ -129,6 +137,8 @@ type HostRecord struct {
 
 // Snapshot is the durable state a Store gives back on start.
 type Snapshot struct {
+	// Hosts, Alerts (with their acknowledgements) and Silences, each in
+	// any order.
 	Hosts    []HostRecord
 	Alerts   []alert.State
 	Silences []alert.Silence
@@ -207,6 +217,7 @@ const (
 
 // Sample is one value of a field at a time.
 type Sample struct {
+	// Time is to the second; Value was kept as a float32.
 	Time  time.Time
 	Value float64
 }

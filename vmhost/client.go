@@ -87,12 +87,6 @@ func deadline(req Request) time.Duration {
 			t = time.Duration(req.TimeoutSeconds) * time.Second
 		}
 		return t + StopMargin
-	case MethodExec:
-		t := 60 * time.Second
-		if req.TimeoutSeconds > 0 {
-			t = time.Duration(req.TimeoutSeconds) * time.Second
-		}
-		return t + StopMargin + 10*time.Second
 	case MethodForceStop:
 		return 30*time.Second + StopMargin
 	}
@@ -106,6 +100,9 @@ func deadline(req Request) time.Duration {
 // deadline fitting the method (and ctx's deadline, if earlier). A reply with
 // ok:false is returned together with a *RemoteError.
 func (c *Client) Call(ctx context.Context, req Request) (*Response, error) {
+	if req.Method == MethodExec {
+		return c.exec(ctx, req)
+	}
 	d := net.Dialer{Timeout: DialTimeout}
 	conn, err := d.DialContext(ctx, "unix", c.socketPath)
 	if err != nil {
@@ -138,16 +135,5 @@ func (c *Client) Call(ctx context.Context, req Request) (*Response, error) {
 		}
 		return nil, fmt.Errorf("read %s reply from vmhost at %s: %w", req.Method, c.socketPath, err)
 	}
-	var resp Response
-	if err := json.Unmarshal(line, &resp); err != nil {
-		return nil, fmt.Errorf("bad %s reply from vmhost at %s: %w", req.Method, c.socketPath, err)
-	}
-	if !resp.OK {
-		msg := resp.Error
-		if msg == "" {
-			msg = "request failed without a message"
-		}
-		return &resp, &RemoteError{Socket: c.socketPath, Method: req.Method, Message: msg, Code: resp.Code}
-	}
-	return &resp, nil
+	return c.parseReply(req.Method, line)
 }

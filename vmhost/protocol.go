@@ -72,6 +72,10 @@ type Request struct {
 	Argv  []string `json:"argv,omitempty"`
 	Env   []string `json:"env,omitempty"`
 	Stdin []byte   `json:"stdin,omitempty"`
+	// StdinFollows, when positive, says that this many more bytes of
+	// stdin follow the request line, in StdinChunk lines (stdin over what
+	// one line can carry; see MaxExecStdin).
+	StdinFollows int64 `json:"stdin_follows,omitempty"`
 }
 
 // Response is one line answered by vmhost.sock. OK is false exactly when

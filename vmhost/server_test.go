@@ -442,8 +442,10 @@ func TestExecOutcomes(t *testing.T) {
 		errText  string
 	}{
 		{"exit code", &vmhost.ExecResult{ExitCode: 3, Stdout: []byte("out")}, nil, true, 3, false, "out", ""},
-		{"not found", nil, fmt.Errorf("%w: %q: fork/exec /x: no such file or directory", vmhost.ErrExecStart, "/x"), true, 127, false, "", "no such file"},
-		{"not executable", nil, fmt.Errorf("%w: %q: permission denied", vmhost.ErrExecStart, "/etc"), true, 126, false, "", "permission denied"},
+		{"not found", nil, fmt.Errorf("%w: %q: fork/exec /x: no such file or directory", vmhost.ErrExecNotFound, "/x"), true, 127, false, "", "no such file"},
+		{"not executable", nil, fmt.Errorf("%w: %q: permission denied", vmhost.ErrExecNotExecutable, "/etc"), true, 126, false, "", "permission denied"},
+		// The reason is a wrapped error, never the message's words.
+		{"no reason", nil, fmt.Errorf("%w: %q: no such file or directory", vmhost.ErrExecStart, "/x"), true, 126, false, "", "no such file"},
 		{"killed at timeout", &vmhost.ExecResult{ExitCode: 137, Stdout: []byte("partial")}, fmt.Errorf("%w after 1s", vmhost.ErrExecTimeout), true, 137, true, "partial", "timed out"},
 		{"abandoned at timeout", nil, fmt.Errorf("%w after 1s: may still run", vmhost.ErrExecTimeout), true, 124, true, "", "may still run"},
 		{"agent failure", nil, errors.New("agent unresponsive"), false, 0, false, "", "agent unresponsive"},

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/mbvm/mb/vmhost"
+	"github.com/mbvm/mb/agent/qga"
 )
 
 // BenchmarkPing measures a guest-ping round trip to mb-agent's guest side
@@ -27,7 +27,7 @@ func BenchmarkExecTrue(b *testing.B) {
 	c := newClient(b, path, long)
 	ctx := context.Background()
 	for b.Loop() {
-		if _, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"true"}}); err != nil {
+		if _, err := c.Exec(ctx, qga.ExecRequest{Argv: []string{"true"}}); err != nil {
 			b.Fatal(err)
 		}
 	}

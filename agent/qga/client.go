@@ -1,3 +1,14 @@
+// Package qga is the host side of the guest agent protocol: a Client that
+// talks QGA to an agent over a unix socket, and a Watcher that keeps track
+// of the agent's liveness for vmhost. The wire types are in
+// agent/qgaproto.
+//
+// The Client works with mb-agent and with a stock qemu-guest-agent. It
+// never sends a 0xFF byte, serialises calls (QGA has no request ids), puts
+// a deadline on every call, resynchronises with guest-sync-delimited after
+// every connect and every failed call, and refuses replies over a size
+// limit, so a hostile guest can make calls fail but never hang or crash the
+// host.
 package qga
 
 import (
@@ -5,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"io"
 	"log/slog"
 	"net"
@@ -67,7 +79,7 @@ type Client struct {
 	// Guarded by turn.
 	conn net.Conn
 	fr   *frame.Reader
-	info *Info
+	info *qgaproto.Info
 	// used counts the bytes read in the current call; budget is what it
 	// may read (see countingReader).
 	used, budget int64
@@ -181,7 +193,7 @@ func (c *Client) do(ctx context.Context, timeout time.Duration, fn func(s *sessi
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
 	}
-	var qe *Error
+	var qe *qgaproto.Error
 	switch {
 	case err == nil || errors.As(err, &qe):
 		c.noteOK()
@@ -284,7 +296,7 @@ func (r *countingReader) Read(b []byte) (int, error) {
 // bytes; a connect may first meet the tail of a reply to an abandoned call.
 const budgetSlack = 64 << 10
 
-func (s *session) write(req Request) error {
+func (s *session) write(req qgaproto.Request) error {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode %s request: %w", req.Execute, err)
@@ -307,7 +319,7 @@ func (s *session) readReply(execute string) (json.RawMessage, error) {
 		case frame.Object:
 			ret, err := parseReply(obj)
 			if err != nil {
-				var qe *Error
+				var qe *qgaproto.Error
 				if errors.As(err, &qe) {
 					return nil, err
 				}
@@ -327,13 +339,13 @@ func (s *session) readReply(execute string) (json.RawMessage, error) {
 // parseReply decodes one reply object: the return value, or the agent's
 // error as *Error.
 func parseReply(obj []byte) (json.RawMessage, error) {
-	var r Reply
+	var r qgaproto.Reply
 	if err := json.Unmarshal(obj, &r); err != nil {
 		return nil, fmt.Errorf("malformed reply: %w", err)
 	}
 	if r.Error != nil {
 		if r.Error.Class == "" {
-			r.Error.Class = ClassGenericError
+			r.Error.Class = qgaproto.ClassGenericError
 		}
 		return nil, r.Error
 	}
@@ -359,7 +371,7 @@ func (s *session) replyLimit(execute string) {
 // call sends one command and reads its reply on a session.
 func (s *session) call(execute string, args any, out any) error {
 	s.replyLimit(execute)
-	if err := s.write(Request{Execute: execute, Arguments: args}); err != nil {
+	if err := s.write(qgaproto.Request{Execute: execute, Arguments: args}); err != nil {
 		return err
 	}
 	ret, err := s.readReply(execute)

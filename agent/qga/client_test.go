@@ -17,7 +17,7 @@ import (
 
 	"github.com/mbvm/mb/agent"
 	"github.com/mbvm/mb/agent/qga"
-	"github.com/mbvm/mb/vmhost"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // long is a generous bound for anything that must merely finish: a loaded
@@ -80,14 +80,16 @@ type realAgent struct {
 
 func startAgent(t testing.TB) (*realAgent, string) {
 	a := &realAgent{shutdowns: make(chan string, 8)}
+	// One agent for every connection, as in a guest.
+	srv := agent.NewServer(agent.Options{Logger: quietLogger(), Shutdown: func(_ context.Context, mode string) error {
+		if err, _ := a.shutdownErr.Load().(error); err != nil {
+			return err
+		}
+		a.shutdowns <- mode
+		return nil
+	}})
 	path := serveSocket(t, func(ctx context.Context, c net.Conn) {
-		agent.ServeConn(ctx, c, agent.Options{Logger: quietLogger(), Shutdown: func(_ context.Context, mode string) error {
-			if err, _ := a.shutdownErr.Load().(error); err != nil {
-				return err
-			}
-			a.shutdowns <- mode
-			return nil
-		}})
+		srv.ServeConn(ctx, c)
 	})
 	return a, path
 }
@@ -108,26 +110,26 @@ func TestClientAgainstMBAgent(t *testing.T) {
 	}
 	info, err := c.Info(ctx)
 	if err != nil || !info.IsMBAgent() || info.Version != agent.Version {
-		t.Fatalf("Info = %+v, %v", info, err)
+		t.Fatalf("qgaproto.Info = %+v, %v", info, err)
 	}
 	host, err := c.HostName(ctx)
 	if want, _ := os.Hostname(); err != nil || host != want {
-		t.Errorf("HostName = %q, %v; want %q", host, err, want)
+		t.Errorf("qgaproto.HostName = %q, %v; want %q", host, err, want)
 	}
 	osi, err := c.OSInfo(ctx)
 	if err != nil || osi.KernelRelease == "" {
-		t.Errorf("OSInfo = %+v, %v", osi, err)
+		t.Errorf("qgaproto.OSInfo = %+v, %v", osi, err)
 	}
 	ifaces, err := c.Interfaces(ctx)
 	if err != nil || len(ifaces) == 0 {
 		t.Errorf("Interfaces = %+v, %v", ifaces, err)
 	}
-	var m qga.Metrics
+	var m qgaproto.Metrics
 	raw, err := c.Metrics(ctx)
 	if err != nil || json.Unmarshal(raw, &m) != nil || m.Source != "mb-agent" || m.CPU == nil || m.Memory == nil {
-		t.Errorf("Metrics = %s, %v", raw, err)
+		t.Errorf("qgaproto.Metrics = %s, %v", raw, err)
 	}
-	if err := c.Call(ctx, "no-such-command", nil, nil); !isClass(err, qga.ClassCommandNotFound) {
+	if err := c.Call(ctx, "no-such-command", nil, nil); !isClass(err, qgaproto.ClassCommandNotFound) {
 		t.Errorf("unknown command: %v, want CommandNotFound", err)
 	}
 	// An error reply does not break the channel.
@@ -151,7 +153,7 @@ func TestClientAgainstMBAgent(t *testing.T) {
 }
 
 func isClass(err error, class string) bool {
-	var qe *qga.Error
+	var qe *qgaproto.Error
 	return errors.As(err, &qe) && qe.Class == class
 }
 
@@ -160,30 +162,30 @@ func TestExec(t *testing.T) {
 	c := newClient(t, path, long)
 	ctx := context.Background()
 
-	res, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"cat", "/proc/version"}})
+	res, err := c.Exec(ctx, qga.ExecRequest{Argv: []string{"cat", "/proc/version"}})
 	if err != nil || !strings.HasPrefix(string(res.Stdout), "Linux version") || res.ExitCode != 0 {
 		t.Fatalf("cat /proc/version = %+v, %v", res, err)
 	}
-	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "exit 7"}})
+	res, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "exit 7"}})
 	if err != nil || res.ExitCode != 7 {
 		t.Errorf("exit 7 = %+v, %v", res, err)
 	}
-	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "cat; echo e >&2"}, Stdin: []byte("in\x00put")})
+	res, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "cat; echo e >&2"}, Stdin: []byte("in\x00put")})
 	if err != nil || string(res.Stdout) != "in\x00put" || string(res.Stderr) != "e\n" {
 		t.Errorf("stdin/stderr = %+v, %v", res, err)
 	}
-	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "head -c 20971520 /dev/zero"}})
+	res, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "head -c 20971520 /dev/zero"}})
 	if err != nil || !res.OutTruncated || len(res.Stdout) != agent.MaxExecOutput {
 		t.Errorf("20 MiB: truncated=%v len=%d err=%v", res != nil && res.OutTruncated, len(res.Stdout), err)
 	}
-	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "sleep 1000"}, Timeout: 300 * time.Millisecond})
+	res, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "sleep 1000"}, Timeout: 300 * time.Millisecond})
 	if !errors.Is(err, qga.ErrExecTimeout) || res == nil || res.ExitCode != 137 {
 		t.Errorf("timeout: %+v, %v; want exit 137 and ErrExecTimeout", res, err)
 	}
-	if _, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"/no/such/program"}}); !errors.Is(err, vmhost.ErrExecStart) || !strings.Contains(err.Error(), "no such file") {
-		t.Errorf("missing program: %v, want vmhost.ErrExecStart saying no such file", err)
+	if _, err := c.Exec(ctx, qga.ExecRequest{Argv: []string{"/no/such/program"}}); !errors.Is(err, qga.ErrExecNotFound) || !errors.Is(err, qga.ErrExecStart) {
+		t.Errorf("missing program: %v, want qga.ErrExecStart wrapping qga.ErrExecNotFound", err)
 	}
-	if _, err := c.Exec(ctx, vmhost.ExecRequest{}); err == nil {
+	if _, err := c.Exec(ctx, qga.ExecRequest{}); err == nil {
 		t.Error("empty argv: want an error")
 	}
 }
@@ -233,7 +235,7 @@ func TestCallsWaitingForTheChannelHonourTheirContext(t *testing.T) {
 	// through while it runs.
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Exec(context.Background(), vmhost.ExecRequest{Argv: []string{"sleep", "1"}})
+		_, err := c.Exec(context.Background(), qga.ExecRequest{Argv: []string{"sleep", "1"}})
 		done <- err
 	}()
 	if _, err := c.Ping(context.Background()); err != nil {

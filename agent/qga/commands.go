@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"time"
 )
 
@@ -24,8 +25,8 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 
 // Info runs guest-info. The result is cached for the life of the
 // connection.
-func (c *Client) Info(ctx context.Context) (*Info, error) {
-	var info *Info
+func (c *Client) Info(ctx context.Context) (*qgaproto.Info, error) {
+	var info *qgaproto.Info
 	err := c.do(ctx, c.opts.CallTimeout, func(s *session) error {
 		var err error
 		info, err = s.agentInfo()
@@ -35,11 +36,11 @@ func (c *Client) Info(ctx context.Context) (*Info, error) {
 }
 
 // agentInfo returns the connection's cached guest-info, fetching it once.
-func (s *session) agentInfo() (*Info, error) {
+func (s *session) agentInfo() (*qgaproto.Info, error) {
 	if s.c.info != nil {
 		return s.c.info, nil
 	}
-	var info Info
+	var info qgaproto.Info
 	if err := s.call("guest-info", nil, &info); err != nil {
 		return nil, err
 	}
@@ -47,22 +48,16 @@ func (s *session) agentInfo() (*Info, error) {
 	return &info, nil
 }
 
-// IsMBAgent reports whether the agent is an mb-agent, which accepts mb's
-// extensions, rather than a stock qemu-ga.
-func (i *Info) IsMBAgent() bool {
-	return i.Supports(MetricsCommand)
-}
-
 // HostName runs guest-get-host-name.
 func (c *Client) HostName(ctx context.Context) (string, error) {
-	var h HostName
+	var h qgaproto.HostName
 	err := c.Call(ctx, "guest-get-host-name", nil, &h)
 	return h.HostName, err
 }
 
 // OSInfo runs guest-get-osinfo.
-func (c *Client) OSInfo(ctx context.Context) (*OSInfo, error) {
-	var o OSInfo
+func (c *Client) OSInfo(ctx context.Context) (*qgaproto.OSInfo, error) {
+	var o qgaproto.OSInfo
 	if err := c.Call(ctx, "guest-get-osinfo", nil, &o); err != nil {
 		return nil, err
 	}
@@ -70,8 +65,8 @@ func (c *Client) OSInfo(ctx context.Context) (*OSInfo, error) {
 }
 
 // Interfaces runs guest-network-get-interfaces.
-func (c *Client) Interfaces(ctx context.Context) ([]Interface, error) {
-	var out []Interface
+func (c *Client) Interfaces(ctx context.Context) ([]qgaproto.Interface, error) {
+	var out []qgaproto.Interface
 	err := c.Call(ctx, "guest-network-get-interfaces", nil, &out)
 	return out, err
 }
@@ -85,17 +80,17 @@ func (c *Client) Interfaces(ctx context.Context) ([]Interface, error) {
 func (c *Client) Shutdown(ctx context.Context, mode string) error {
 	err := c.do(ctx, c.opts.CallTimeout, func(s *session) error {
 		s.replyLimit("guest-shutdown")
-		if err := s.write(Request{Execute: "guest-shutdown", Arguments: ShutdownArgs{Mode: mode}}); err != nil {
+		if err := s.write(qgaproto.Request{Execute: "guest-shutdown", Arguments: qgaproto.ShutdownArgs{Mode: mode}}); err != nil {
 			return err
 		}
-		if err := s.write(Request{Execute: "guest-ping"}); err != nil {
+		if err := s.write(qgaproto.Request{Execute: "guest-ping"}); err != nil {
 			return fmt.Errorf("%w: %w", errGoingDown, err)
 		}
 		if wait := time.Now().Add(shutdownReplyWait); wait.Before(s.deadline) {
 			s.c.conn.SetReadDeadline(wait)
 		}
 		_, err := s.readReply("guest-shutdown")
-		var qe *Error
+		var qe *qgaproto.Error
 		if errors.As(err, &qe) {
 			// Take the ping's reply too, so the channel stays in step; if
 			// it does not come, the next call reconnects and resyncs.

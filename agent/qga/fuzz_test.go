@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"io"
 	"testing"
 
@@ -38,10 +39,10 @@ func FuzzReplyParser(f *testing.F) {
 				t.Fatalf("accepted reply value %q", ret)
 			}
 			// The typed decoders must cope with whatever the value is.
-			var st ExecStatus
-			var info Info
-			var ifaces []Interface
-			var m Metrics
+			var st qgaproto.ExecStatus
+			var info qgaproto.Info
+			var ifaces []qgaproto.Interface
+			var m qgaproto.Metrics
 			json.Unmarshal(ret, &st)
 			json.Unmarshal(ret, &info)
 			json.Unmarshal(ret, &ifaces)

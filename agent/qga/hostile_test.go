@@ -12,6 +12,7 @@ import (
 
 	"github.com/mbvm/mb/agent"
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/internal/testenv"
 )
 
@@ -169,11 +170,11 @@ func TestWatcherFollowsAnAgentThatHangsAndRecovers(t *testing.T) {
 	waitFor(t, func() bool { return w.Info().State == qga.StateOK && w.Info().Hostname != "" }, "agent ok with facts")
 	info := w.Info()
 	if info.Kind != "mb-agent" || info.LastSeen == nil || info.RTTMs <= 0 || info.RTTAvgMs <= 0 || info.OS == "" {
-		t.Errorf("Info = %+v", info)
+		t.Errorf("qgaproto.Info = %+v", info)
 	}
 	for _, ip := range info.IPs {
 		if ip == "127.0.0.1" || ip == "::1" || strings.HasPrefix(ip, "fe80:") {
-			t.Errorf("Info lists %s; loopback and link-local are left out", ip)
+			t.Errorf("qgaproto.Info lists %s; loopback and link-local are left out", ip)
 		}
 	}
 	for _, m := range []string{"silent", "garbage"} {
@@ -208,12 +209,12 @@ func TestALongCallIsNotSilence(t *testing.T) {
 	}
 	defer writer.Close()
 	var h int64
-	if err := c.Call(context.Background(), "guest-file-open", qga.FileOpenArgs{Path: fifo}, &h); err != nil {
+	if err := c.Call(context.Background(), "guest-file-open", qgaproto.FileOpenArgs{Path: fifo}, &h); err != nil {
 		t.Fatal(err)
 	}
 	readDone := make(chan error, 1)
 	go func() {
-		readDone <- c.Call(context.Background(), "guest-file-read", qga.FileReadArgs{Handle: h, Count: 5}, nil)
+		readDone <- c.Call(context.Background(), "guest-file-read", qgaproto.FileReadArgs{Handle: h, Count: 5}, nil)
 	}()
 	waitFor(t, func() bool { return c.Stats().Busy }, "the read to hold the channel")
 	until := time.Now().Add(600 * time.Millisecond) // 4× interval+grace

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"time"
 )
 
@@ -23,7 +24,7 @@ func (c *Client) Metrics(ctx context.Context) (json.RawMessage, error) {
 	}
 	if info.IsMBAgent() {
 		var raw json.RawMessage
-		if err := c.Call(ctx, MetricsCommand, nil, &raw); err != nil {
+		if err := c.Call(ctx, qgaproto.MetricsCommand, nil, &raw); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
 		return raw, nil
@@ -35,8 +36,8 @@ func (c *Client) Metrics(ctx context.Context) (json.RawMessage, error) {
 	return json.Marshal(m)
 }
 
-func (c *Client) stockMetrics(ctx context.Context, info *Info) (*Metrics, error) {
-	m := &Metrics{Source: "qemu-ga"}
+func (c *Client) stockMetrics(ctx context.Context, info *qgaproto.Info) (*qgaproto.Metrics, error) {
+	m := &qgaproto.Metrics{Source: "qemu-ga"}
 	var errs []error
 	// soft notes a failed optional section; a failure of the channel
 	// itself ends the whole call.
@@ -44,7 +45,7 @@ func (c *Client) stockMetrics(ctx context.Context, info *Info) (*Metrics, error)
 		if err == nil {
 			return true
 		}
-		var qe *Error
+		var qe *qgaproto.Error
 		if !errors.As(err, &qe) {
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
@@ -60,9 +61,9 @@ func (c *Client) stockMetrics(ctx context.Context, info *Info) (*Metrics, error)
 		m.TimeNs = time.Now().UnixNano()
 	}
 	if info.Supports("guest-get-cpustats") {
-		var stats []CPUStat
+		var stats []qgaproto.CPUStat
 		if soft("guest-get-cpustats", c.Call(ctx, "guest-get-cpustats", nil, &stats)) && len(stats) > 0 {
-			cpu := &CPUCounters{CPUs: len(stats)}
+			cpu := &qgaproto.CPUCounters{CPUs: len(stats)}
 			for _, s := range stats {
 				cpu.User += s.User
 				cpu.Nice += s.Nice
@@ -77,13 +78,13 @@ func (c *Client) stockMetrics(ctx context.Context, info *Info) (*Metrics, error)
 		}
 	}
 	if info.Supports("guest-get-fsinfo") {
-		var fss []FSInfo
+		var fss []qgaproto.FSInfo
 		if soft("guest-get-fsinfo", c.Call(ctx, "guest-get-fsinfo", nil, &fss)) {
 			for _, f := range fss {
-				if f.TotalBytes == nil || IsPseudoFS(Mount{Mountpoint: f.Mountpoint, Type: f.Type}) {
+				if f.TotalBytes == nil || qgaproto.IsPseudoFS(qgaproto.Mount{Mountpoint: f.Mountpoint, Type: f.Type}) {
 					continue
 				}
-				fs := Filesystem{Mountpoint: f.Mountpoint, Device: f.Name, Type: f.Type, TotalBytes: *f.TotalBytes}
+				fs := qgaproto.Filesystem{Mountpoint: f.Mountpoint, Device: f.Name, Type: f.Type, TotalBytes: *f.TotalBytes}
 				if f.UsedBytes != nil {
 					fs.UsedBytes = *f.UsedBytes
 					fs.FreeBytes = fs.TotalBytes - min(fs.UsedBytes, fs.TotalBytes)
@@ -97,22 +98,22 @@ func (c *Client) stockMetrics(ctx context.Context, info *Info) (*Metrics, error)
 		if soft("guest-network-get-interfaces", err) {
 			for _, i := range ifaces {
 				if i.Statistics != nil {
-					m.Interfaces = append(m.Interfaces, NetworkCounters{Name: i.Name, RxBytes: i.Statistics.RxBytes, TxBytes: i.Statistics.TxBytes})
+					m.Interfaces = append(m.Interfaces, qgaproto.NetworkCounters{Name: i.Name, RxBytes: i.Statistics.RxBytes, TxBytes: i.Statistics.TxBytes})
 				}
 			}
 		}
 	}
 	if info.Supports("guest-file-open") && info.Supports("guest-file-read") {
 		if b, err := c.ReadFile(ctx, "/proc/meminfo", maxProcFile); soft("/proc/meminfo", err) {
-			if mem, err := ParseMeminfo(b); err == nil {
+			if mem, err := qgaproto.ParseMeminfo(b); err == nil {
 				m.Memory = &mem
 			}
 		}
 		if b, err := c.ReadFile(ctx, "/proc/loadavg", maxProcFile); soft("/proc/loadavg", err) {
-			m.LoadAvg, _ = ParseLoadavg(b)
+			m.LoadAvg, _ = qgaproto.ParseLoadavg(b)
 		}
 		if b, err := c.ReadFile(ctx, "/proc/uptime", maxProcFile); soft("/proc/uptime", err) {
-			m.UptimeSeconds, _ = ParseUptime(b)
+			m.UptimeSeconds, _ = qgaproto.ParseUptime(b)
 		}
 	}
 	if len(errs) > 0 {
@@ -127,13 +128,13 @@ func (c *Client) ReadFile(ctx context.Context, path string, limit int) ([]byte, 
 	var data []byte
 	err := c.do(ctx, c.opts.CallTimeout, func(s *session) error {
 		var h int64
-		if err := s.call("guest-file-open", FileOpenArgs{Path: path, Mode: "r"}, &h); err != nil {
+		if err := s.call("guest-file-open", qgaproto.FileOpenArgs{Path: path, Mode: "r"}, &h); err != nil {
 			return err
 		}
 		var readErr error
 		for {
-			var r FileRead
-			if readErr = s.call("guest-file-read", FileReadArgs{Handle: h, Count: 64 << 10}, &r); readErr != nil {
+			var r qgaproto.FileRead
+			if readErr = s.call("guest-file-read", qgaproto.FileReadArgs{Handle: h, Count: 64 << 10}, &r); readErr != nil {
 				break
 			}
 			data = append(data, r.BufB64...)
@@ -145,7 +146,7 @@ func (c *Client) ReadFile(ctx context.Context, path string, limit int) ([]byte, 
 				break
 			}
 		}
-		closeErr := s.call("guest-file-close", FileHandleArgs{Handle: h}, nil)
+		closeErr := s.call("guest-file-close", qgaproto.FileHandleArgs{Handle: h}, nil)
 		return errors.Join(readErr, closeErr)
 	})
 	return data, err

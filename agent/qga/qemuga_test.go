@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/internal/testenv"
-	"github.com/mbvm/mb/vmhost"
 )
 
 // dangerousRPCs are blocked in the qemu-ga the tests run on this machine:
@@ -73,34 +73,34 @@ func TestClientAgainstStockQemuGA(t *testing.T) {
 	}
 	info, err := c.Info(ctx)
 	if err != nil || info.IsMBAgent() || !info.Supports("guest-exec") {
-		t.Fatalf("Info = %+v, %v", info, err)
+		t.Fatalf("qgaproto.Info = %+v, %v", info, err)
 	}
 	osi, err := c.OSInfo(ctx)
 	if err != nil || osi.KernelRelease == "" {
-		t.Errorf("OSInfo = %+v, %v", osi, err)
+		t.Errorf("qgaproto.OSInfo = %+v, %v", osi, err)
 	}
 	ifaces, err := c.Interfaces(ctx)
 	if err != nil || len(ifaces) == 0 || len(ifaces[0].IPAddresses) == 0 {
 		t.Errorf("Interfaces = %+v, %v", ifaces, err)
 	}
-	res, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sh", "-c", "cat /proc/version; exit 7"}, Stdin: []byte("x")})
+	res, err := c.Exec(ctx, qga.ExecRequest{Argv: []string{"sh", "-c", "cat /proc/version; exit 7"}, Stdin: []byte("x")})
 	if err != nil || res.ExitCode != 7 || !strings.HasPrefix(string(res.Stdout), "Linux version") {
 		t.Errorf("exec = %+v, %v", res, err)
 	}
 	// qemu-ga cannot kill on a timeout: the host gives up and says so.
-	_, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"sleep", "2"}, Timeout: 200 * time.Millisecond})
+	_, err = c.Exec(ctx, qga.ExecRequest{Argv: []string{"sleep", "2"}, Timeout: 200 * time.Millisecond})
 	if !errors.Is(err, qga.ErrExecTimeout) || !strings.Contains(err.Error(), "may still run") {
 		t.Errorf("exec with a timeout = %v, want ErrExecTimeout saying the process may live on", err)
 	}
 
 	raw, err := c.Metrics(ctx)
-	var m qga.Metrics
+	var m qgaproto.Metrics
 	if err != nil || json.Unmarshal(raw, &m) != nil {
-		t.Fatalf("Metrics = %s, %v", raw, err)
+		t.Fatalf("qgaproto.Metrics = %s, %v", raw, err)
 	}
 	if m.Source != "qemu-ga" || m.CPU == nil || m.CPU.Total() == 0 || m.Memory == nil || m.Memory.TotalBytes == 0 ||
 		len(m.LoadAvg) != 3 || m.UptimeSeconds <= 0 || len(m.Interfaces) == 0 {
-		t.Errorf("Metrics from qemu-ga = %s", raw)
+		t.Errorf("qgaproto.Metrics from qemu-ga = %s", raw)
 	}
 
 	// guest-shutdown is blocked here: the refusal comes back as an error

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"math/rand/v2"
 	"net"
 	"time"
@@ -22,7 +23,7 @@ func (s *session) sync() error {
 	send := func() error {
 		id := rand.Int64N(1<<53-1) + 1
 		ids = append(ids, id)
-		return s.write(Request{Execute: "guest-sync-delimited", Arguments: SyncArgs{ID: id}})
+		return s.write(qgaproto.Request{Execute: "guest-sync-delimited", Arguments: qgaproto.SyncArgs{ID: id}})
 	}
 	if err := send(); err != nil {
 		return err

@@ -5,11 +5,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/vmhost"
+	"github.com/mbvm/mb/agent/qga"
 )
 
 // AgentInfoView lets tests name the type Watcher.Info returns.
-type agentInfoView = vmhost.AgentInfo
+type agentInfoView = qga.AgentInfo
 
 func mkfifo(path string) error { return unix.Mkfifo(path, 0o600) }
 

@@ -3,21 +3,36 @@ package qga
 import (
 	"context"
 	"encoding/json"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mbvm/mb/vmhost"
 )
 
-// Agent states reported in vmhost.AgentInfo.State.
+// Agent states, in AgentInfo.State.
 const (
 	StateOK           = "ok"
 	StateUnresponsive = "unresponsive"
 	StateNone         = "none"
 )
+
+// AgentInfo is what a Watcher knows of its agent. Its fields are those of
+// vmhost.AgentInfo, so a backend converts one into the other.
+type AgentInfo struct {
+	// State is StateOK, StateUnresponsive or StateNone.
+	State    string
+	LastSeen *time.Time
+	// RTTMs is the last ping round trip; RTTAvgMs a smoothed average.
+	RTTMs    float64
+	RTTAvgMs float64
+	Hostname string
+	OS       string
+	IPs      []string
+	// Kind is "mb-agent" or "qemu-ga" when known.
+	Kind string
+}
 
 // Defaults of WatcherOptions.
 const (
@@ -159,7 +174,7 @@ func (w *Watcher) refreshFacts(ctx context.Context) {
 	}
 }
 
-func osName(o *OSInfo) string {
+func osName(o *qgaproto.OSInfo) string {
 	switch {
 	case o.PrettyName != "":
 		return o.PrettyName
@@ -172,7 +187,7 @@ func osName(o *OSInfo) string {
 }
 
 // guestIPs lists the addresses worth showing: no loopback, no link-local.
-func guestIPs(ifaces []Interface) []string {
+func guestIPs(ifaces []qgaproto.Interface) []string {
 	var out []string
 	for _, i := range ifaces {
 		for _, a := range i.IPAddresses {
@@ -224,12 +239,12 @@ func (w *Watcher) Responsive() bool {
 }
 
 // Info returns what is known of the agent. It never blocks on the agent.
-func (w *Watcher) Info() *vmhost.AgentInfo {
+func (w *Watcher) Info() *AgentInfo {
 	state := w.State()
 	st := w.c.Stats()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	info := &vmhost.AgentInfo{
+	info := &AgentInfo{
 		State:    state,
 		RTTMs:    float64(w.rtt.Microseconds()) / 1000,
 		RTTAvgMs: float64(w.srtt.Microseconds()) / 1000,
@@ -246,7 +261,7 @@ func (w *Watcher) Info() *vmhost.AgentInfo {
 }
 
 // Exec runs a command in the guest (see Client.Exec).
-func (w *Watcher) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.ExecResult, error) {
+func (w *Watcher) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error) {
 	return w.c.Exec(ctx, req)
 }
 

@@ -13,27 +13,6 @@ import (
 
 const testVsockPort = 52025
 
-// TestRelayOverVsockLoopback runs the relay on a real vsock listener,
-// connecting through the local CID. That needs the vsock_loopback transport
-// (modprobe vsock_loopback); where the kernel lacks it the test says so and
-// ends, as the unix socket test covers the same relay code above the
-// listener.
-func TestRelayOverVsockLoopback(t *testing.T) {
-	l, err := ListenVsock(testVsockPort, unix.VMADDR_CID_LOCAL)
-	if err != nil {
-		t.Logf("no vsock here, relay covered over a unix socket only: %v", err)
-		return
-	}
-	probe, err := DialVsock(unix.VMADDR_CID_LOCAL, testVsockPort)
-	if err != nil {
-		l.Close()
-		t.Logf("no vsock_loopback transport (modprobe vsock_loopback), relay covered over a unix socket only: %v", err)
-		return
-	}
-	probe.Close()
-	exercise(t, l, func() (net.Conn, error) { return DialVsock(unix.VMADDR_CID_LOCAL, testVsockPort) })
-}
-
 // TestListenerCloseUnblocksAccept checks the vsock listener's own logic:
 // Close makes a blocked Accept return net.ErrClosed.
 func TestListenerCloseUnblocksAccept(t *testing.T) {

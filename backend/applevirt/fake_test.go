@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mbvm/mb/agent/qga"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -132,10 +133,10 @@ func (a *fakeAgent) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
-func (a *fakeAgent) Responsive() bool        { return true }
-func (a *fakeAgent) Info() *vmhost.AgentInfo { return &vmhost.AgentInfo{State: "ok"} }
-func (a *fakeAgent) Exec(context.Context, vmhost.ExecRequest) (*vmhost.ExecResult, error) {
-	return &vmhost.ExecResult{Stdout: []byte("hi\n")}, nil
+func (a *fakeAgent) Responsive() bool     { return true }
+func (a *fakeAgent) Info() *qga.AgentInfo { return &qga.AgentInfo{State: "ok"} }
+func (a *fakeAgent) Exec(context.Context, qga.ExecRequest) (*qga.ExecResult, error) {
+	return &qga.ExecResult{Stdout: []byte("hi\n")}, nil
 }
 func (a *fakeAgent) Metrics(context.Context) (json.RawMessage, error) {
 	return json.RawMessage(`{}`), nil

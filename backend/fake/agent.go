@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/backend/internal/guestagent"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -52,7 +53,7 @@ func (a *AgentController) AgentInfo() *vmhost.AgentInfo {
 	if a.exited() {
 		return &vmhost.AgentInfo{State: qga.StateNone}
 	}
-	return a.w.Info()
+	return guestagent.Info(a.w.Info())
 }
 
 // Exec implements vmhost.Executor through the agent.
@@ -60,7 +61,7 @@ func (a *AgentController) Exec(ctx context.Context, req vmhost.ExecRequest) (*vm
 	if a.exited() {
 		return nil, fmt.Errorf("exec: the fake VM is %s", a.State())
 	}
-	return a.w.Exec(ctx, req)
+	return guestagent.Exec(ctx, a.w, req)
 }
 
 // Metrics implements vmhost.MetricsReporter through the agent.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/backend/internal/guestagent"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -21,8 +22,8 @@ type guestAgent interface {
 	// Responsive reports whether the agent answered recently.
 	Responsive() bool
 	// Info is the agent's liveness and facts; it never blocks.
-	Info() *vmhost.AgentInfo
-	Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.ExecResult, error)
+	Info() *qga.AgentInfo
+	Exec(ctx context.Context, req qga.ExecRequest) (*qga.ExecResult, error)
 	Metrics(ctx context.Context) (json.RawMessage, error)
 	Close() error
 }
@@ -80,7 +81,7 @@ func (c *Controller) AgentInfo() *vmhost.AgentInfo {
 	if a == nil || c.isExited() {
 		return &vmhost.AgentInfo{State: qga.StateNone}
 	}
-	return a.Info()
+	return guestagent.Info(a.Info())
 }
 
 // Exec runs a command in the guest through the guest agent.
@@ -89,7 +90,7 @@ func (c *Controller) Exec(ctx context.Context, req vmhost.ExecRequest) (*vmhost.
 	if err != nil {
 		return nil, fmt.Errorf("exec: %w", err)
 	}
-	res, err := a.Exec(ctx, req)
+	res, err := guestagent.Exec(ctx, a, req)
 	if err != nil && a.Info().State != qga.StateOK {
 		err = fmt.Errorf("%w (guest agent state: %s; does the image run mb-agent or qemu-guest-agent?)", err, a.Info().State)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -83,7 +84,7 @@ func TestAgentInVM(t *testing.T) {
 	}
 
 	raw, err := c.Metrics(ctx)
-	var m qga.Metrics
+	var m qgaproto.Metrics
 	if err != nil || json.Unmarshal(raw, &m) != nil || m.Source != "mb-agent" || m.CPU == nil || m.Memory == nil || m.Memory.TotalBytes == 0 {
 		t.Errorf("Metrics = %s, %v", raw, err)
 	}

@@ -1,13 +1,18 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 	"github.com/mbvm/mb/bench/testvm"
 	"github.com/mbvm/mb/vmhost"
 )
@@ -35,8 +40,18 @@ func TestStockQemuGAInVM(t *testing.T) {
 	if err != nil || res.ExitCode != 7 || string(res.Stdout) != "hi\n" || string(res.Stderr) != "oops\n" {
 		t.Errorf("exec through qemu-ga = %+v, %v; want exit 7 with hi / oops", res, err)
 	}
+	// qemu-ga takes stdin in one request: 512 KiB works, more is refused
+	// as too large (never a failed start).
+	stdin := bytes.Repeat([]byte("0123456789abcdef"), qga.MaxStockStdin/16)
+	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"wc", "-c"}, Stdin: stdin})
+	if err != nil || strings.TrimSpace(string(res.Stdout)) != strconv.Itoa(len(stdin)) {
+		t.Errorf("exec with %d bytes of stdin through qemu-ga = %+v, %v", len(stdin), res, err)
+	}
+	if _, err := c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"wc", "-c"}, Stdin: append(stdin, 'x')}); !errors.Is(err, vmhost.ErrExecStdinTooLarge) {
+		t.Errorf("exec with stdin over qemu-ga's limit = %v, want vmhost.ErrExecStdinTooLarge", err)
+	}
 	raw, err := c.Metrics(ctx)
-	var mt qga.Metrics
+	var mt qgaproto.Metrics
 	if err != nil || json.Unmarshal(raw, &mt) != nil || mt.Source != "qemu-ga" {
 		t.Errorf("metrics through qemu-ga = %s, %v; want source qemu-ga", raw, err)
 	}

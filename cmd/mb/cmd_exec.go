@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,7 +13,7 @@ import (
 	"github.com/mbvm/mb/daemon/api"
 )
 
-// maxExecStdin caps the stdin mb exec passes (it travels in one request).
+// maxExecStdin caps the stdin mb exec passes.
 const maxExecStdin = 16 << 20
 
 func (a *app) execCmd() *cobra.Command {
@@ -22,11 +24,13 @@ func (a *app) execCmd() *cobra.Command {
 		Short: "Run a command in a VM through its guest agent",
 		Long: `Runs CMD in the guest through its agent (mb-agent or qemu-guest-agent),
 prints its stdout and stderr, and exits with its exit code. stdin is passed
-to the command when it is not a terminal (up to 16 MiB). Output is capped at
-16 MiB per stream; mb exec warns when it was cut. When the guest cannot
-start the command, mb exec exits 127 (no such program) or 126 (not
-executable), as a shell does; a command killed at --timeout exits 124, as
-with timeout(1).`,
+to the command when it is not a terminal (up to 16 MiB with mb-agent; 512 KiB
+with qemu-guest-agent). Output is capped at 16 MiB per stream; mb exec warns
+when it was cut. When the guest cannot start the command, mb exec exits 127
+(no such program) or 126 (not executable), as a shell does; a command killed
+at --timeout exits 124, as with timeout(1). There is no time limit unless
+--timeout gives one. Ctrl-C (or SIGTERM) kills the command's process group
+in the guest (mb-agent; qemu-guest-agent cannot kill it) and exits 130 (143).`,
 		Example: `  mb exec demo -- uname -a
   mb exec demo -- sh -c 'exit 7'; echo $?
   echo hello | mb exec demo -- cat
@@ -39,6 +43,17 @@ with timeout(1).`,
 		},
 		ValidArgsFunction: a.completeVMNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout < 0 || (timeout > 0 && timeout%time.Second != 0) {
+				return usagef("--timeout %v: give whole seconds, such as 30s or 5m (or leave it out for no limit)", timeout)
+			}
+			if args[1] == "" {
+				return usagef("mb exec: the command is empty: give the program to run after --")
+			}
+			// Which signal ended the wait picks the exit code: 130 for
+			// SIGINT, 143 for SIGTERM, as a shell reports them.
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
 			ctx := cmd.Context()
 			req := api.ExecRequest{Argv: args[1:], Env: env, TimeoutSeconds: int(timeout / time.Second)}
 			if f, ok := a.stdin.(*os.File); !ok || !isTerminal(f) {
@@ -56,6 +71,18 @@ with timeout(1).`,
 				return err
 			}
 			res, err := c.Exec(ctx, args[0], req)
+			if err != nil && ctx.Err() != nil {
+				code := 130
+				select {
+				case sig := <-sigs:
+					if sig == syscall.SIGTERM {
+						code = 143
+					}
+				default:
+				}
+				fmt.Fprintf(a.stderr, "mb: exec in VM %s interrupted: the command is killed in the guest (with qemu-guest-agent it runs on)\n", args[0])
+				return &exitError{code: code}
+			}
 			if err != nil {
 				return err
 			}
@@ -81,6 +108,6 @@ with timeout(1).`,
 		},
 	}
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set an environment variable KEY=VALUE (repeatable)")
-	cmd.Flags().DurationVar(&timeout, "timeout", 0, "kill the command after this long (default: the agent's limit, 60s)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "kill the command after this long, in whole seconds (default: no limit)")
 	return cmd
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 func (a *app) metricsCmd() *cobra.Command {
@@ -67,12 +67,12 @@ func (a *app) topCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sample := func() (*qga.Metrics, time.Time, error) {
+			sample := func() (*qgaproto.Metrics, time.Time, error) {
 				raw, err := c.Metrics(ctx, args[0])
 				if err != nil {
 					return nil, time.Time{}, err
 				}
-				var m qga.Metrics
+				var m qgaproto.Metrics
 				if err := json.Unmarshal(raw, &m); err != nil {
 					return nil, time.Time{}, fmt.Errorf("bad metrics document: %w", err)
 				}
@@ -106,10 +106,10 @@ func (a *app) topCmd() *cobra.Command {
 }
 
 // printTop renders rates from two metrics samples.
-func printTop(w io.Writer, name string, prev, cur *qga.Metrics, dt time.Duration) {
+func printTop(w io.Writer, name string, prev, cur *qgaproto.Metrics, dt time.Duration) {
 	fmt.Fprintf(w, "%s  (%s, up %s)\n", name, cur.Source, humanDuration(time.Duration(cur.UptimeSeconds*float64(time.Second))))
 	if cur.CPU != nil && prev.CPU != nil {
-		busy, steal := qga.CPUBusy(*prev.CPU, *cur.CPU)
+		busy, steal := qgaproto.CPUBusy(*prev.CPU, *cur.CPU)
 		fmt.Fprintf(w, "CPU      %5.1f%% busy  %4.1f%% steal  (%d CPUs)\n", busy, steal, cur.CPU.CPUs)
 	}
 	if len(cur.LoadAvg) == 3 {
@@ -125,7 +125,7 @@ func printTop(w io.Writer, name string, prev, cur *qga.Metrics, dt time.Duration
 	for _, fs := range cur.Filesystems {
 		fmt.Fprintf(w, "Disk     %-12s %s used of %s\n", fs.Mountpoint, bytesHuman(fs.UsedBytes), bytesHuman(fs.TotalBytes))
 	}
-	prevNet := map[string]qga.NetworkCounters{}
+	prevNet := map[string]qgaproto.NetworkCounters{}
 	for _, n := range prev.Interfaces {
 		prevNet[n.Name] = n
 	}

@@ -88,6 +88,7 @@ func TestErrors(t *testing.T) {
 		{"GET", "/v1/vms/Bad_Name", "", http.StatusBadRequest, "invalid VM name"},
 		{"DELETE", "/v1/vms/run", "", http.StatusConflict, "running"},
 		{"POST", "/v1/vms/run/exec", `{"argv":["true"]}`, http.StatusConflict, "no guest agent"},
+		{"GET", "/v1/vms/run/metrics", "", http.StatusConflict, "no guest agent"},
 		{"GET", "/v1/nothing", "", http.StatusNotFound, "/v1/"},
 		{"PUT", "/v1/vms", "", http.StatusMethodNotAllowed, "use GET, POST"},
 	}

@@ -117,8 +117,9 @@ type ExecRequest struct {
 	Argv  []string `json:"argv"`
 	Env   []string `json:"env,omitempty"`
 	Stdin []byte   `json:"stdin,omitempty"`
-	// TimeoutSeconds bounds the command; 0 means no limit beyond the
-	// agent's own.
+	// TimeoutSeconds, when positive, kills the command after this long;
+	// 0 means no limit. The command is killed too when the client goes
+	// away (mb-agent; stock qemu-ga cannot kill it).
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 }
 
@@ -136,6 +137,8 @@ type ExecResult struct {
 	// ExecError explains a command that timed out or that the guest could
 	// not start (ExitCode 127: no such program; 126: not executable).
 	ExecError string `json:"exec_error,omitempty"`
+	// Code is CodeExecStart when the guest could not start the program.
+	Code string `json:"code,omitempty"`
 }
 
 // Event is one lifecycle event, as streamed by GET /v1/events (one JSON

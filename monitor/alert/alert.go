@@ -218,6 +218,13 @@ func Reconcile(s State, env Env) (State, Decision) {
 		s.Notified = s.Level
 		return s, Decision{}
 	}
+	if kind == Alert && s.Ack != nil {
+		// Acknowledged before it could be sent (it was silenced or held):
+		// whoever acknowledged it knows. Nothing was sent, so its recovery
+		// will not be either; if the acknowledgement expires first, the
+		// alert goes out then.
+		return s, Decision{}
+	}
 	windowOpen := !s.AlertedAt.IsZero() && now.Sub(s.AlertedAt) < every
 	higher := kind == Alert && windowOpen && threshold.Severity(s.Level) > threshold.Severity(s.Peak)
 	if s.Flapping && !windowDone && !higher {

@@ -145,6 +145,19 @@ func TestTransitions(t *testing.T) {
 			{min: 90, tick: true, held: true},
 			{min: 91, raw: Critical, want: Renotify, wantPrev: Critical},
 		}},
+		{"acknowledged while silenced: no alert after the silence", 0, []step{
+			{min: 0, raw: Critical, silenced: true},
+			{min: 1, tick: true, silenced: true, ack: &Ack{By: "alice", At: at(1)}},
+			{min: 2, tick: true},
+			{min: 200, tick: true},
+			{min: 201, raw: OK},
+		}},
+		{"acknowledged while held, the ack expires: the alert goes out", 0, []step{
+			{min: 0, raw: Warning, held: true},
+			{min: 1, tick: true, held: true, ack: &Ack{By: "alice", At: at(1), Until: at(30)}},
+			{min: 29, tick: true},
+			{min: 30, tick: true, want: Alert, wantPrev: OK},
+		}},
 		{"watch: false mutes", 0, []step{
 			{min: 0, raw: Critical, muted: true},
 			{min: 100, tick: true, muted: true},

@@ -15,6 +15,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -34,6 +35,7 @@ const (
 	DefaultJournalMaxSize    = 100 << 20
 	DefaultJournalMaxBackups = 10
 	DefaultJournalFile       = "messages.journal"
+	DefaultRollupRetention   = 7 * 24 * time.Hour
 )
 
 // Config is a parsed monitor.yaml.
@@ -69,6 +71,10 @@ type Config struct {
 	MaxHosts int
 	// RegisterToken protects the fleet registration endpoints ("" open).
 	RegisterToken string
+	// RollupRetention is how long hour rollups are kept (default 7 days);
+	// RollupMinuteRetention the same for minute rollups (default
+	// RollupRetention).
+	RollupRetention, RollupMinuteRetention time.Duration
 	// DynDomains and NsupdateBin are hbd's dynamic DNS keys.
 	DynDomains  []string
 	NsupdateBin string
@@ -176,6 +182,7 @@ func Parse(data []byte, name string, opts Options) (*Config, error) {
 		Grace:                monitor.DefaultGrace,
 		Renotify:             alert.DefaultRenotify,
 		MetricsInterval:      DefaultMetricsInterval,
+		RollupRetention:      DefaultRollupRetention,
 		ThresholdConfigs:     map[string]threshold.Spec{},
 		Thresholds:           threshold.Spec{},
 		Users:                map[string]User{},
@@ -187,12 +194,13 @@ func Parse(data []byte, name string, opts Options) (*Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(doc.Content) == 0 {
-		return c, nil // an empty file: all defaults
+	if len(doc.Content) > 0 { // an empty file is all defaults
+		if err := p.top(doc.Content[0], c); err != nil {
+			return nil, err
+		}
 	}
-	root := doc.Content[0]
-	if err := p.top(root, c); err != nil {
-		return nil, err
+	if c.RollupMinuteRetention == 0 {
+		c.RollupMinuteRetention = c.RollupRetention
 	}
 	if err := p.check(c); err != nil {
 		return nil, err
@@ -231,6 +239,9 @@ func (p *parser) check(c *Config) error {
 		if _, err := threshold.Compile(c.Thresholds, c.ThresholdConfigs[name]); err != nil {
 			return fmt.Errorf("%s: threshold_configs.%s: %w", p.name, name, err)
 		}
+	}
+	if err := p.checkListen(c); err != nil {
+		return err
 	}
 	userNames := orNone(sortedKeys(c.Users))
 	knownUser := func(where, u string) error {
@@ -282,6 +293,41 @@ func (p *parser) check(c *Config) error {
 		}
 	}
 	return nil
+}
+
+// checkListen refuses an API address other hosts can reach unless users
+// with passwords are configured: the API would be open to the network.
+func (p *parser) checkListen(c *Config) error {
+	if c.Listen == "" || IsLoopback(c.Listen) {
+		return nil
+	}
+	for _, u := range c.Users {
+		if u.Password != "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: listen %s is reachable from other machines, and no user has a password: the API and pages there would be open to anyone; add users with passwords (pbkdf2:sha256 hashes), or listen on 127.0.0.1", p.at("listen"), c.Listen)
+}
+
+// IsLoopback reports whether a host:port address listens on loopback only
+// (127.0.0.0/8, ::1 or localhost).
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// SecretFile reads a secret named by a *_file key of this config (for the
+// notification channels): relative paths are relative to the config's
+// directory; see ReadSecretFile.
+func (c *Config) SecretFile(path string) (string, error) {
+	return ReadSecretFile(filepath.Dir(c.Path), path)
 }
 
 // ReadSecretFile reads a secret from a file named by a *_file key:

@@ -21,8 +21,9 @@ interval: 20
 grace: 2s
 threshold_renotify_interval: 1h
 metrics_interval: 15
+rollup_minute_retention: 24h
 hb_port: 50003
-listen: 127.0.0.1:50004
+listen: 0.0.0.0:50004
 max_hosts: 100
 journal_dir: /var/log/heartbeat
 journal_max_size: 100MiB
@@ -102,7 +103,10 @@ func TestParseFull(t *testing.T) {
 	if c.Interval != 20*time.Second || c.Grace != 2*time.Second || c.Renotify != time.Hour || c.MetricsInterval != 15*time.Second {
 		t.Errorf("durations: %v %v %v %v", c.Interval, c.Grace, c.Renotify, c.MetricsInterval)
 	}
-	if c.HeartbeatListen != ":50003" || c.Listen != "127.0.0.1:50004" || c.MaxHosts != 100 {
+	if c.RollupRetention != 7*24*time.Hour || c.RollupMinuteRetention != 24*time.Hour {
+		t.Errorf("retention %v %v", c.RollupRetention, c.RollupMinuteRetention)
+	}
+	if c.HeartbeatListen != ":50003" || c.Listen != "0.0.0.0:50004" || c.MaxHosts != 100 {
 		t.Errorf("listen %q hb %q max %d", c.Listen, c.HeartbeatListen, c.MaxHosts)
 	}
 	if c.Journal != (Journal{Enabled: true, Dir: "/var/log/heartbeat", File: DefaultJournalFile, MaxSize: 100 << 20, MaxBackups: 3}) {
@@ -139,7 +143,10 @@ func TestParseFull(t *testing.T) {
 	if h := c.Hosts["webserver01"]; !h.DynDNS || h.Owner != "alice" || h.Managers[0] != "bob" {
 		t.Errorf("webserver01 %+v", h)
 	}
-	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], `monitor.yaml:12: hbd key "hbd_port"`) {
+	if got, err := c.SecretFile("token"); err == nil || got != "" || !strings.Contains(err.Error(), "/etc/mb/token") {
+		t.Errorf("SecretFile resolves relative to the config: %q %v", got, err)
+	}
+	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], `monitor.yaml:13: hbd key "hbd_port"`) {
 		t.Errorf("warnings %q", c.Warnings)
 	}
 	// The settings feed an engine as they are.
@@ -154,7 +161,7 @@ func TestParseDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", text, err)
 		}
-		if c.Grace != 2*time.Second || c.Renotify != time.Hour || c.MetricsInterval != 30*time.Second || !c.Journal.Enabled || c.Journal.MaxSize != DefaultJournalMaxSize || c.Journal.MaxBackups != 10 {
+		if c.RollupMinuteRetention != DefaultRollupRetention || c.Grace != 2*time.Second || c.Renotify != time.Hour || c.MetricsInterval != 30*time.Second || !c.Journal.Enabled || c.Journal.MaxSize != DefaultJournalMaxSize || c.Journal.MaxBackups != 10 {
 			t.Errorf("defaults %+v", c)
 		}
 	}
@@ -188,6 +195,8 @@ func TestParseErrors(t *testing.T) {
 		{"channel not a mapping", "notification_channels:\n  a: email\n", []string{":2:", "must be a mapping"}},
 		{"not a mapping", "- a\n", []string{"must be a mapping"}},
 		{"yaml syntax", "a: [\n", []string{"monitor.yaml"}},
+		{"open listen without users", "listen: 0.0.0.0:50004\n", []string{"monitor.yaml:1:", "reachable from other machines", "listen on 127.0.0.1"}},
+		{"open listen, users without passwords", "listen: ':50004'\nusers:\n  a: {}\n", []string{"no user has a password"}},
 	}
 	for _, tc := range cases {
 		_, err := Parse([]byte(tc.text), "monitor.yaml", Options{})
@@ -203,6 +212,20 @@ func TestParseErrors(t *testing.T) {
 	}
 	if _, err := Parse([]byte("users:\n  a:\n    password: s3cret-value\n"), "", Options{}); err == nil || strings.Contains(err.Error(), "s3cret-value") {
 		t.Errorf("password error echoes the value: %v", err)
+	}
+}
+
+func TestListenLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:1": true, "[::1]:1": true, "localhost:1": true, "127.1.2.3:1": true,
+		"0.0.0.0:1": false, ":1": false, "[::]:1": false, "10.0.0.1:1": false, "example.com:1": false, "bad": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v", addr, got)
+		}
+	}
+	if _, err := Parse([]byte("listen: 127.0.0.1:50004\n"), "", Options{}); err != nil {
+		t.Errorf("loopback listen without users: %v", err)
 	}
 }
 

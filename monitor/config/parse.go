@@ -37,7 +37,7 @@ var topKeys = []string{
 	"thresholds", "threshold_configs", "notification_channels", "users", "default_owner", "hosts",
 	"journal_enabled", "journal_dir", "journal_file", "journal_max_size", "journal_max_backups",
 	"listen", "heartbeat_listen", "hb_port", "max_hosts", "register_token", "register_token_file",
-	"dyndomains", "nsupdate_bin",
+	"dyndomains", "nsupdate_bin", "rollup_retention", "rollup_minute_retention",
 }
 
 // hbdIgnored are hbd keys mb accepts and does not use (so an hbd config
@@ -213,6 +213,10 @@ func (p *parser) top(root *yaml.Node, c *Config) error {
 			c.RegisterToken, err = p.str(v, key)
 		case "register_token_file":
 			tokenFile = v
+		case "rollup_retention":
+			c.RollupRetention, err = p.duration(v, key, false)
+		case "rollup_minute_retention":
+			c.RollupMinuteRetention, err = p.duration(v, key, false)
 		case "dyndomains":
 			c.DynDomains, err = p.strList(v, key)
 		case "nsupdate_bin":

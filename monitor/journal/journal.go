@@ -136,7 +136,13 @@ func (w *Writer) Write(e Entry) error {
 	enc := json.NewEncoder(&w.buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(e); err != nil {
-		return fmt.Errorf("journal: encode: %w", err)
+		// JSON has no NaN or infinity (and no channels or functions):
+		// keep the entry, with the message as text.
+		w.buf.Reset()
+		e.Message = map[string]any{"unencodable": fmt.Sprintf("%v", e.Message), "error": err.Error()}
+		if err := enc.Encode(e); err != nil {
+			return fmt.Errorf("journal: encode: %w", err)
+		}
 	}
 	line := w.buf.Bytes()
 	if w.size > 0 && w.size+int64(len(line)) > w.maxSize {

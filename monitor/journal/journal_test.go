@@ -2,7 +2,9 @@ package journal
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/threshold"
 )
 
 var _ monitor.Journal = (*Writer)(nil)
@@ -28,6 +31,9 @@ func TestEntryShape(t *testing.T) {
 	if err := w.Record(at, "", map[string]any{"ID": "ALERT", "text": "a <b> & c"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.Record(at, "", map[string]any{"ID": "PLG", "data": map[string]any{"x": math.NaN()}}); err != nil {
+		t.Errorf("a NaN in a message: %v", err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +45,9 @@ func TestEntryShape(t *testing.T) {
 	want := `{"timestamp":1774701296.123,"datetime":"2026-03-28T12:34:56","source_ip":"192.168.1.100","source_port":50003,"message":{"ID":"HTB","interval":10,"name":"webserver01"}}`
 	if lines[0] != want {
 		t.Errorf("line\n got %s\nwant %s", lines[0], want)
+	}
+	if len(lines) != 3 || !strings.Contains(lines[2], `"unencodable":"map[ID:PLG data:map[x:NaN]]"`) {
+		t.Errorf("NaN line: %q", lines[len(lines)-1])
 	}
 	if !strings.Contains(lines[1], `"source_ip":"","source_port":0`) || !strings.Contains(lines[1], `a <b> & c`) {
 		t.Errorf("local line %s", lines[1])
@@ -166,4 +175,37 @@ func TestRefusesSymlinkAndFixesMode(t *testing.T) {
 	if fi, _ := os.Stat(filepath.Join(jd2, "messages.journal")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("existing journal left at %v", fi.Mode().Perm())
 	}
+}
+
+// TestEngineJournal: the engine journals observations, alert transitions
+// and notifications.
+func TestEngineJournal(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crit := 90.0
+	e, err := monitor.New(monitor.Options{Journal: w, Settings: monitor.Settings{
+		Thresholds: threshold.Spec{"cpu_monitor": {"cpu_percent": {Critical: &crit}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Observe(ctx, monitor.Observation{Host: "web", Source: "hbc", Address: "192.0.2.7:50003", Plugin: "cpu_monitor",
+		Fields: map[string]any{"cpu_percent": 95.0}}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := w.Tail(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, en := range es {
+		ids = append(ids, en.Message.(map[string]any)["ID"].(string))
+	}
+	if strings.Join(ids, ",") != "PLG,REACH,ALERT,NOTIFY" || es[0].SourceIP != "192.0.2.7" || es[0].SourcePort != 50003 {
+		t.Errorf("journal ids %v, first %+v", ids, es[0])
+	}
+	w.Close()
 }

@@ -25,7 +25,10 @@ type OutboxItem struct {
 	ID int64
 	// NotificationID and Channel identify it (unique together).
 	NotificationID, Channel string
-	// Notification is the notification itself.
+	// Payload is the stored message; Notification is it decoded as a
+	// monitor.Notification (as far as it decodes: other pipelines' JSON
+	// fills what matches).
+	Payload      []byte
 	Notification monitor.Notification
 	// Created is when it was enqueued; Attempts how often sending failed;
 	// NextAttempt when it is due again.
@@ -72,28 +75,65 @@ func (b Backoff) Delay(attempts int) time.Duration {
 	return d
 }
 
-// Enqueue writes a notification for a channel to the outbox, due now. It
-// is durable when it returns. Enqueueing the same notification ID for the
-// same channel again does nothing (and returns the existing row's id).
+// Entry is an outbox row as the notification pipeline sees it: an opaque
+// payload with the fields the store indexes.
+type Entry struct {
+	// NotificationID and Channel identify the row (unique together).
+	NotificationID, Channel string
+	// Key is the alert it is about; Level its level; Recovery marks a
+	// recovery (SentChannels leaves those out).
+	Key      alert.Key
+	Level    string
+	Recovery bool
+	// Payload is the message, as the pipeline encodes it.
+	Payload []byte
+}
+
+// Enqueue writes a notification for a channel to the outbox, due now, with
+// the notification as JSON for its payload. See EnqueueEntry.
 func (s *Store) Enqueue(ctx context.Context, n monitor.Notification, channel string, now time.Time) (int64, error) {
 	payload, err := json.Marshal(n)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: encode notification %s: %w", n.ID, err)
 	}
+	return s.EnqueueEntry(ctx, Entry{
+		NotificationID: n.ID, Channel: channel,
+		Key:   alert.Key{Host: n.Host, Plugin: n.Plugin, Field: n.Field},
+		Level: n.Level, Recovery: n.Recovery, Payload: payload,
+	}, now)
+}
+
+// EnqueueEntry writes an entry to the outbox, due now. It is durable when
+// it returns. Enqueueing the same notification ID for the same channel
+// again does nothing (and returns the existing row's id).
+func (s *Store) EnqueueEntry(ctx context.Context, e Entry, now time.Time) (int64, error) {
 	var id int64
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 INSERT INTO outbox (notification_id, channel, host, plugin, field, level, recovery, payload, created, next_attempt)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (notification_id, channel) DO NOTHING`,
-			n.ID, channel, n.Host, n.Plugin, n.Field, n.Level, n.Recovery, payload, ms(now), ms(now))
+			e.NotificationID, e.Channel, e.Key.Host, e.Key.Plugin, e.Key.Field, e.Level, e.Recovery, e.Payload, ms(now), ms(now))
 		if err != nil {
 			return err
 		}
-		return tx.QueryRowContext(ctx, "SELECT id FROM outbox WHERE notification_id = ? AND channel = ?", n.ID, channel).Scan(&id)
+		return tx.QueryRowContext(ctx, "SELECT id FROM outbox WHERE notification_id = ? AND channel = ?", e.NotificationID, e.Channel).Scan(&id)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("outbox: enqueue %s for %s: %w", n.ID, channel, err)
+		return 0, fmt.Errorf("outbox: enqueue %s for %s: %w", e.NotificationID, e.Channel, err)
+	}
+	return id, nil
+}
+
+// ItemID finds the row id of a notification's entry for a channel.
+func (s *Store) ItemID(ctx context.Context, notificationID, channel string) (int64, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, "SELECT id FROM outbox WHERE notification_id = ? AND channel = ?", notificationID, channel).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("outbox item %s for %s: %w", notificationID, channel, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("outbox: %w", err)
 	}
 	return id, nil
 }
@@ -110,9 +150,8 @@ func scanItems(rows *sql.Rows) ([]OutboxItem, error) {
 		if err := rows.Scan(&it.ID, &it.NotificationID, &it.Channel, &payload, &created, &it.Attempts, &next, &it.Status, &it.LastError, &done); err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(payload, &it.Notification); err != nil {
-			return nil, fmt.Errorf("outbox item %d: %w", it.ID, err)
-		}
+		it.Payload = payload
+		_ = json.Unmarshal(payload, &it.Notification) // best effort; Payload is the truth
 		it.Created, it.NextAttempt, it.Done = fromMS(created), fromMS(next), fromMS(done)
 		out = append(out, it)
 	}
@@ -214,6 +253,19 @@ func (s *Store) MarkFailed(ctx context.Context, id int64, now time.Time, cause s
 	return gaveUp, nil
 }
 
+// Reschedule records a failed attempt whose retry the caller timed:
+// Attempts+1, the error kept, due again at next.
+func (s *Store) Reschedule(ctx context.Context, id int64, next time.Time, cause string) error {
+	return s.mark(ctx, "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ? AND status = ?",
+		id, cause, ms(next), id, StatusPending)
+}
+
+// GiveUp marks a pending item failed for good, keeping the error.
+func (s *Store) GiveUp(ctx context.Context, id int64, now time.Time, cause string) error {
+	return s.mark(ctx, "UPDATE outbox SET attempts = attempts + 1, status = ?, last_error = ?, done_at = ? WHERE id = ? AND status = ?",
+		id, StatusFailed, cause, ms(now), id, StatusPending)
+}
+
 func (s *Store) mark(ctx context.Context, q string, id int64, args ...any) error {
 	res, err := s.db.ExecContext(ctx, q, args...)
 	if err != nil {
@@ -244,6 +296,51 @@ WHERE host = ? AND plugin = ? AND field = ? AND recovery = 0 AND status = ? AND 
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// AddAlertChannels records that the alert k went to channels (so that its
+// recovery goes to them; notify.AlertLog's Alerted).
+func (s *Store) AddAlertChannels(ctx context.Context, k alert.Key, channels []string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, c := range channels {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO alert_channels (host, plugin, field, channel) VALUES (?, ?, ?, ?)
+ON CONFLICT DO NOTHING`, k.Host, k.Plugin, k.Field, c); err != nil {
+				return fmt.Errorf("alert channels of %s: %w", k, err)
+			}
+		}
+		return nil
+	})
+}
+
+// TakeAlertChannels returns the channels the alert k went to, sorted, and
+// forgets them (at its recovery; notify.AlertLog's Recovered).
+func (s *Store) TakeAlertChannels(ctx context.Context, k alert.Key) ([]string, error) {
+	var out []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, "SELECT channel FROM alert_channels WHERE host = ? AND plugin = ? AND field = ? ORDER BY channel",
+			k.Host, k.Plugin, k.Field)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM alert_channels WHERE host = ? AND plugin = ? AND field = ?", k.Host, k.Plugin, k.Field)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alert channels of %s: %w", k, err)
+	}
+	return out, nil
 }
 
 // PruneOutbox deletes sent and failed items finished before a time.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/mbvm/mb/monitor"
 	"github.com/mbvm/mb/monitor/alert"
@@ -21,30 +22,50 @@ type addressJSON struct {
 
 // SaveHost stores a host record.
 func (s *Store) SaveHost(ctx context.Context, h monitor.HostRecord) error {
-	sources, err := json.Marshal(nonNil(h.Sources))
-	if err != nil {
-		return err
-	}
-	addrs := make([]addressJSON, 0, len(h.Addresses))
-	for _, a := range h.Addresses {
-		addrs = append(addrs, addressJSON{a.Address, ms(a.Since)})
-	}
-	addrJSON, err := json.Marshal(addrs)
-	if err != nil {
-		return err
-	}
-	_, err = s.db.ExecContext(ctx, `
+	return s.SaveHosts(ctx, []monitor.HostRecord{h})
+}
+
+// SaveHosts stores host records in one transaction.
+func (s *Store) SaveHosts(ctx context.Context, hs []monitor.HostRecord) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `
 INSERT INTO hosts (name, source, sources, addresses, first_seen, last_seen, reach, reach_since, reach_reason)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET source = excluded.source, sources = excluded.sources,
 	addresses = excluded.addresses, first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-	reach = excluded.reach, reach_since = excluded.reach_since, reach_reason = excluded.reach_reason`,
-		h.Name, h.Source, string(sources), string(addrJSON), ms(h.FirstSeen), ms(h.LastSeen),
-		string(h.Reach), ms(h.ReachSince), h.ReachReason)
-	if err != nil {
-		return fmt.Errorf("save host %s: %w", h.Name, err)
+	reach = excluded.reach, reach_since = excluded.reach_since, reach_reason = excluded.reach_reason`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, h := range hs {
+			sources, err := json.Marshal(nonNil(h.Sources))
+			if err != nil {
+				return err
+			}
+			addrs := make([]addressJSON, 0, len(h.Addresses))
+			for _, a := range h.Addresses {
+				addrs = append(addrs, addressJSON{a.Address, ms(a.Since)})
+			}
+			addrJSON, err := json.Marshal(addrs)
+			if err != nil {
+				return err
+			}
+			if _, err := stmt.ExecContext(ctx, h.Name, h.Source, string(sources), string(addrJSON), ms(h.FirstSeen), ms(h.LastSeen),
+				string(h.Reach), ms(h.ReachSince), h.ReachReason); err != nil {
+				return fmt.Errorf("save host %s: %w", h.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// finite maps NaN and infinities (which SQLite would store as NULL) to 0.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
 	}
-	return nil
+	return f
 }
 
 func nonNil(s []string) []string {
@@ -78,7 +99,7 @@ ON CONFLICT (host, plugin, field) DO UPDATE SET level = excluded.level, streak =
 	since = excluded.since, updated = excluded.updated, value = excluded.value, text = excluded.text,
 	notified = excluded.notified, notified_at = excluded.notified_at, alerted_at = excluded.alerted_at,
 	peak = excluded.peak, flapping = excluded.flapping, stale = excluded.stale`,
-			k.Host, k.Plugin, k.Field, a.Level.String(), a.Streak, ms(a.Since), ms(a.Updated), a.Value, a.Text,
+			k.Host, k.Plugin, k.Field, a.Level.String(), a.Streak, ms(a.Since), ms(a.Updated), finite(a.Value), a.Text,
 			a.Notified.String(), ms(a.NotifiedAt), ms(a.AlertedAt), a.Peak.String(), a.Flapping, a.Stale)
 		if err != nil {
 			return fmt.Errorf("save alert %s: %w", k, err)

@@ -3,7 +3,9 @@ package store
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,8 +39,8 @@ func TestOpenMigratesAndIsPrivate(t *testing.T) {
 	s := open(t, path)
 	var v int
 	var mode string
-	if err := s.DB().QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion {
-		t.Errorf("user_version %d %v, want %d", v, err, SchemaVersion)
+	if err := s.DB().QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion() {
+		t.Errorf("user_version %d %v, want %d", v, err, SchemaVersion())
 	}
 	if err := s.DB().QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode %q %v", mode, err)
@@ -82,6 +84,50 @@ func TestOpenMigratesAndIsPrivate(t *testing.T) {
 	if _, err := Open(ctx, link); err == nil {
 		t.Error("opened through a symlink")
 	}
+}
+
+// TestMigrateForward opens a database written by the current schema with
+// a later step added, as a newer mb would: the step runs once, the data
+// stays.
+func TestMigrateForward(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSilence(ctx, alert.Silence{ID: "keep", Host: "a", Start: t0, End: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	saved := migrations
+	t.Cleanup(func() { migrations = saved })
+	migrations = append(append([]string(nil), saved...), `ALTER TABLE silences ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'`)
+	for i := 0; i < 2; i++ { // the second open finds nothing to do
+		s2, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var note string
+		s2.DB().QueryRow("PRAGMA user_version").Scan(&v)
+		if err := s2.DB().QueryRow("SELECT note FROM silences WHERE id = 'keep'").Scan(&note); err != nil || note != "migrated" || v != len(saved)+1 {
+			t.Errorf("open %d: version %d note %q %v", i, v, note, err)
+		}
+		s2.Close()
+	}
+	// A failing step leaves the database at the last good version.
+	migrations = append(append([]string(nil), migrations...), `THIS IS NOT SQL`)
+	if _, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("migrate to schema %d", len(saved)+2)) {
+		t.Errorf("bad step: %v", err)
+	}
+	migrations = saved[:len(saved):len(saved)]
+	migrations = append(migrations, `ALTER TABLE silences ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'`)
+	s3, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("after a failed step: %v", err)
+	}
+	s3.Close()
 }
 
 func TestStateRoundTrip(t *testing.T) {
@@ -142,6 +188,15 @@ func TestStateRoundTrip(t *testing.T) {
 	snap, _ = s.Load(ctx)
 	if len(snap.Alerts) != 1 || snap.Alerts[0].Ack != nil || len(snap.Silences) != 0 {
 		t.Errorf("after deletes %+v", snap)
+	}
+	// A NaN value (an UNKNOWN from a broken source) must not make the
+	// state unloadable.
+	bad := alert.State{Key: alert.Key{Host: "web", Plugin: "x", Field: "y"}, Level: alert.Unknown, Value: math.NaN()}
+	if err := s.SaveAlert(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err = s.Load(ctx); err != nil || len(snap.Alerts) != 2 {
+		t.Errorf("load with a NaN saved: %v %+v", err, snap.Alerts)
 	}
 	if err := s.DeleteHost(ctx, "web"); err != nil {
 		t.Fatal(err)
@@ -245,6 +300,71 @@ func TestOutbox(t *testing.T) {
 	}
 }
 
+// TestOutboxForPipeline: the calls a notification pipeline with its own
+// message type and retry timing makes (notify.Outbox and AlertLog map onto
+// them one to one).
+func TestOutboxForPipeline(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	s := open(t, path)
+	k := alert.Key{Host: "web", Plugin: "reachability"}
+	payload := []byte(`{"ID":"m1","Host":"web","Plugin":"reachability","Level":"CRITICAL","Test":false,"Text":"web is down"}`)
+	e := Entry{NotificationID: "m1", Channel: "ops/mail", Key: k, Level: "CRITICAL", Payload: payload}
+	id, err := s.EnqueueEntry(ctx, e, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.EnqueueEntry(ctx, e, t0); err != nil || again != id {
+		t.Errorf("re-enqueue %d %v", again, err)
+	}
+	if got, err := s.ItemID(ctx, "m1", "ops/mail"); err != nil || got != id {
+		t.Errorf("ItemID %d %v", got, err)
+	}
+	if _, err := s.ItemID(ctx, "m1", "other"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ItemID of nothing: %v", err)
+	}
+	due, _ := s.Due(ctx, t0, 0)
+	if len(due) != 1 || string(due[0].Payload) != string(payload) || due[0].Notification.Text != "web is down" {
+		t.Fatalf("due %+v", due)
+	}
+	if err := s.Reschedule(ctx, id, t0.Add(time.Minute), "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, t0.Add(59*time.Second), 0); len(due) != 0 {
+		t.Errorf("rescheduled item due early: %+v", due)
+	}
+	due, _ = s.Due(ctx, t0.Add(time.Minute), 0)
+	if len(due) != 1 || due[0].Attempts != 1 || due[0].LastError != "timeout" {
+		t.Fatalf("after reschedule %+v", due)
+	}
+	if err := s.GiveUp(ctx, id, t0.Add(2*time.Minute), "410 gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GiveUp(ctx, id, t0, "x"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second give-up: %v", err)
+	}
+	failed, _ := s.Outbox(ctx, StatusFailed, 0)
+	if len(failed) != 1 || failed[0].Attempts != 2 || failed[0].LastError != "410 gone" {
+		t.Errorf("failed %+v", failed)
+	}
+	// The alert log, across a reopen.
+	if err := s.AddAlertChannels(ctx, k, []string{"b", "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddAlertChannels(ctx, k, []string{"a", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2 := open(t, path)
+	got, err := s2.TakeAlertChannels(ctx, k)
+	if err != nil || strings.Join(got, ",") != "a,b,c" {
+		t.Errorf("alert channels %v %v", got, err)
+	}
+	if got, _ := s2.TakeAlertChannels(ctx, k); len(got) != 0 {
+		t.Errorf("taken twice: %v", got)
+	}
+}
+
 func TestRollups(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, filepath.Join(t.TempDir(), "m.db"))
@@ -283,8 +403,10 @@ func TestRollups(t *testing.T) {
 	if got != want {
 		t.Errorf("minutes\n got %s\nwant %s", got, want)
 	}
+	// The 12:00 hour is over (13:01 was seen): it has its row; 13:00 is
+	// in progress and has minute rows only.
 	hours, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Hour, t0)
-	if len(hours) != 2 || hours[0].Count != 5 || hours[0].Min != 5 || hours[0].Max != 50 || hours[0].Last != 50 || hours[0].Mean != 23 {
+	if len(hours) != 1 || hours[0].Count != 5 || hours[0].Min != 5 || hours[0].Max != 50 || hours[0].Last != 50 || hours[0].Mean != 23 {
 		t.Errorf("hours %+v", hours)
 	}
 	if since, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, at(90)); len(since) != 2 || since[0].Start != at(60) {
@@ -296,6 +418,57 @@ func TestRollups(t *testing.T) {
 	}
 	if left, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, time.Time{}); len(left) != 1 || left[0].Start != at(3660) {
 		t.Errorf("left after prune: %+v", left)
+	}
+}
+
+func TestRollupHours(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	hours := func() string {
+		hs, err := s.Rollups(ctx, "h", "f", Hour, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := ""
+		for _, h := range hs {
+			out += fmt.Sprintf("[%s n %d min %v last %v] ", h.Start.Format("15:04"), h.Count, h.Min, h.Last)
+		}
+		return out
+	}
+	r := s.NewRollups()
+	r.AddSample("h", "f", at(0), 5)
+	r.AddSample("h", "f", at(3000), 6)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := hours(); got != "" {
+		t.Errorf("hour in progress has a row: %s", got)
+	}
+	r.AddSample("h", "f", at(3700), 7)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hours(), "[12:00 n 2 min 5 last 6] "; got != want {
+		t.Errorf("after the hour: %s, want %s", got, want)
+	}
+	// A late sample for the closed hour, alone in its batch, updates its row.
+	r.AddSample("h", "f", at(3599), 1)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hours(), "[12:00 n 3 min 1 last 1] "; got != want {
+		t.Errorf("after a late sample: %s, want %s", got, want)
+	}
+	// A new aggregator (after a restart) rolls up the hour the old one
+	// left without an hour row, once a later hour is seen.
+	r2 := s.NewRollups()
+	r2.AddSample("h", "f", at(3*3600+10), 9)
+	if err := r2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hours(), "[12:00 n 3 min 1 last 1] [13:00 n 1 min 7 last 7] "; got != want {
+		t.Errorf("after a restart: %s, want %s", got, want)
 	}
 }
 
@@ -445,5 +618,90 @@ func TestCrashKeepsAcksSilencesAndOutbox(t *testing.T) {
 	mins, err := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, time.Now().Add(-time.Hour))
 	if err != nil || len(mins) == 0 {
 		t.Errorf("rollups written before the crash: %v %v", mins, err)
+	}
+}
+
+// TestEngineTickSavesHostsInOneBatch: the engine's minute-by-minute
+// last-seen saves go through SaveHosts.
+func TestEngineTickSavesHostsInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	now := t0
+	e, err := monitor.New(monitor.Options{Store: s, Clock: func() time.Time { return now }, Settings: monitor.Settings{Interval: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := e.Heartbeat(ctx, fmt.Sprintf("h%02d", i), "hbc", "10.0.0.1:1", time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = t0.Add(2 * time.Minute)
+	for i := 0; i < 50; i++ {
+		if err := e.Heartbeat(ctx, fmt.Sprintf("h%02d", i), "hbc", "", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Tick(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.Load(ctx)
+	if err != nil || len(snap.Hosts) != 50 {
+		t.Fatalf("%v %d hosts", err, len(snap.Hosts))
+	}
+	for _, h := range snap.Hosts {
+		if !h.LastSeen.Equal(now) || h.Reach != monitor.Up || len(h.Addresses) != 1 {
+			t.Errorf("host %+v", h)
+		}
+	}
+}
+
+// TestMigrateV1Rollups: a schema 1 database (rollups keyed by host and
+// field) keeps its rollups through the move to series ids.
+func TestMigrateV1Rollups(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	saved := migrations
+	migrations = saved[:1:1]
+	s, err := Open(ctx, path)
+	migrations = saved
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range []struct {
+		field  string
+		res    int
+		bucket int64
+	}{{"cpu_monitor.cpu_percent", 60, t0.Unix()}, {"cpu_monitor.cpu_percent", 3600, t0.Unix()}, {"rtt", 60, t0.Unix()}} {
+		if _, err := s.DB().Exec(`INSERT INTO rollups (host, field, res, bucket, min, max, sum, count, last, last_at) VALUES ('web', ?, ?, ?, 1, 3, 4, 2, 3, ?)`,
+			row.field, row.res, row.bucket, t0.UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s2 := open(t, path)
+	var v int
+	s2.DB().QueryRow("PRAGMA user_version").Scan(&v)
+	if v != SchemaVersion() {
+		t.Errorf("version %d", v)
+	}
+	got, err := s2.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, t0)
+	if err != nil || len(got) != 1 || got[0].Mean != 2 || got[0].Max != 3 || got[0].Last != 3 {
+		t.Errorf("migrated minute rollups %+v %v", got, err)
+	}
+	if got, _ := s2.Rollups(ctx, "web", "rtt", Minute, t0); len(got) != 1 {
+		t.Errorf("migrated rtt rollups %+v", got)
+	}
+	if got, _ := s2.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Hour, t0); len(got) != 1 {
+		t.Errorf("migrated hour rollups %+v", got)
+	}
+	// New rows go in beside them.
+	r := s2.NewRollups()
+	r.AddSample("web", "cpu_monitor.cpu_percent", t0.Add(time.Minute), 9)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s2.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, t0); len(got) != 2 {
+		t.Errorf("after a flush %+v", got)
 	}
 }

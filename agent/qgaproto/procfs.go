@@ -1,4 +1,4 @@
-package qga
+package qgaproto
 
 // Parsers of the Linux /proc files that guest metrics come from. Both sides
 // use them: mb-agent reads the files itself, and the host reads them through

@@ -1,4 +1,4 @@
-package qga
+package qgaproto
 
 // Metrics is the document mb-get-metrics returns, and the one the Client
 // assembles from stock QGA commands for qemu-ga. Every counter is

@@ -1,4 +1,4 @@
-package qga
+package qgaproto
 
 import "testing"
 

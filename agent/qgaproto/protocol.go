@@ -1,15 +1,11 @@
-// Package qga is the host side of the guest agent protocol: the QEMU guest
-// agent protocol (QGA) wire types shared with the guest side (package
-// agent), a Client that talks to an agent over a unix socket, and a Watcher
-// that keeps track of the agent's liveness for vmhost.
-//
-// The Client works with mb-agent and with a stock qemu-guest-agent. It
-// never sends a 0xFF byte, serialises calls (QGA has no request ids), puts
-// a deadline on every call, resynchronises with guest-sync-delimited after
-// every connect and every failed call, and refuses replies over a size
-// limit, so a hostile guest can make calls fail but never hang or crash the
-// host.
-package qga
+// Package qgaproto holds the wire types of the QEMU guest agent protocol
+// (QGA) as mb speaks it: the requests and replies of the standard commands
+// mb uses, mb's extensions (commands and arguments whose names start with
+// "mb-"), the mb-get-metrics document and the parsers of the /proc files it
+// is built from. It has no client or server code: the host's client
+// (agent/qga) and the guest's server (agent, run by mb-agent) both import
+// it, so the two sides cannot drift apart.
+package qgaproto
 
 import (
 	"encoding/json"
@@ -38,7 +34,20 @@ const (
 type Error struct {
 	Class string `json:"class"`
 	Desc  string `json:"desc"`
+	// Reason is mb's extension: why guest-exec could not start the
+	// command (ReasonNotFound, ReasonNotExecutable), for the host to act
+	// on without reading Desc. Stock qemu-ga never sets it.
+	Reason string `json:"mb-reason,omitempty"`
 }
+
+// Reasons of a refused guest-exec, in Error.Reason.
+const (
+	// ReasonNotFound: there is no such program (ENOENT, or not in PATH).
+	ReasonNotFound = "not_found"
+	// ReasonNotExecutable: the program exists but cannot be executed
+	// (EACCES, ENOEXEC, a directory...).
+	ReasonNotExecutable = "not_executable"
+)
 
 // Error implements error.
 func (e *Error) Error() string {
@@ -47,8 +56,39 @@ func (e *Error) Error() string {
 
 // MetricsCommand is mb's extension returning a Metrics document. An agent
 // whose guest-info lists it is an mb-agent, and accepts the other mb-
-// extensions too (the "mb-timeout-ms" argument of guest-exec).
+// extensions too (the "mb-" arguments of guest-exec, ExecKillCommand,
+// ExecInputCommand).
 const MetricsCommand = "mb-get-metrics"
+
+// ExecKillCommand is mb's extension that kills the process group of a
+// command started with guest-exec (SIGKILL) and forgets it: its status is
+// never collected. The reply is empty. Stock qemu-ga has no way to kill a
+// command it started.
+const ExecKillCommand = "mb-exec-kill"
+
+// ExecKillArgs are the arguments of ExecKillCommand.
+type ExecKillArgs struct {
+	PID int `json:"pid"`
+}
+
+// ExecInputCommand is mb's extension that writes the next chunk of stdin
+// to a command started with guest-exec and "mb-stdin-stream": true. A
+// chunk with EOF set closes the command's stdin after its data. The reply
+// is empty; it comes once the chunk is handed to the command's pipe, so a
+// slow reader holds the host back instead of filling the guest's memory.
+const ExecInputCommand = "mb-exec-input"
+
+// ExecInputArgs are the arguments of ExecInputCommand.
+type ExecInputArgs struct {
+	PID  int    `json:"pid"`
+	Data []byte `json:"data,omitempty"`
+	EOF  bool   `json:"eof,omitempty"`
+}
+
+// MaxInputChunk is the most stdin the host sends in one ExecInputCommand
+// (or in input-data): its base64 form keeps the request well under the
+// agent's 1 MiB request limit.
+const MaxInputChunk = 512 << 10
 
 // SyncArgs are the arguments of guest-sync and guest-sync-delimited.
 type SyncArgs struct {
@@ -69,6 +109,12 @@ func (i *Info) Supports(name string) bool {
 		}
 	}
 	return false
+}
+
+// IsMBAgent reports whether the agent is an mb-agent, which accepts mb's
+// extensions, rather than a stock qemu-ga.
+func (i *Info) IsMBAgent() bool {
+	return i.Supports(MetricsCommand)
 }
 
 // CommandInfo describes one command in guest-info.
@@ -133,15 +179,67 @@ type ShutdownArgs struct {
 
 // ExecArgs are the arguments of guest-exec.
 type ExecArgs struct {
-	Path          string   `json:"path"`
-	Arg           []string `json:"arg,omitempty"`
-	Env           []string `json:"env,omitempty"`
-	InputData     []byte   `json:"input-data,omitempty"`
-	CaptureOutput bool     `json:"capture-output,omitempty"`
+	Path          string      `json:"path"`
+	Arg           []string    `json:"arg,omitempty"`
+	Env           []string    `json:"env,omitempty"`
+	InputData     []byte      `json:"input-data,omitempty"`
+	CaptureOutput CaptureMode `json:"capture-output,omitempty"`
 	// TimeoutMs is mb's extension: the agent kills the command's process
-	// group after this long. Send it only to an mb-agent: qemu-ga refuses
-	// unknown arguments.
+	// group after this long. Send it (and the other mb- arguments) only to
+	// an mb-agent: qemu-ga refuses unknown arguments.
 	TimeoutMs int64 `json:"mb-timeout-ms,omitempty"`
+	// StdinStream is mb's extension: the command's stdin stays open after
+	// InputData, and more comes with ExecInputCommand until a chunk with
+	// EOF set.
+	StdinStream bool `json:"mb-stdin-stream,omitempty"`
+}
+
+// CaptureMode is guest-exec's capture-output: which output the agent
+// keeps for guest-exec-status. qemu-ga before 8.1 takes only a bool (true
+// is CaptureSeparated); later ones and mb-agent take the names too.
+type CaptureMode string
+
+// Capture modes.
+const (
+	CaptureNone      CaptureMode = "none"
+	CaptureStdout    CaptureMode = "stdout"
+	CaptureStderr    CaptureMode = "stderr"
+	CaptureSeparated CaptureMode = "separated"
+	CaptureMerged    CaptureMode = "merged"
+)
+
+// MarshalJSON sends none and separated as the bool every qemu-ga accepts,
+// the other modes by name.
+func (c CaptureMode) MarshalJSON() ([]byte, error) {
+	switch c {
+	case CaptureNone:
+		return []byte("false"), nil
+	case CaptureSeparated:
+		return []byte("true"), nil
+	}
+	return json.Marshal(string(c))
+}
+
+// UnmarshalJSON accepts a bool or a mode name.
+func (c *CaptureMode) UnmarshalJSON(b []byte) error {
+	var flag bool
+	if err := json.Unmarshal(b, &flag); err == nil {
+		*c = CaptureNone
+		if flag {
+			*c = CaptureSeparated
+		}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("capture-output must be a bool or a string")
+	}
+	switch m := CaptureMode(s); m {
+	case CaptureNone, CaptureStdout, CaptureStderr, CaptureSeparated, CaptureMerged:
+		*c = m
+		return nil
+	}
+	return fmt.Errorf("capture-output %q: use none, stdout, stderr, separated or merged", s)
 }
 
 // ExecPID is the reply of guest-exec.

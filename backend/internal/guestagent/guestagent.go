@@ -1,0 +1,57 @@
+// Package guestagent adapts the host's guest agent client (agent/qga) to
+// vmhost's exec and agent types, for the backends that have a guest agent
+// channel. agent/qga does not import vmhost, so that mb-agent links
+// nothing of the host side; the mapping lives here instead.
+package guestagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/vmhost"
+)
+
+// Execer is what runs a command through the agent (*qga.Watcher,
+// *qga.Client).
+type Execer interface {
+	Exec(ctx context.Context, req qga.ExecRequest) (*qga.ExecResult, error)
+}
+
+// Exec runs req through e and maps the result and the errors to vmhost's:
+// qga.ErrExecTimeout to vmhost.ErrExecTimeout, qga.ErrExecStart to
+// vmhost.ErrExecNotFound, vmhost.ErrExecNotExecutable or vmhost.ErrExecStart,
+// qga.ErrStdinTooLarge to vmhost.ErrExecStdinTooLarge.
+func Exec(ctx context.Context, e Execer, req vmhost.ExecRequest) (*vmhost.ExecResult, error) {
+	res, err := e.Exec(ctx, qga.ExecRequest{Argv: req.Argv, Env: req.Env, Stdin: req.Stdin, Timeout: req.Timeout})
+	var out *vmhost.ExecResult
+	if res != nil {
+		out = &vmhost.ExecResult{ExitCode: res.ExitCode, Stdout: res.Stdout, Stderr: res.Stderr,
+			OutTruncated: res.OutTruncated, ErrTruncated: res.ErrTruncated}
+	}
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, qga.ErrExecTimeout):
+		return out, fmt.Errorf("%w: %w", vmhost.ErrExecTimeout, err)
+	case errors.Is(err, qga.ErrExecNotFound):
+		return out, fmt.Errorf("%w: %w", vmhost.ErrExecNotFound, err)
+	case errors.Is(err, qga.ErrExecNotExecutable):
+		return out, fmt.Errorf("%w: %w", vmhost.ErrExecNotExecutable, err)
+	case errors.Is(err, qga.ErrExecStart):
+		return out, fmt.Errorf("%w: %w", vmhost.ErrExecStart, err)
+	case errors.Is(err, qga.ErrStdinTooLarge):
+		return out, fmt.Errorf("%w: %w", vmhost.ErrExecStdinTooLarge, err)
+	}
+	return out, err
+}
+
+// Info converts what a qga.Watcher knows of its agent.
+func Info(i *qga.AgentInfo) *vmhost.AgentInfo {
+	if i == nil {
+		return nil
+	}
+	v := vmhost.AgentInfo(*i)
+	return &v
+}
