@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 // Metrics is the reply to get_metrics, with socktop's field names.
@@ -72,9 +72,9 @@ type collector struct {
 	procs   cache[[]ProcessInfo]
 
 	mu        sync.Mutex
-	prevCores []qga.CPUCounters
-	prevTotal qga.CPUCounters
-	procTotal qga.CPUCounters    // machine's CPU at the last process sample
+	prevCores []qgaproto.CPUCounters
+	prevTotal qgaproto.CPUCounters
+	procTotal qgaproto.CPUCounters    // machine's CPU at the last process sample
 	prevProcs map[procKey]uint64 // jiffies per process at the last sample
 }
 
@@ -123,28 +123,28 @@ func (c *collector) sampleMetrics() Metrics {
 	total, cores := parseCores(c.read("stat"))
 	c.mu.Lock()
 	if len(c.prevCores) == len(cores) {
-		busy, _ := qga.CPUBusy(c.prevTotal, total)
+		busy, _ := qgaproto.CPUBusy(c.prevTotal, total)
 		m.CPUTotal = float32(busy)
 		for i := range cores {
-			b, _ := qga.CPUBusy(c.prevCores[i], cores[i])
+			b, _ := qgaproto.CPUBusy(c.prevCores[i], cores[i])
 			m.CPUPerCore = append(m.CPUPerCore, float32(b))
 		}
 	} else {
 		// The first sample: usage since boot.
-		busy, _ := qga.CPUBusy(qga.CPUCounters{}, total)
+		busy, _ := qgaproto.CPUBusy(qgaproto.CPUCounters{}, total)
 		m.CPUTotal = float32(busy)
 		for i := range cores {
-			b, _ := qga.CPUBusy(qga.CPUCounters{}, cores[i])
+			b, _ := qgaproto.CPUBusy(qgaproto.CPUCounters{}, cores[i])
 			m.CPUPerCore = append(m.CPUPerCore, float32(b))
 		}
 	}
 	c.prevTotal, c.prevCores = total, cores
 	c.mu.Unlock()
-	if mem, err := qga.ParseMeminfo(c.read("meminfo")); err == nil {
+	if mem, err := qgaproto.ParseMeminfo(c.read("meminfo")); err == nil {
 		m.MemTotal, m.MemUsed = mem.TotalBytes, mem.UsedBytes
 		m.SwapTotal, m.SwapUsed = mem.SwapTotalBytes, mem.SwapTotalBytes-min(mem.SwapFreeBytes, mem.SwapTotalBytes)
 	}
-	if nets, err := qga.ParseNetDev(c.read("net/dev")); err == nil {
+	if nets, err := qgaproto.ParseNetDev(c.read("net/dev")); err == nil {
 		for _, n := range nets {
 			m.Networks = append(m.Networks, Network{Name: n.Name, Received: n.RxBytes, Transmitted: n.TxBytes})
 		}
@@ -159,7 +159,7 @@ func (c *collector) sampleMetrics() Metrics {
 }
 
 // parseCores reads the aggregate and per-core lines of /proc/stat.
-func parseCores(data []byte) (total qga.CPUCounters, cores []qga.CPUCounters) {
+func parseCores(data []byte) (total qgaproto.CPUCounters, cores []qgaproto.CPUCounters) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -170,7 +170,7 @@ func parseCores(data []byte) (total qga.CPUCounters, cores []qga.CPUCounters) {
 		for i := 0; i < len(v) && i+1 < len(f); i++ {
 			v[i], _ = strconv.ParseUint(f[i+1], 10, 64)
 		}
-		cc := qga.CPUCounters{User: v[0], Nice: v[1], System: v[2], Idle: v[3], IOWait: v[4], IRQ: v[5], SoftIRQ: v[6], Steal: v[7]}
+		cc := qgaproto.CPUCounters{User: v[0], Nice: v[1], System: v[2], Idle: v[3], IOWait: v[4], IRQ: v[5], SoftIRQ: v[6], Steal: v[7]}
 		if f[0] == "cpu" {
 			total = cc
 		} else {
@@ -198,8 +198,8 @@ func (c *collector) countProcesses() int {
 func (c *collector) sampleDisks() []Disk {
 	out := []Disk{}
 	seen := map[string]bool{}
-	for _, m := range qga.ParseMounts(c.read("mounts")) {
-		if qga.IsPseudoFS(m) || seen[m.Device] || seen[m.Mountpoint] {
+	for _, m := range qgaproto.ParseMounts(c.read("mounts")) {
+		if qgaproto.IsPseudoFS(m) || seen[m.Device] || seen[m.Mountpoint] {
 			continue
 		}
 		var st unix.Statfs_t
