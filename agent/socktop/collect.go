@@ -74,8 +74,8 @@ type collector struct {
 	mu        sync.Mutex
 	prevCores []qgaproto.CPUCounters
 	prevTotal qgaproto.CPUCounters
-	procTotal qgaproto.CPUCounters    // machine's CPU at the last process sample
-	prevProcs map[procKey]uint64 // jiffies per process at the last sample
+	procTotal qgaproto.CPUCounters // machine's CPU at the last process sample
+	prevProcs map[procKey]uint64   // jiffies per process at the last sample
 }
 
 // procKey tells a process from a later one that reuses its PID.
