@@ -47,7 +47,7 @@ func (s *server) cmdMessages(_ context.Context, args json.RawMessage) (any, erro
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
-	return s.messages.Collect(a.After), nil
+	return s.messages.Collect(a), nil
 }
 
 func cmdSync(_ context.Context, args json.RawMessage) (any, error) {

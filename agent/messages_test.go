@@ -28,7 +28,7 @@ func TestMessagesCommand(t *testing.T) {
 	if len(m.Messages) != 2 || m.Messages[0].Text != "one" || len(m.Ready) != 1 || m.Ready[0].Name != "web" {
 		t.Fatalf("first collect: %+v", m)
 	}
-	g.mustCall(qgaproto.MessagesCommand, qgaproto.MessagesArgs{After: m.Messages[1].Seq}, &m)
+	g.mustCall(qgaproto.MessagesCommand, qgaproto.MessagesArgs{After: m.Messages[1].Seq, Instance: m.Instance}, &m)
 	if len(m.Messages) != 0 || len(m.Ready) != 1 {
 		t.Errorf("after acknowledging: %+v", m)
 	}

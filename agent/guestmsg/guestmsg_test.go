@@ -22,7 +22,7 @@ func TestQueueDropsOldestAndCounts(t *testing.T) {
 	for i := range 1004 {
 		q.Push(qgaproto.GuestMessage{Kind: qgaproto.MessageEvent, Text: fmt.Sprint(i)})
 	}
-	m := q.Collect(0)
+	m := q.Collect(qgaproto.MessagesArgs{})
 	if m.Dropped != 5 || m.Messages[0].Seq != 6 || len(m.Messages) != qgaproto.MaxMessagesPerCall || !m.More {
 		t.Fatalf("dropped %d, first seq %d, %d messages, more %v", m.Dropped, m.Messages[0].Seq, len(m.Messages), m.More)
 	}
@@ -31,15 +31,19 @@ func TestQueueDropsOldestAndCounts(t *testing.T) {
 		t.Errorf("ready %v", m.Ready)
 	}
 	// Asking again without acknowledging gives the same messages.
-	if again := q.Collect(0); again.Messages[0].Seq != 6 {
+	if again := q.Collect(qgaproto.MessagesArgs{}); again.Messages[0].Seq != 6 {
 		t.Errorf("unacknowledged messages changed: first seq %d", again.Messages[0].Seq)
 	}
 	last := m.Messages[len(m.Messages)-1].Seq
-	next := q.Collect(last)
+	// An acknowledgement from another run of the agent acknowledges nothing.
+	if other := q.Collect(qgaproto.MessagesArgs{After: last, Instance: "another"}); other.Messages[0].Seq != 6 {
+		t.Errorf("a foreign acknowledgement dropped messages: first seq %d", other.Messages[0].Seq)
+	}
+	next := q.Collect(qgaproto.MessagesArgs{After: last, Instance: m.Instance})
 	if next.Messages[0].Seq != last+1 || q.Stats().Queued != 1000-qgaproto.MaxMessagesPerCall {
 		t.Errorf("after acknowledging %d: first %d, queued %d", last, next.Messages[0].Seq, q.Stats().Queued)
 	}
-	if end := q.Collect(1005); len(end.Messages) != 0 || end.More || q.Stats().Queued != 0 {
+	if end := q.Collect(qgaproto.MessagesArgs{After: 1005, Instance: m.Instance}); len(end.Messages) != 0 || end.More || q.Stats().Queued != 0 {
 		t.Errorf("after acknowledging all: %+v", end)
 	}
 }
@@ -131,7 +135,7 @@ func TestHandlers(t *testing.T) {
 	if info["agent_version"] != "9.9" || fmt.Sprint(info["ready"]) != "[default web]" || info["queued"] != 4.0 {
 		t.Errorf("mb.info: %v", info)
 	}
-	m := q.Collect(0)
+	m := q.Collect(qgaproto.MessagesArgs{})
 	if len(m.Messages) != 4 {
 		t.Fatalf("queued %v", m.Messages)
 	}

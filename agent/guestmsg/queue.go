@@ -5,6 +5,8 @@
 package guestmsg
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"sort"
 	"sync"
 	"time"
@@ -26,6 +28,7 @@ type Queue struct {
 	ready   map[string]qgaproto.Readiness
 	// lastCollect is when the host last asked; zero before.
 	lastCollect time.Time
+	instance    string
 	now         func() time.Time
 }
 
@@ -35,7 +38,9 @@ func NewQueue(max int) *Queue {
 	if max <= 0 {
 		max = DefaultQueueLen
 	}
-	return &Queue{max: max, ready: map[string]qgaproto.Readiness{}, now: time.Now}
+	var id [8]byte
+	rand.Read(id[:])
+	return &Queue{max: max, ready: map[string]qgaproto.Readiness{}, now: time.Now, instance: hex.EncodeToString(id[:])}
 }
 
 // Push queues m, numbering and timestamping it, and returns its sequence
@@ -60,18 +65,24 @@ func (q *Queue) Push(m qgaproto.GuestMessage) uint64 {
 	return m.Seq
 }
 
-// Collect forgets the messages up to after (the host has them) and
-// returns the next ones, with the readiness list and the drop count.
-func (q *Queue) Collect(after uint64) qgaproto.Messages {
+// Collect forgets the messages up to a.After (the host has them) and
+// returns the next ones, with the readiness list and the drop count. An
+// After from another instance of the agent acknowledges nothing.
+func (q *Queue) Collect(a qgaproto.MessagesArgs) qgaproto.Messages {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.lastCollect = q.now()
+	after := a.After
+	if a.Instance != q.instance {
+		after = 0
+	}
 	i := sort.Search(len(q.msgs), func(i int) bool { return q.msgs[i].Seq > after })
 	if i > 0 {
 		q.msgs = append(q.msgs[:0], q.msgs[i:]...)
 	}
 	n := min(len(q.msgs), qgaproto.MaxMessagesPerCall)
 	out := qgaproto.Messages{
+		Instance: q.instance,
 		Messages: append([]qgaproto.GuestMessage{}, q.msgs[:n]...),
 		Dropped:  q.dropped,
 		More:     len(q.msgs) > n,

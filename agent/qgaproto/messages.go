@@ -18,10 +18,16 @@ const MessagesCommand = "mb-get-messages"
 // the same After and gets the same messages.
 type MessagesArgs struct {
 	After uint64 `json:"after"`
+	// Instance is the Instance of the reply that After came from. The
+	// agent ignores After when it is not its own: a restarted agent
+	// numbers its messages from 1 again.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Messages is the reply of MessagesCommand.
 type Messages struct {
+	// Instance identifies this run of the agent (random, made at start).
+	Instance string `json:"instance"`
 	// Messages are the queued messages after MessagesArgs.After, oldest
 	// first, at most MaxMessagesPerCall of them.
 	Messages []GuestMessage `json:"messages"`

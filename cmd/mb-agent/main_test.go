@@ -13,6 +13,7 @@ import (
 
 	"github.com/mbvm/mb/agent/cmdsock"
 	"github.com/mbvm/mb/agent/guestmsg"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
 
 func TestRunRejectsBadFlags(t *testing.T) {
@@ -82,7 +83,7 @@ func TestSendExitsWithTheStatus(t *testing.T) {
 	if got := runSend([]string{"--socket", path}, &out, &errb); got != 2 {
 		t.Errorf("no JSON argument: exit %d", got)
 	}
-	if m := q.Collect(0); len(m.Messages) != 1 || m.Messages[0].Text != "hello" {
+	if m := q.Collect(qgaproto.MessagesArgs{}); len(m.Messages) != 1 || m.Messages[0].Text != "hello" {
 		t.Errorf("queued %+v", m.Messages)
 	}
 }
