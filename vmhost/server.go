@@ -260,6 +260,9 @@ func DecodeRequest(line []byte) (*Request, error) {
 func (s *Server) Handle(ctx context.Context, req *Request) *Response {
 	switch req.Method {
 	case MethodStatus:
+		if m, ok := s.controller.(GuestMessenger); ok && req.AgentPoll {
+			m.PollAgent()
+		}
 		return s.status()
 	case MethodInfo:
 		return s.info()
@@ -271,8 +274,10 @@ func (s *Server) Handle(ctx context.Context, req *Request) *Response {
 		return s.exec(ctx, req)
 	case MethodMetrics:
 		return s.metrics(ctx, req)
+	case MethodMessages:
+		return s.messages(req)
 	}
-	return &Response{Error: fmt.Sprintf("unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics", req.Method)}
+	return &Response{Error: fmt.Sprintf("unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics, messages", req.Method)}
 }
 
 func (s *Server) base() *Response {
@@ -408,4 +413,16 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// messages answers MethodMessages from the controller's collected guest
+// messages.
+func (s *Server) messages(req *Request) *Response {
+	m, ok := s.controller.(GuestMessenger)
+	if !ok {
+		return &Response{Error: "messages: this VM's backend has no guest agent that collects messages", Code: CodeNotAvailable}
+	}
+	r := s.base()
+	r.Messages, r.MessagesSeq = m.GuestMessages(req.After)
+	return r
 }
