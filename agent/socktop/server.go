@@ -9,7 +9,8 @@
 // JSON form {"type":"metrics"} etc.); anything else is ignored. Metrics and
 // disks are JSON, sent as a text frame up to 768 bytes and gzip-compressed
 // in a binary frame above; processes are a protobuf message (package
-// socktoppb) in a binary frame, gzip-compressed above 768 bytes.
+// socktoppb describes it) in a binary frame, gzip-compressed above 768
+// bytes.
 package socktop
 
 import (
@@ -27,9 +28,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/mbvm/mb/agent/socktop/socktoppb"
 )
 
 // The default cache lifetimes, socktop_agent's.
@@ -221,26 +219,9 @@ func (s *Server) answer(ctx context.Context, c *websocket.Conn, kind string) err
 	case "disks":
 		return sendJSON(ctx, c, s.col.Disks())
 	case "processes":
-		b, err := encodeProcesses(s.col.Processes())
-		if err != nil {
-			return err
-		}
-		return sendBinary(ctx, c, b)
+		return sendBinary(ctx, c, encodeProcesses(s.col.Processes()))
 	}
 	return nil
-}
-
-// encodeProcesses encodes the process list as socktop's protobuf message.
-func encodeProcesses(ps []ProcessInfo) ([]byte, error) {
-	msg := &socktoppb.Processes{ProcessCount: uint64(len(ps)), Rows: make([]*socktoppb.Process, len(ps))}
-	for i, p := range ps {
-		msg.Rows[i] = &socktoppb.Process{Pid: p.PID, Name: p.Name, CpuUsage: p.CPUUsage, MemBytes: p.MemBytes}
-	}
-	b, err := proto.Marshal(msg)
-	if err != nil {
-		return nil, fmt.Errorf("encode processes: %w", err)
-	}
-	return b, nil
 }
 
 // sendJSON sends v as a text frame, or gzip-compressed in a binary frame
