@@ -15,7 +15,8 @@ const maxReply = 16 << 20
 // Send writes req, unchanged, to the command socket at path and returns
 // everything the server writes before it closes the connection: one JSON
 // reply. The request is not validated; the server answers bad JSON with
-// status 102.
+// status 102. The reply is read while the request is still being written,
+// so a request the server refuses early (over 1 MiB) still gets its reply.
 func Send(ctx context.Context, path string, req []byte) ([]byte, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
@@ -28,12 +29,18 @@ func Send(ctx context.Context, path string, req []byte) ([]byte, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
-	if _, err := c.Write(req); err != nil {
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(req)
+		werr <- err
+	}()
+	b, rerr := io.ReadAll(io.LimitReader(c, maxReply))
+	c.Close() // ends a write the server stopped reading
+	if err := <-werr; err != nil && len(b) == 0 {
 		return nil, fmt.Errorf("command socket %s: sending: %w", path, err)
 	}
-	b, err := io.ReadAll(io.LimitReader(c, maxReply))
-	if err != nil {
-		return b, fmt.Errorf("command socket %s: reading the reply: %w", path, err)
+	if rerr != nil && len(b) == 0 {
+		return nil, fmt.Errorf("command socket %s: reading the reply: %w", path, rerr)
 	}
 	return b, nil
 }

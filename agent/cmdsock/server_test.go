@@ -43,7 +43,13 @@ func startServer(t *testing.T, reg *Registry, opts Options) *Server {
 		}
 	})
 	if reg.Len() > 0 {
-		waitFor(t, "the socket to appear", func() bool { return isSocket(s.Path()) })
+		waitFor(t, "the socket to accept", func() bool {
+			c, err := net.Dial("unix", s.Path())
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
 	}
 	return s
 }

@@ -40,7 +40,7 @@ func run(args []string) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "send":
-			return runSend(args[1:], os.Stdout, os.Stderr)
+			return runSend(args[1:], os.Stdin, os.Stdout, os.Stderr)
 		case "socktop":
 			return runSocktop(args[1:])
 		}

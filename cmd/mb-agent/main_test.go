@@ -72,16 +72,27 @@ func TestSendExitsWithTheStatus(t *testing.T) {
 		{`{"Command":"negative"}`, 255, `"Status":-1`},
 	} {
 		var out, errb bytes.Buffer
-		if got := runSend([]string{"--socket", path, c.req}, &out, &errb); got != c.want || !strings.Contains(out.String(), c.out) {
+		if got := runSend([]string{"--socket", path, c.req}, nil, &out, &errb); got != c.want || !strings.Contains(out.String(), c.out) {
 			t.Errorf("send %s: exit %d, stdout %q, stderr %q; want %d and %q", c.req, got, out.String(), errb.String(), c.want, c.out)
 		}
 	}
 	var out, errb bytes.Buffer
-	if got := runSend([]string{"--socket", path + ".missing", `{}`}, &out, &errb); got != 103 || !strings.Contains(errb.String(), "command socket") {
+	if got := runSend([]string{"--socket", path + ".missing", `{}`}, nil, &out, &errb); got != 103 || !strings.Contains(errb.String(), "command socket") {
 		t.Errorf("unreachable socket: exit %d, %q", got, errb.String())
 	}
-	if got := runSend([]string{"--socket", path}, &out, &errb); got != 2 {
+	if got := runSend([]string{"--socket", path}, nil, &out, &errb); got != 2 {
 		t.Errorf("no JSON argument: exit %d", got)
+	}
+	// "-" reads the request from stdin; 2 MiB of it is refused with 102,
+	// and the reply still arrives although the server stopped reading.
+	out.Reset()
+	if got := runSend([]string{"--socket", path, "-"}, strings.NewReader(`{"Command":"agent.ping"}`), &out, &errb); got != 0 {
+		t.Errorf("send - with a ping on stdin: exit %d, %q", got, out.String())
+	}
+	out.Reset()
+	big := `{"Command":"mb.event","text":"` + strings.Repeat("x", 2<<20) + `"}`
+	if got := runSend([]string{"--socket", path, "-"}, strings.NewReader(big), &out, &errb); got != 102 || !strings.Contains(out.String(), "over 1048576 bytes") {
+		t.Errorf("send - with 2 MiB: exit %d, %q, %q", got, out.String(), errb.String())
 	}
 	if m := q.Collect(qgaproto.MessagesArgs{}); len(m.Messages) != 1 || m.Messages[0].Text != "hello" {
 		t.Errorf("queued %+v", m.Messages)

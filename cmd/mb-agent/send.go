@@ -11,15 +11,16 @@ import (
 	"github.com/mbvm/mb/agent/cmdsock"
 )
 
-// runSend is `mb-agent send JSON`: it sends JSON, unchanged, to the
+// runSend is `mb-agent send JSON`: it sends JSON (or stdin, for "-"),
+// unchanged, to the
 // command socket, prints the reply and exits with the reply's Status
 // (clamped to 0..255; a negative one is 255). It exits 103 when the socket
 // cannot be reached and 106 when the reply has no Status.
-func runSend(args []string, stdout, stderr io.Writer) int {
+func runSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mb-agent send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: mb-agent send [--socket PATH] JSON\n\nSends one request to mb-agent's command socket, prints the reply, exits with its Status.\nexample: mb-agent send '{\"Command\":\"mb.ready\",\"name\":\"web\"}'\n\n")
+		fmt.Fprintf(stderr, "usage: mb-agent send [--socket PATH] JSON|-\n\nSends one request (\"-\": read it from stdin) to mb-agent's command socket,\nprints the reply, exits with its Status.\nexample: mb-agent send '{\"Command\":\"mb.ready\",\"name\":\"web\"}'\n\n")
 		fs.PrintDefaults()
 	}
 	path := fs.String("socket", cmdsock.DefaultPath, "the command socket")
@@ -36,7 +37,15 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	reply, err := cmdsock.Send(ctx, *path, []byte(fs.Arg(0)))
+	req := []byte(fs.Arg(0))
+	if fs.Arg(0) == "-" {
+		var err error
+		if req, err = io.ReadAll(io.LimitReader(stdin, 2*cmdsock.MaxRequest)); err != nil {
+			fmt.Fprintf(stderr, "mb-agent send: reading the request from stdin: %v\n", err)
+			return 2
+		}
+	}
+	reply, err := cmdsock.Send(ctx, *path, req)
 	if len(reply) > 0 {
 		fmt.Fprintf(stdout, "%s\n", reply)
 	}
