@@ -69,6 +69,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "mb-agent: --role=%s: only the agent role can be asked for; the init role runs when mb-agent is started as PID 1\n", *role)
 		return 2
 	}
+	setProcName()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if *relayPort != 0 {
