@@ -16,6 +16,7 @@ import (
 
 	"github.com/mbvm/mb/bench/procfs"
 	"github.com/mbvm/mb/bench/rig"
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -177,7 +178,7 @@ func runStartStop(ctx context.Context, e *env, r *results) error {
 // VM's serial.log (only output after the call counts) and the time until
 // the command returned.
 func timeMBStart(ctx context.Context, mb *rig.MB, name, specPath, vmDir, ready string) (toReady, cli time.Duration, err error) {
-	serial := filepath.Join(vmDir, "serial.log")
+	serial := filepath.Join(vmDir, layout.SerialLog)
 	offset := rig.FileSize(serial)
 	cctx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
@@ -202,7 +203,7 @@ func timeMBStart(ctx context.Context, mb *rig.MB, name, specPath, vmDir, ready s
 
 // qemuPID reads the VM's QEMU PID from qemu.pid.
 func qemuPID(vmDir string) (int, error) {
-	return pidFile(filepath.Join(vmDir, "qemu.pid"))
+	return pidFile(filepath.Join(vmDir, layout.QEMUPID))
 }
 
 // pidFile reads a PID file.
@@ -352,7 +353,7 @@ func copyRegular(src, dst string) error {
 // timeBareStart runs QEMU with argv in bareDir, returns the time to the
 // ready line in bareDir/serial.log, then kills QEMU and waits for it.
 func timeBareStart(ctx context.Context, argv []string, bareDir, ready string) (time.Duration, error) {
-	for _, n := range []string{"serial.log", "qemu.pid", "qmp.sock", "console.sock", "agent.sock"} {
+	for _, n := range []string{layout.SerialLog, layout.QEMUPID, layout.QMPSocket, layout.ConsoleSocket, layout.AgentSocket} {
 		if err := os.Remove(filepath.Join(bareDir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return 0, fmt.Errorf("clean %s: %w", bareDir, err)
 		}
@@ -388,7 +389,7 @@ func timeBareStart(ctx context.Context, argv []string, bareDir, ready string) (t
 		case <-wctx.Done():
 		}
 	}()
-	werr := rig.WaitForLine(wctx, filepath.Join(bareDir, "serial.log"), ready, 0, pollEvery)
+	werr := rig.WaitForLine(wctx, filepath.Join(bareDir, layout.SerialLog), ready, 0, pollEvery)
 	took := time.Since(t0)
 	early := false
 	select {

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/mbvm/mb/internal/layout"
 )
 
 func TestQuantile(t *testing.T) {
@@ -61,7 +63,7 @@ func TestFilesUnder(t *testing.T) {
 	if len(got) != 1 || got[0] != "disk.qcow2" {
 		t.Errorf("filesUnder = %v", got)
 	}
-	if got := filesUnder("socket,id=qmp,path=/v/d/qmp.sock,server=on", "/v/d"); len(got) != 1 || got[0] != "qmp.sock" {
+	if got := filesUnder("socket,id=qmp,path=/v/d/qmp.sock,server=on", "/v/d"); len(got) != 1 || got[0] != layout.QMPSocket {
 		t.Errorf("filesUnder = %v", got)
 	}
 	if got := filesUnder("/other/x", "/v/d"); len(got) != 0 {

@@ -110,19 +110,19 @@ func TestClassify(t *testing.T) {
 }
 
 func TestCheckVMSocketPaths(t *testing.T) {
-	if err := checkVMSocketPaths("/tmp/h", strings.Repeat("a", 63)); err != nil {
+	if err := checkVMSocketPaths("/tmp/h", strings.Repeat("a", 63), "qemu"); err != nil {
 		t.Errorf("short home, longest name: %v", err)
 	}
 	home := "/" + strings.Repeat("x", 59) // 60 bytes
-	err := checkVMSocketPaths(home, strings.Repeat("a", 20))
+	err := checkVMSocketPaths(home, strings.Repeat("a", 20), "qemu")
 	// 60 + len("/vms/") + name + 1 + 23 <= 103 leaves 14 characters.
 	if err == nil || !strings.Contains(err.Error(), "at most 14 characters") {
 		t.Errorf("long home: %v, want the allowed name length (14)", err)
 	}
-	if err := checkVMSocketPaths(home, strings.Repeat("a", 14)); err != nil {
+	if err := checkVMSocketPaths(home, strings.Repeat("a", 14), "qemu"); err != nil {
 		t.Errorf("a 14-character name under a 60-byte home: %v", err)
 	}
-	if err := checkVMSocketPaths("/"+strings.Repeat("x", 90), "a"); err == nil || !strings.Contains(err.Error(), "shorter MB_HOME") {
+	if err := checkVMSocketPaths("/"+strings.Repeat("x", 90), "a", "qemu"); err == nil || !strings.Contains(err.Error(), "shorter MB_HOME") {
 		t.Errorf("a home with no room: %v", err)
 	}
 }

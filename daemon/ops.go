@@ -87,7 +87,7 @@ func (d *Daemon) createVM(doc []byte) (*vm, error) {
 	if err := s.Validate(); err != nil {
 		return nil, errorf(http.StatusBadRequest, "bad spec for VM %s: %v", s.Name, err)
 	}
-	if err := checkVMSocketPaths(d.cfg.Home, s.Name); err != nil {
+	if err := checkVMSocketPaths(d.cfg.Home, s.Name, s.Backend); err != nil {
 		return nil, errorf(http.StatusBadRequest, "%v", err)
 	}
 	if err := s.CheckFiles(); err != nil {
@@ -294,13 +294,32 @@ func (d *Daemon) stopLocked(ctx context.Context, v *vm, timeout time.Duration, f
 	d.events.publish(api.Event{VM: v.name, Type: api.EventStopping, State: api.StateStopping})
 	c := vmhost.NewClient(v.socket())
 	var err error
+	killed := false
 	if !force {
-		_, err = c.Call(ctx, vmhost.Request{Method: vmhost.MethodStop, TimeoutSeconds: int((timeout + time.Second - 1) / time.Second)})
-		if err != nil {
+		secs := (timeout + time.Second - 1) / time.Second
+		// vmhost answers by vmhost.StopBudget; one that has not answered
+		// shortly after is hung, and waiting on for a force_stop would
+		// overrun the user's timeout: kill it now (its QEMU dies with it).
+		budget := vmhost.StopBudget(secs * time.Second)
+		sctx, cancel := context.WithTimeout(ctx, budget+min(500*time.Millisecond, (secs*time.Second-budget)/2))
+		_, err = c.Call(sctx, vmhost.Request{Method: vmhost.MethodStop, TimeoutSeconds: int(secs)})
+		cancel()
+		if errors.Is(err, vmhost.ErrNoAnswer) && r.pid > 1 {
+			d.log.Warn("vmhost does not answer its stop; killing it", "vm", v.name, "pid", r.pid, "err", err)
+			// The user asked for the stop: the record says stopped by
+			// kill, not crashed. It is best effort; the kill is not.
+			_ = vmhost.WriteExitRecord(v.dir, vmhost.ExitRecord{Time: time.Now().UTC(), StartedAt: r.started.UTC(), PID: r.pid,
+				StoppedBy: vmhost.ModeKill, Reason: "vmhost did not answer the stop; the daemon killed it"})
+			if kerr := r.kill(); kerr != nil {
+				d.log.Warn("cannot kill vmhost", "vm", v.name, "pid", r.pid, "err", kerr)
+			} else {
+				killed = true
+			}
+		} else if err != nil {
 			d.log.Warn("graceful stop failed; forcing", "vm", v.name, "err", err)
 		}
 	}
-	if force || err != nil {
+	if !killed && (force || err != nil) {
 		if _, err = c.Call(ctx, vmhost.Request{Method: vmhost.MethodForceStop}); err != nil {
 			d.log.Warn("force_stop failed; killing vmhost", "vm", v.name, "pid", r.pid, "err", err)
 			if kerr := r.kill(); kerr != nil {

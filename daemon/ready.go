@@ -9,13 +9,15 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vm/image"
 	"github.com/mbvm/mb/vm/sshkeys"
 	"github.com/mbvm/mb/vmhost"
 )
 
-// SerialLogName is the guest console log the qemu backend writes.
-const SerialLogName = "serial.log"
+// SerialLogName is the guest console log (the qemu backend's; internal/layout
+// owns the name).
+const SerialLogName = layout.SerialLog
 
 // isReady decides whether a running guest is ready: an image with an agent
 // is ready when the agent answers; one without, when its ready line is on
@@ -141,6 +143,7 @@ func (d *Daemon) view(ctx context.Context, v *vm, detailed bool) api.VM {
 	}
 	if detailed {
 		out.Details = resp.Details
+		out.Paths = resp.Paths
 		if resp.StartedAt != nil {
 			t := *resp.StartedAt
 			out.StartedAt = &t

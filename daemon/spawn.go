@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/internal/lockfile"
 	"github.com/mbvm/mb/internal/logfile"
 	"github.com/mbvm/mb/vmhost"
@@ -52,10 +53,11 @@ func rotateVMHostLog(dir string) {
 	_ = logfile.RotateIfLarger(filepath.Join(dir, VMHostLogName), logfile.DefaultMaxSize, logfile.DefaultKeep)
 }
 
-// cleanStale removes the files a dead vmhost left behind. Only call it when
-// the vmhost lock is free.
+// cleanStale removes the files a dead vmhost left behind, as internal/layout
+// lists them for every backend (the last run's backend may differ from the
+// spec's now). Only call it when the vmhost lock is free.
 func cleanStale(dir string) {
-	for _, n := range append([]string{vmhost.PIDName}, vmSocketNames...) {
+	for _, n := range layout.StaleFiles("") {
 		_ = os.Remove(filepath.Join(dir, n))
 	}
 }

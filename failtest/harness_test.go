@@ -17,6 +17,7 @@ import (
 
 	"github.com/mbvm/mb/bench/procfs"
 	"github.com/mbvm/mb/bench/rig"
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/internal/testenv"
 	"github.com/mbvm/mb/vmhost"
 )
@@ -110,7 +111,7 @@ func keepLogs(t *testing.T, h string) {
 			return nil
 		}
 		if n := d.Name(); strings.HasSuffix(n, ".log") || strings.HasSuffix(n, ".out") {
-			if n == "serial.log" {
+			if n == layout.SerialLog {
 				return nil
 			}
 			data, err := os.ReadFile(p)

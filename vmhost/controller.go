@@ -82,6 +82,9 @@ type Description struct {
 	StartedAt time.Time
 	// Details holds backend-specific facts (accel, qemu_pid, cpus, ...).
 	Details map[string]any
+	// Paths are the files the backend made for the VM, keyed by the
+	// layout.Path* names (console, serial_log, ...).
+	Paths map[string]string
 }
 
 // AgentReporter is implemented by controllers with a guest agent channel.
@@ -140,4 +143,42 @@ type Executor interface {
 // It enables MethodMetrics. The document is JSON, cumulative counters only.
 type MetricsReporter interface {
 	Metrics(ctx context.Context) (json.RawMessage, error)
+}
+
+// codedError is an error that carries its Code* for the reply.
+type codedError struct {
+	code string
+	err  error
+}
+
+func (e *codedError) Error() string     { return e.err.Error() }
+func (e *codedError) Unwrap() error     { return e.err }
+func (e *codedError) ErrorCode() string { return e.code }
+
+// WithCode marks err with one of the Code* constants, so that the server
+// replies with that code (the message stays err's). A backend uses it for
+// errors a client must tell apart, e.g. CodeNotAvailable for a stop mode
+// it does not have. WithCode(code, nil) is nil.
+func WithCode(code string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &codedError{code: code, err: err}
+}
+
+// ErrorCode returns the Code* an error carries: the code given to WithCode,
+// CodeTimeout for a deadline that ran out, CodeFailed otherwise ("" for
+// nil).
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ce interface{ ErrorCode() string }
+	if errors.As(err, &ce) {
+		return ce.ErrorCode()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return CodeTimeout
+	}
+	return CodeFailed
 }

@@ -90,6 +90,8 @@ func (s *Server) handleConnLine(ctx context.Context, conn net.Conn, r *bufio.Rea
 			return &Response{Error: err.Error(), Code: CodeBadRequest}
 		}
 	}
+	// The request is in: the exec may run for as long as it needs.
+	_ = conn.SetReadDeadline(time.Time{})
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	watched := make(chan struct{})

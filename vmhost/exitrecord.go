@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/internal/atomicfile"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // ExitRecordName is the file vmhost writes into the VM directory before it
 // exits.
-const ExitRecordName = "exit.json"
+const ExitRecordName = layout.ExitRecord
 
 // ExitRecord says how a vmhost and its VM ended. A daemon that did not spawn
 // the vmhost learns from it why the VM ended; a free vmhost.lock with no

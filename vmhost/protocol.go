@@ -61,7 +61,20 @@ const (
 	MaxReplySize = 64 << 20
 	// DefaultStopTimeout is used for a stop request without timeout_seconds.
 	DefaultStopTimeout = 30 * time.Second
+	// ForceStopTimeout bounds a force_stop on the server.
+	ForceStopTimeout = 20 * time.Second
 )
+
+// StopBudget is how long after a stop with timeout arrives its reply is
+// due, the last phase (a kill) included: the timeout less one second, or
+// 80 % of it below 5 s. A client whose own deadline is the timeout (as
+// masterblaster's is) thus always gets the answer.
+func StopBudget(timeout time.Duration) time.Duration {
+	if timeout < 5*time.Second {
+		return timeout * 4 / 5
+	}
+	return timeout - time.Second
+}
 
 // Request is one line sent to vmhost.sock.
 type Request struct {
@@ -109,6 +122,10 @@ type Response struct {
 	StartedAt     *time.Time     `json:"started_at,omitempty"`
 	UptimeSeconds float64        `json:"uptime_seconds,omitempty"`
 	Details       map[string]any `json:"details,omitempty"`
+	// Paths are the VM's sockets and logs, keyed by the layout.Path* names
+	// (vmhost_socket, console, serial_log, agent, qmp), so that clients
+	// never guess a backend's file names.
+	Paths map[string]string `json:"paths,omitempty"`
 
 	// Agent is the guest agent's liveness and what it reported, when the
 	// controller has an agent channel (status and info).
@@ -175,6 +192,8 @@ const (
 	CodeTooLarge = "too_large"
 	// CodeBusy: the server refused the request because of load.
 	CodeBusy = "busy"
+	// CodeForbidden: the peer may not use this socket (another user).
+	CodeForbidden = "forbidden"
 	// CodeFailed: the operation was tried and failed (any other error).
 	CodeFailed = "failed"
 )

@@ -17,11 +17,47 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/internal/atomicfile"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // drainTimeout bounds how long Run waits for requests in flight after the VM
 // exited or the context was cancelled, before cancelling them.
 const drainTimeout = 10 * time.Second
+
+// Connection limits of a Server.
+const (
+	// MaxConns is how many connections a server keeps open at once. When
+	// a new one arrives at the cap, the connection idle (or trickling a
+	// request) the longest is closed to make room; when every connection
+	// is running a request, the new one is refused with CodeBusy.
+	MaxConns = 128
+	// IdleTimeout closes a connection that sends no request for this long.
+	IdleTimeout = time.Minute
+	// ReadTimeout bounds reading one request once its first byte arrived.
+	ReadTimeout = 10 * time.Second
+	// writeTimeout bounds writing one reply (exec replies can be large).
+	writeTimeout = time.Minute
+	// acceptBackoffMax caps the pause after failing accepts; acceptLogEvery
+	// spaces the log lines about them.
+	acceptBackoffMax = time.Second
+	acceptLogEvery   = 10 * time.Second
+)
+
+// connPhase is what a connection is doing, for the choice of which one to
+// close when the server is full.
+type connPhase int
+
+const (
+	phaseIdle     connPhase = iota // waiting for a request
+	phaseReading                   // a request has started arriving
+	phaseHandling                  // a request is being answered
+)
+
+// connState is a tracked connection's phase and since when.
+type connState struct {
+	phase connPhase
+	since time.Time
+}
 
 // Server answers the control protocol on a unix socket for one VM.
 type Server struct {
@@ -33,12 +69,19 @@ type Server struct {
 	started time.Time
 	name    string
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	// stopMu serialises stop and force_stop so that concurrent requests
+	// Connection limits (MaxConns, IdleTimeout, ReadTimeout unless a test
+	// lowered them).
+	maxConns    int
+	idleTimeout time.Duration
+	readTimeout time.Duration
+
+	mu      sync.Mutex
+	conns   map[net.Conn]*connState
+	closing bool // Run is shutting down: no new requests are read
+	// stopSem serialises stop and force_stop so that concurrent requests
 	// do not race through the backend's phases; the later caller waits
-	// and then sees the VM down.
-	stopMu sync.Mutex
+	// (within its own budget) and then sees the VM down.
+	stopSem chan struct{}
 }
 
 // NewServer returns a server for controller that will listen on socketPath
@@ -53,8 +96,13 @@ func NewServer(socketPath, pidPath string, controller VMController, logger *log.
 		pidPath:    pidPath,
 		controller: controller,
 		logger:     logger,
-		conns:      make(map[net.Conn]struct{}),
-		name:       filepath.Base(filepath.Dir(socketPath)),
+		conns:      make(map[net.Conn]*connState),
+		maxConns:   MaxConns,
+
+		idleTimeout: IdleTimeout,
+		readTimeout: ReadTimeout,
+		stopSem:     make(chan struct{}, 1),
+		name:        filepath.Base(filepath.Dir(socketPath)),
 	}
 }
 
@@ -142,27 +190,40 @@ func listenUnix(path string) (*net.UnixListener, error) {
 }
 
 func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.WaitGroup) {
+	var (
+		backoff  time.Duration
+		failures int
+		lastLog  time.Time
+	)
 	for {
 		conn, err := ln.AcceptUnix()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			// Out of descriptors (or another transient failure): make
+			// room by closing the longest-idle connection, and back off
+			// instead of spinning and logging in a tight loop.
+			s.evict()
+			failures++
+			if time.Since(lastLog) >= acceptLogEvery {
+				s.logger.Printf("vmhost server: accept failed %d times since the last report: %v (backing off)", failures, err)
+				lastLog, failures = time.Now(), 0
 			}
-			s.logger.Printf("vmhost server: accept: %v", err)
-			time.Sleep(50 * time.Millisecond)
+			backoff = min(max(2*backoff, 5*time.Millisecond), acceptBackoffMax)
+			time.Sleep(backoff)
 			continue
 		}
+		backoff = 0
 		if err := checkPeerConn(conn); err != nil {
 			s.logger.Printf("vmhost server: refused connection: %v", err)
-			writeResponse(conn, &Response{OK: false, Error: err.Error()})
-			conn.Close()
+			refuse(conn, errorReply(CodeForbidden, "%v", err))
 			continue
 		}
-		s.track(conn, true)
+		if !s.admit(conn) {
+			refuse(conn, errorReply(CodeBusy, "vmhost is busy: %d connections are running requests, the most it serves at once; retry shortly", s.maxConns))
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -173,14 +234,76 @@ func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.
 	}
 }
 
+// refuse answers a connection that will not be served and closes it.
+func refuse(conn net.Conn, r *Response) {
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = writeResponse(conn, r)
+	conn.Close()
+}
+
+// admit tracks a new connection, closing the longest-idle one when the
+// server is full. It reports false when every tracked connection is
+// running a request.
+func (s *Server) admit(c net.Conn) bool {
+	s.mu.Lock()
+	full := len(s.conns) >= s.maxConns
+	s.mu.Unlock()
+	if full && !s.evict() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns[c] = &connState{phase: phaseIdle, since: time.Now()}
+	return true
+}
+
+// evict closes the connection that has waited for a request the longest,
+// or else the one that has trickled a request the longest. A connection
+// running a request is never closed. It reports whether it closed one.
+func (s *Server) evict() bool {
+	s.mu.Lock()
+	var victim net.Conn
+	var best *connState
+	for c, st := range s.conns {
+		if st.phase == phaseHandling {
+			continue
+		}
+		if best == nil || st.phase < best.phase || (st.phase == best.phase && st.since.Before(best.since)) {
+			victim, best = c, st
+		}
+	}
+	if victim != nil {
+		delete(s.conns, victim)
+	}
+	s.mu.Unlock()
+	if victim == nil {
+		return false
+	}
+	victim.Close()
+	return true
+}
+
 func (s *Server) track(c net.Conn, add bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
-		s.conns[c] = struct{}{}
+		s.conns[c] = &connState{phase: phaseIdle, since: time.Now()}
 	} else {
 		delete(s.conns, c)
 	}
+}
+
+// setPhase records what c is doing. It reports false when c should stop
+// reading requests: the server is shutting down, or c was evicted.
+func (s *Server) setPhase(c net.Conn, p connPhase) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.conns[c]
+	if !ok || (s.closing && p != phaseHandling) {
+		return false
+	}
+	st.phase, st.since = p, time.Now()
+	return true
 }
 
 // closeIdle unblocks connections waiting for their next request; a handler
@@ -188,8 +311,11 @@ func (s *Server) track(c net.Conn, add bool) {
 func (s *Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.conns {
-		_ = c.SetReadDeadline(time.Now())
+	s.closing = true
+	for c, st := range s.conns {
+		if st.phase != phaseHandling {
+			_ = c.SetReadDeadline(time.Now())
+		}
 	}
 }
 
@@ -201,34 +327,62 @@ func (s *Server) closeAll() {
 	}
 }
 
-// serveConn answers requests on one connection, in order.
+// serveConn answers requests on one connection, in order. A connection
+// that sends nothing for idleTimeout, or takes over readTimeout to send a
+// request it started, is closed.
 func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	r := bufio.NewReaderSize(conn, 4<<10)
 	for {
+		if !s.setPhase(conn, phaseIdle) {
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(s.idleTimeout))
+		if _, err := r.Peek(1); err != nil {
+			return // EOF, idle, deadline at shutdown, or a broken peer
+		}
+		if !s.setPhase(conn, phaseReading) {
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(s.readTimeout))
 		line, err := readLine(r, MaxRequestSize)
 		if errors.Is(err, errLineTooLong) {
-			writeResponse(conn, &Response{Error: fmt.Sprintf("request line over %d bytes refused; closing the connection", MaxRequestSize)})
+			s.reply(conn, errorReply(CodeTooLarge, "request line over %d bytes refused; closing the connection", MaxRequestSize))
+			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			s.reply(conn, errorReply(CodeTimeout, "request not complete within %s; closing the connection", s.readTimeout))
 			return
 		}
 		if err != nil {
-			return // EOF, deadline at shutdown, or a broken peer
+			return
 		}
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
 			continue
 		}
-		resp := s.handleConnLine(ctx, conn, r, line)
-		if err := writeResponse(conn, resp); err != nil {
+		if !s.setPhase(conn, phaseHandling) {
+			return
+		}
+		// The read deadline stays for an exec's stdin chunks, which are
+		// part of the request; handleConnLine lifts it once they are in.
+		if err := s.reply(conn, s.handleConnLine(ctx, conn, r, line)); err != nil {
 			return
 		}
 	}
+}
+
+// reply writes r within writeTimeout.
+func (s *Server) reply(conn net.Conn, r *Response) error {
+	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return writeResponse(conn, r)
 }
 
 // handleLine decodes and dispatches one request line.
 func (s *Server) handleLine(ctx context.Context, line []byte) *Response {
 	req, err := DecodeRequest(line)
 	if err != nil {
-		return &Response{Error: err.Error()}
+		return errorReply(CodeBadRequest, "%v", err)
 	}
 	return s.Handle(ctx, req)
 }
@@ -277,7 +431,12 @@ func (s *Server) Handle(ctx context.Context, req *Request) *Response {
 	case MethodMessages:
 		return s.messages(req)
 	}
-	return &Response{Error: fmt.Sprintf("unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics, messages", req.Method)}
+	return errorReply(CodeUnknownMethod, "unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics, messages", req.Method)
+}
+
+// errorReply is an ok:false reply with a code and a message for people.
+func errorReply(code, format string, args ...any) *Response {
+	return &Response{Error: fmt.Sprintf(format, args...), Code: code}
 }
 
 func (s *Server) base() *Response {
@@ -295,6 +454,7 @@ func (s *Server) info() *Response {
 	r := s.base()
 	r.Name = s.name
 	r.PID = os.Getpid()
+	r.Paths = map[string]string{layout.PathVMHostSocket: s.socketPath}
 	started := s.started
 	if d, ok := s.controller.(Describer); ok {
 		desc := d.Describe()
@@ -305,6 +465,9 @@ func (s *Server) info() *Response {
 			started = desc.StartedAt
 		}
 		r.Details = desc.Details
+		for k, p := range desc.Paths {
+			r.Paths[k] = p
+		}
 	}
 	if !started.IsZero() {
 		t := started.UTC()
@@ -315,56 +478,91 @@ func (s *Server) info() *Response {
 }
 
 func (s *Server) stop(ctx context.Context, req *Request) *Response {
+	arrived := time.Now()
 	timeout := DefaultStopTimeout
 	if req.TimeoutSeconds > 0 {
 		timeout = time.Duration(req.TimeoutSeconds) * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
-	defer cancel()
-	s.stopMu.Lock()
-	defer s.stopMu.Unlock()
-	var res StopResult
-	var err error
-	if ms, ok := s.controller.(ModeStopper); ok {
-		res, err = ms.StopMode(ctx, timeout, req.Mode)
-	} else {
-		if req.Mode != "" && req.Mode != ModeAuto {
-			return &Response{Error: fmt.Sprintf("stop mode %q is not supported by the %s backend: use auto", req.Mode, s.controller.Backend())}
+	ms, modal := s.controller.(ModeStopper)
+	if !modal && req.Mode != "" && req.Mode != ModeAuto {
+		return errorReply(CodeNotAvailable, "stop mode %q is not supported by the %s backend: use auto", req.Mode, s.controller.Backend())
+	}
+	budget := StopBudget(timeout)
+	return s.bounded(ctx, MethodStop, arrived.Add(budget), func(ctx context.Context, left time.Duration) (StopResult, error) {
+		if modal {
+			return ms.StopMode(ctx, left, req.Mode)
 		}
-		err = s.controller.Stop(ctx, timeout)
-	}
-	if err != nil {
-		return &Response{Error: fmt.Sprintf("stop: %v", err), State: s.controller.State(), Backend: s.controller.Backend()}
-	}
-	r := s.base()
-	r.StoppedBy = res.StoppedBy
-	return r
+		return StopResult{}, s.controller.Stop(ctx, left)
+	})
 }
 
 func (s *Server) forceStop(ctx context.Context) *Response {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return s.bounded(ctx, MethodForceStop, time.Now().Add(ForceStopTimeout), func(ctx context.Context, _ time.Duration) (StopResult, error) {
+		if fr, ok := s.controller.(ForceStopReporter); ok {
+			return fr.ForceStopResult(ctx)
+		}
+		return StopResult{}, s.controller.ForceStop(ctx)
+	})
+}
+
+// bounded runs a stop or force_stop so that its reply is written by
+// deadline whatever the backend does: waiting for another stop counts
+// against it, the backend is given what is left less a little slack for
+// the reply, and a backend that overruns even that is answered for with a
+// timeout while it goes on in the background (holding stopSem).
+func (s *Server) bounded(ctx context.Context, m Method, deadline time.Time, run func(ctx context.Context, left time.Duration) (StopResult, error)) *Response {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	s.stopMu.Lock()
-	defer s.stopMu.Unlock()
-	var res StopResult
-	var err error
-	if fr, ok := s.controller.(ForceStopReporter); ok {
-		res, err = fr.ForceStopResult(ctx)
-	} else {
-		err = s.controller.ForceStop(ctx)
+	fail := func(code, format string, args ...any) *Response {
+		r := errorReply(code, "%s: "+format, append([]any{m}, args...)...)
+		r.State, r.Backend = s.controller.State(), s.controller.Backend()
+		return r
 	}
-	if err != nil {
-		return &Response{Error: fmt.Sprintf("force_stop: %v", err), State: s.controller.State(), Backend: s.controller.Backend()}
+	select {
+	case s.stopSem <- struct{}{}:
+	case <-ctx.Done():
+		return fail(CodeTimeout, "another stop of this VM was still running when this one's time ran out; check the state with status")
 	}
-	r := s.base()
-	r.StoppedBy = res.StoppedBy
-	return r
+	left := time.Until(deadline)
+	left -= replySlack(left)
+	type outcome struct {
+		res StopResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	// The backend's work does not end with this request (a stop that
+	// overran finishes in the background), but it has the same deadline.
+	bctx, bcancel := context.WithDeadline(context.WithoutCancel(ctx), time.Now().Add(left))
+	go func() {
+		defer func() { <-s.stopSem }()
+		defer bcancel()
+		res, err := run(bctx, left)
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			return fail(ErrorCode(o.err), "%v", o.err)
+		}
+		r := s.base()
+		r.StoppedBy = o.res.StoppedBy
+		return r
+	case <-ctx.Done():
+		s.logger.Printf("vmhost server: %s overran its budget; the backend goes on in the background", m)
+		return fail(CodeTimeout, "the %s backend did not finish within the time given (it goes on in the background); check the state with status", s.controller.Backend())
+	}
+}
+
+// replySlack is the part of a stop's remaining budget kept for writing the
+// reply: 2 %, between 20 and 200 ms.
+func replySlack(left time.Duration) time.Duration {
+	return min(max(left/50, 20*time.Millisecond), 200*time.Millisecond)
 }
 
 func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 	mr, ok := s.controller.(MetricsReporter)
 	if !ok {
-		return &Response{Error: fmt.Sprintf("metrics are not available: the %s backend has no guest agent channel", s.controller.Backend()), Code: CodeNotAvailable}
+		return &Response{Code: CodeNotAvailable, Error: fmt.Sprintf("metrics are not available: the %s backend has no guest agent channel", s.controller.Backend())}
 	}
 	timeout := 10 * time.Second
 	if req.TimeoutSeconds > 0 {
@@ -374,7 +572,7 @@ func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 	defer cancel()
 	m, err := mr.Metrics(ctx)
 	if err != nil {
-		return &Response{Error: fmt.Sprintf("metrics: %v", err)}
+		return errorReply(ErrorCode(err), "metrics: %v", err)
 	}
 	return &Response{OK: true, Metrics: m}
 }
@@ -382,7 +580,7 @@ func (s *Server) metrics(ctx context.Context, req *Request) *Response {
 func writeResponse(w io.Writer, r *Response) error {
 	b, err := json.Marshal(r)
 	if err != nil {
-		b, _ = json.Marshal(&Response{Error: fmt.Sprintf("encode reply: %v", err)})
+		b, _ = json.Marshal(errorReply(CodeFailed, "encode reply: %v", err))
 	}
 	b = append(b, '\n')
 	_, err = w.Write(b)
@@ -420,7 +618,7 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 func (s *Server) messages(req *Request) *Response {
 	m, ok := s.controller.(GuestMessenger)
 	if !ok {
-		return &Response{Error: "messages: this VM's backend has no guest agent that collects messages", Code: CodeNotAvailable}
+		return errorReply(CodeNotAvailable, "messages: this VM's backend has no guest agent that collects messages")
 	}
 	r := s.base()
 	r.Messages, r.MessagesSeq = m.GuestMessages(req.After)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mbvm/mb/bench/testvm"
 
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vm/image"
 )
 
@@ -67,9 +68,9 @@ func bootMini(t *testing.T, m *image.Manifest, extraCmdline string, extraArgs ..
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	vm := &testVM{
-		serial:    filepath.Join(dir, "serial.log"),
-		qmp:       filepath.Join(dir, "qmp.sock"),
-		agentSock: filepath.Join(dir, "agent.sock"),
+		serial:    filepath.Join(dir, layout.SerialLog),
+		qmp:       filepath.Join(dir, layout.QMPSocket),
+		agentSock: filepath.Join(dir, layout.AgentSocket),
 		exited:    make(chan struct{}),
 	}
 	cmdline := strings.TrimSpace(m.Cmdline + " " + extraCmdline)

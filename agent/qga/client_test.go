@@ -30,7 +30,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // each connection, the way QEMU's chardev hands the guest's port to vmhost.
 func serveSocket(t testing.TB, handle func(ctx context.Context, c net.Conn)) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "agent.sock")
+	path := filepath.Join(t.TempDir(), "qga.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)

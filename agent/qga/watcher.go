@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/mbvm/mb/agent/qgaproto"
+	"github.com/mbvm/mb/internal/safetext"
 	"log/slog"
 	"net"
 	"slices"
@@ -180,6 +181,9 @@ func (w *Watcher) pingOnce(ctx context.Context) {
 	}
 }
 
+// maxFactLen caps the hostname and OS name kept from the guest.
+const maxFactLen = 256
+
 // refreshFacts fetches hostname, OS, addresses and the agent's kind. A
 // failure keeps the old values.
 func (w *Watcher) refreshFacts(ctx context.Context) {
@@ -199,11 +203,13 @@ func (w *Watcher) refreshFacts(ctx context.Context) {
 	w.kind = kind
 	w.msgSupported = info.Supports(qgaproto.MessagesCommand)
 	w.factsAt = time.Now()
+	// What the guest says is untrusted: it reaches terminals (mb info) and
+	// pages, so control characters and bidi overrides go here.
 	if herr == nil {
-		w.hostname = host
+		w.hostname = safetext.Clean(host, maxFactLen)
 	}
 	if oerr == nil {
-		w.os = osName(osi)
+		w.os = safetext.Clean(osName(osi), maxFactLen)
 	}
 	if ierr == nil {
 		w.ips = guestIPs(ifaces)

@@ -1,6 +1,10 @@
 package applevirt
 
-import "path/filepath"
+import (
+	"path/filepath"
+
+	"github.com/mbvm/mb/internal/layout"
+)
 
 // Files the backend keeps in a VM's directory, beside what internal/layout
 // names for every backend.
@@ -14,10 +18,10 @@ const (
 	// guest sees the same machine at every boot.
 	MachineIDFile = "machine-id.bin"
 	// SerialLogFile receives the guest's console (hvc0).
-	SerialLogFile = "serial.log"
+	SerialLogFile = layout.SerialLog
 	// AgentSockFile is the unix socket vmhost serves for the guest agent
 	// client; each connection is relayed to the agent's vsock port.
-	AgentSockFile = "agent.sock"
+	AgentSockFile = layout.AgentSocket
 )
 
 func vmPath(dir, name string) string { return filepath.Join(dir, name) }

@@ -25,7 +25,7 @@ const (
 // serveGuest serves handle on a unix socket, as QEMU's agent chardev would.
 func serveGuest(t *testing.T, dir string, handle func(ctx context.Context, c net.Conn)) string {
 	t.Helper()
-	path := filepath.Join(dir, "agent.sock")
+	path := filepath.Join(dir, "qga.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)

@@ -126,11 +126,14 @@ func (c *Controller) Stop(ctx context.Context, timeout time.Duration) error {
 }
 
 // StopMode implements vmhost.ModeStopper with modes auto, graceful and kill.
+// It returns within timeout (and by ctx's deadline): in mode auto a
+// graceful stop that takes longer is cut short by the kill, which is
+// instant here.
 func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode string) (vmhost.StopResult, error) {
 	switch mode {
 	case "", vmhost.ModeAuto, vmhost.ModeGraceful, vmhost.ModeKill:
 	default:
-		return vmhost.StopResult{}, fmt.Errorf("unknown stop mode %q for the fake backend: accepted modes are auto, graceful, kill", mode)
+		return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeNotAvailable, fmt.Errorf("unknown stop mode %q for the fake backend: accepted modes are auto, graceful, kill", mode))
 	}
 	c.mu.Lock()
 	select {
@@ -163,12 +166,15 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 		return vmhost.StopResult{StoppedBy: c.StoppedBy()}, nil
 	case <-expire.C:
 	case <-ctx.Done():
+		if mode != vmhost.ModeGraceful {
+			break // auto: the kill phase ends every stop, in time
+		}
 		c.mu.Lock()
 		if c.state == vmhost.StateStopping {
 			c.state = vmhost.StateRunning
 		}
 		c.mu.Unlock()
-		return vmhost.StopResult{}, fmt.Errorf("stop cancelled: %w", ctx.Err())
+		return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeTimeout, fmt.Errorf("stop cancelled: %w", ctx.Err()))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -176,7 +182,7 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 		if c.state == vmhost.StateStopping {
 			c.state = vmhost.StateRunning
 		}
-		return vmhost.StopResult{}, fmt.Errorf("fake VM did not stop gracefully within %s (use mode auto or kill)", timeout)
+		return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeTimeout, fmt.Errorf("fake VM did not stop gracefully within %s (use mode auto or kill)", timeout))
 	}
 	c.exit(vmhost.StateStopped, vmhost.ModeKill, nil)
 	return vmhost.StopResult{StoppedBy: c.stoppedBy}, nil

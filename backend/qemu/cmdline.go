@@ -7,17 +7,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vm/disk"
 	"github.com/mbvm/mb/vm/spec"
 )
 
-// Names of the files QEMU uses in the VM directory.
+// Names of the files QEMU uses in the VM directory; internal/layout owns
+// them (and lists them as this backend's files).
 const (
-	pidFileName     = "qemu.pid"
-	qmpSockName     = "qmp.sock"
-	consoleSockName = "console.sock"
-	serialLogName   = "serial.log"
-	agentSockName   = "agent.sock"
+	pidFileName     = layout.QEMUPID
+	qmpSockName     = layout.QMPSocket
+	consoleSockName = layout.ConsoleSocket
+	serialLogName   = layout.SerialLog
+	agentSockName   = layout.AgentSocket
 )
 
 // AgentPortName is the virtio-serial port name of the guest agent channel.
@@ -137,8 +139,22 @@ func netdevArg(c *bootConfig) string {
 	return b.String()
 }
 
+// serialConsole is the kernel's name for the machine's first serial port,
+// where QEMU's -serial goes (console.sock and serial.log).
+func serialConsole(a arch) string {
+	if a == archAArch64 {
+		return "ttyAMA0"
+	}
+	return "ttyS0"
+}
+
 // kernelCmdline appends mb's own parameters to the image's command line.
-func kernelCmdline(base, extra, hostname string) string {
+// Without any command line (a direct kernel boot without one), the kernel
+// gets the serial console, so that the boot shows in serial.log.
+func kernelCmdline(a arch, base, extra, hostname string) string {
+	if strings.TrimSpace(base) == "" && strings.TrimSpace(extra) == "" {
+		base = "console=" + serialConsole(a)
+	}
 	parts := []string{}
 	for _, p := range []string{base, extra, "mb.hostname=" + hostname} {
 		if p = strings.TrimSpace(p); p != "" {

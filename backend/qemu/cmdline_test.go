@@ -148,14 +148,20 @@ func TestBuildArgs(t *testing.T) {
 }
 
 func TestKernelCmdline(t *testing.T) {
-	tests := []struct{ base, extra, host, want string }{
-		{"console=ttyS0 quiet", "", "vm1", "console=ttyS0 quiet mb.hostname=vm1"},
-		{"console=ttyS0", " mb.selftest=poweroff ", "a-b", "console=ttyS0 mb.selftest=poweroff mb.hostname=a-b"},
-		{"", "", "x", "mb.hostname=x"},
+	tests := []struct {
+		arch                    arch
+		base, extra, host, want string
+	}{
+		{archX86_64, "console=ttyS0 quiet", "", "vm1", "console=ttyS0 quiet mb.hostname=vm1"},
+		{archX86_64, "console=ttyS0", " mb.selftest=poweroff ", "a-b", "console=ttyS0 mb.selftest=poweroff mb.hostname=a-b"},
+		{archX86_64, "", "quiet", "x", "quiet mb.hostname=x"},
+		// No command line at all: the platform's serial console.
+		{archX86_64, "", " ", "x", "console=ttyS0 mb.hostname=x"},
+		{archAArch64, "", "", "x", "console=ttyAMA0 mb.hostname=x"},
 	}
 	for _, tt := range tests {
-		if got := kernelCmdline(tt.base, tt.extra, tt.host); got != tt.want {
-			t.Errorf("kernelCmdline(%q, %q, %q) = %q, want %q", tt.base, tt.extra, tt.host, got, tt.want)
+		if got := kernelCmdline(tt.arch, tt.base, tt.extra, tt.host); got != tt.want {
+			t.Errorf("kernelCmdline(%s, %q, %q, %q) = %q, want %q", tt.arch, tt.base, tt.extra, tt.host, got, tt.want)
 		}
 	}
 }

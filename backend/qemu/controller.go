@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/digitalocean/go-qemu/qmp"
 
+	"github.com/mbvm/mb/internal/layout"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -41,6 +43,10 @@ type Controller struct {
 	state string
 	// panicked is set by a GUEST_PANICKED event.
 	panicked bool
+	// resets are the times of the guest's recent resets; crashLoop says
+	// why QEMU was killed for resetting too often ("" otherwise).
+	resets    []time.Time
+	crashLoop string
 	// shutdownReason is the reason of QEMU's SHUTDOWN event.
 	shutdownReason string
 	// killed is set when this controller sent SIGKILL as a requested stop.
@@ -82,7 +88,7 @@ func (c *Controller) State() string {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.panicked {
+	if c.panicked || c.crashLoop != "" {
 		return vmhost.StateError
 	}
 	if c.mon != nil && c.mon.broken.Load() && c.state != vmhost.StateStopping {
@@ -120,7 +126,43 @@ func (c *Controller) onEvent(e qmp.Event) {
 		}
 	case "RESET":
 		c.log.Info("guest reset", "data", e.Data)
+		if guest, ok := e.Data["guest"].(bool); ok && !guest {
+			return // a reset the host asked for (system_reset)
+		}
+		c.noteResetLocked(time.Now())
 	}
+}
+
+// A guest that resets crashLoopResets times within crashLoopWindow is in a
+// crash loop (a kernel that panics before the pvpanic driver loads, with
+// panic=N, reboots forever): the VM ends as crashed, so the restart policy
+// and its limit apply.
+const (
+	crashLoopResets = 5
+	crashLoopWindow = time.Minute
+)
+
+// noteResetLocked records a guest reset at now and, on a crash loop, kills
+// QEMU as a crash. c.mu is held.
+func (c *Controller) noteResetLocked(now time.Time) {
+	keep := c.resets[:0]
+	for _, t := range c.resets {
+		if now.Sub(t) < crashLoopWindow {
+			keep = append(keep, t)
+		}
+	}
+	c.resets = append(keep, now)
+	if len(c.resets) < crashLoopResets || c.crashLoop != "" {
+		return
+	}
+	c.crashLoop = fmt.Sprintf("guest reset %d times in %d s (crash loop); see the end of %s", len(c.resets), int(crashLoopWindow/time.Second), c.cfg.path(serialLogName))
+	c.log.Error("guest crash loop: killing qemu", "resets", len(c.resets), "window", crashLoopWindow)
+	proc := c.cmd.Process
+	go func() {
+		if err := proc.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			c.log.Warn("kill qemu after a crash loop", "pid", proc.Pid, "err", err)
+		}
+	}()
 }
 
 // reap waits for QEMU's exit, classifies it and releases everything.
@@ -161,9 +203,12 @@ func (c *Controller) shutdownReasonLocked() string {
 // classifyExit turns QEMU's wait status into Wait's result.
 func (c *Controller) classifyExit(waitErr error) error {
 	c.mu.Lock()
-	panicked, killed := c.panicked, c.killed
+	panicked, killed, crashLoop := c.panicked, c.killed, c.crashLoop
 	c.mu.Unlock()
 	pid := c.cmd.Process.Pid
+	if crashLoop != "" {
+		return errors.New(crashLoop)
+	}
 	if panicked {
 		return fmt.Errorf("guest kernel panicked (QMP GUEST_PANICKED); see the end of %s", c.cfg.path(serialLogName))
 	}
@@ -218,5 +263,11 @@ func (c *Controller) Describe() vmhost.Description {
 		}
 		d["forwards"] = fw
 	}
-	return vmhost.Description{Name: c.cfg.Name, StartedAt: c.startedAt, Details: d}
+	paths := map[string]string{
+		layout.PathConsole:   c.cfg.path(consoleSockName),
+		layout.PathSerialLog: c.cfg.path(serialLogName),
+		layout.PathAgent:     c.cfg.path(agentSockName),
+		layout.PathQMP:       c.cfg.path(qmpSockName),
+	}
+	return vmhost.Description{Name: c.cfg.Name, StartedAt: c.startedAt, Details: d, Paths: paths}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // fakeQMP is a QMP server on a unix socket that answers commands through
@@ -25,7 +27,7 @@ type fakeQMP struct {
 
 func newFakeQMP(t *testing.T, reply func(cmd string) string) *fakeQMP {
 	dir := vmDir(t)
-	f := &fakeQMP{t: t, path: filepath.Join(dir, "qmp.sock"), reply: reply, conns: make(chan net.Conn, 1)}
+	f := &fakeQMP{t: t, path: filepath.Join(dir, layout.QMPSocket), reply: reply, conns: make(chan net.Conn, 1)}
 	l, err := net.Listen("unix", f.path)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +131,7 @@ func TestMonitorDeadline(t *testing.T) {
 // TestMonitorHandshakeDeadline: a socket that never sends the banner fails
 // the dial after the deadline instead of hanging.
 func TestMonitorHandshakeDeadline(t *testing.T) {
-	path := filepath.Join(vmDir(t), "qmp.sock")
+	path := filepath.Join(vmDir(t), layout.QMPSocket)
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func resolveBoot(ctx context.Context, dir, mbHome string, s *spec.Spec, a arch) 
 		}
 	}
 	if c.Kernel != "" {
-		c.Cmdline = kernelCmdline(cmdline, extra, s.Name)
+		c.Cmdline = kernelCmdline(a, cmdline, extra, s.Name)
 	}
 	if err := resolveDisk(ctx, c, s, m); err != nil {
 		return nil, err

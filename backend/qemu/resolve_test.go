@@ -76,6 +76,27 @@ func TestResolveExplicitKernel(t *testing.T) {
 	}
 }
 
+// A direct kernel boot without a command line gets the serial console, so
+// that the boot shows in serial.log (mb logs).
+func TestResolveKernelWithoutCmdline(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "bzImage")
+	if err := os.WriteFile(kernel, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for a, want := range map[arch]string{archX86_64: "console=ttyS0 mb.hostname=k", archAArch64: "console=ttyAMA0 mb.hostname=k"} {
+		s := &spec.Spec{Name: "k", Kernel: kernel}
+		s.SetDefaults()
+		c, err := resolveBoot(context.Background(), dir, t.TempDir(), s, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Cmdline != want {
+			t.Errorf("%s kernel boot without cmdline: cmdline %q, want %q", a, c.Cmdline, want)
+		}
+	}
+}
+
 func TestResolveDiskImage(t *testing.T) {
 	qemuImg := testenv.Tool(t, "qemu-img", "qemu-utils")
 	mbHome := t.TempDir()

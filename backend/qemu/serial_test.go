@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // TestBoundLog bounds a log held open with O_APPEND, as QEMU holds it:
 // over the cap it moves to serial.log.1, and the writer's next line lands
 // at the start of the emptied file.
 func TestBoundLog(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "serial.log")
+	path := filepath.Join(t.TempDir(), layout.SerialLog)
 	if err := boundLog(path); err != nil {
 		t.Fatalf("missing log: %v", err)
 	}

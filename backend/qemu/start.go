@@ -81,6 +81,10 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A QEMU that outlived an earlier run holds the disk and the ports.
+	if err := stopLeftover(ctx, log, dir); err != nil {
+		return nil, err
+	}
 	if err := layout.Ensure(dir); err != nil {
 		return nil, err
 	}

@@ -12,8 +12,11 @@ import (
 // forceQuitWait is how long ForceStop gives QMP quit before SIGKILL.
 const forceQuitWait = 5 * time.Second
 
-// killWait bounds the wait for QEMU to be reaped after SIGKILL.
-const killWait = 30 * time.Second
+// killShare is the part of a stop's timeout kept for SIGKILL and the reap
+// that follows: 10 %, between 200 ms and 2 s.
+func killShare(timeout time.Duration) time.Duration {
+	return min(max(timeout/10, 200*time.Millisecond), 2*time.Second)
+}
 
 // phase is one way of bringing the VM down.
 type phase struct {
@@ -32,8 +35,9 @@ func (c *Controller) Stop(ctx context.Context, timeout time.Duration) error {
 
 // StopMode stops the VM with one phase ("agent", "acpi", "quit", "kill") or
 // all of them ("auto" or "") within timeout, and says which phase brought
-// it down. A single phase that does not bring the VM down within timeout is
-// an error and leaves the VM running.
+// it down. It returns within timeout, the kill included: mode auto keeps
+// the end of the timeout for SIGKILL. A single phase that does not bring
+// the VM down within timeout is an error and leaves the VM running.
 func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode string) (vmhost.StopResult, error) {
 	if mode == "" {
 		mode = vmhost.ModeAuto
@@ -45,10 +49,10 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 	case vmhost.ModeAuto, vmhost.ModeACPI, vmhost.ModeQuit, vmhost.ModeKill:
 	case vmhost.ModeAgent:
 		if c.agent == nil {
-			return vmhost.StopResult{}, errors.New("stop mode agent: no guest agent is connected to this VM (use mode acpi, quit or kill)")
+			return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeNotAvailable, errors.New("stop mode agent: no guest agent is connected to this VM (use mode acpi, quit or kill)"))
 		}
 	default:
-		return vmhost.StopResult{}, fmt.Errorf("unknown stop mode %q: accepted: auto, agent, acpi, quit, kill", mode)
+		return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeNotAvailable, fmt.Errorf("unknown stop mode %q: accepted: auto, agent, acpi, quit, kill", mode))
 	}
 	c.stopMu.Lock()
 	defer c.stopMu.Unlock()
@@ -82,7 +86,7 @@ func (c *Controller) StopMode(ctx context.Context, timeout time.Duration, mode s
 			if err != nil {
 				return vmhost.StopResult{}, fmt.Errorf("stop mode %s: %w", mode, err)
 			}
-			return vmhost.StopResult{}, fmt.Errorf("stop mode %s: the VM did not go down within %s (try mode quit or kill)", mode, timeout)
+			return vmhost.StopResult{}, vmhost.WithCode(vmhost.CodeTimeout, fmt.Errorf("stop mode %s: the VM did not go down within %s (try mode quit or kill)", mode, timeout))
 		}
 	}
 	c.stopFailed()
@@ -95,9 +99,10 @@ type step struct {
 	until time.Time
 }
 
-// plan lays the phases of mode out within timeout. In auto mode the agent
-// gets up to 40 % of the time, ACPI runs until the last 20 % (at most 5 s)
-// that quit keeps for itself, and SIGKILL comes last.
+// plan lays the phases of mode out within timeout, SIGKILL included. In
+// auto mode the agent gets up to 40 % of the time, ACPI runs until quit's
+// share (20 %, at most 5 s) and SIGKILL's (killShare) are left, quit until
+// SIGKILL's, and SIGKILL until the end.
 func (c *Controller) plan(mode string, start time.Time, timeout time.Duration) []step {
 	end := start.Add(timeout)
 	agent := phase{vmhost.ModeAgent, func(ctx context.Context) error { return c.agent.Shutdown(ctx) }}
@@ -112,9 +117,10 @@ func (c *Controller) plan(mode string, start time.Time, timeout time.Duration) [
 	case vmhost.ModeQuit:
 		return []step{{quit, end}}
 	case vmhost.ModeKill:
-		return []step{{kill, start.Add(killWait)}}
+		return []step{{kill, end}}
 	}
 	quitShare := min(timeout/5, 5*time.Second)
+	killAt := end.Add(-killShare(timeout))
 	var steps []step
 	if c.agent != nil && c.agent.Responsive() {
 		steps = append(steps, step{agent, start.Add(timeout * 2 / 5)})
@@ -122,9 +128,9 @@ func (c *Controller) plan(mode string, start time.Time, timeout time.Duration) [
 		c.log.Info("stop phase skipped", "phase", vmhost.ModeAgent, "reason", "no responsive guest agent")
 	}
 	return append(steps,
-		step{acpi, end.Add(-quitShare)},
-		step{quit, end},
-		step{kill, end.Add(killWait)},
+		step{acpi, killAt.Add(-quitShare)},
+		step{quit, killAt},
+		step{kill, end},
 	)
 }
 

@@ -8,11 +8,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/internal/layout"
 )
 
@@ -23,8 +23,8 @@ func (a *app) consoleCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "console NAME",
 		Short: "Attach to a VM's serial console; Ctrl-] detaches",
-		Long: `Attaches the terminal to the VM's serial console (console.sock in its
-directory). Press Ctrl-] to detach; the VM keeps running. Without a terminal
+		Long: `Attaches the terminal to the VM's serial console (the socket its vmhost
+reports). Press Ctrl-] to detach; the VM keeps running. Without a terminal
 it copies stdin to the console and the console to stdout until stdin ends
 or the VM stops.`,
 		Example: `  mb console demo
@@ -38,13 +38,9 @@ or the VM stops.`,
 }
 
 func (a *app) console(ctx context.Context, name string) error {
-	h, err := mbHome()
+	sock, err := a.consoleSocket(ctx, name)
 	if err != nil {
 		return err
-	}
-	sock := filepath.Join(layout.VMDir(h, name), "console.sock")
-	if _, err := os.Stat(layout.VMDir(h, name)); err != nil {
-		return fmt.Errorf("no VM named %q: create it with `mb start %s`", name, name)
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", sock)
@@ -97,6 +93,33 @@ func (a *app) console(ctx context.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// consoleSocket asks the daemon (which asks the VM's vmhost) where the VM's
+// console socket is; mb never builds a backend's file names itself.
+func (a *app) consoleSocket(ctx context.Context, name string) (string, error) {
+	c, err := a.daemonClient(ctx)
+	if err != nil {
+		return "", err
+	}
+	v, err := c.Inspect(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if sock := v.Paths[layout.PathConsole]; sock != "" {
+		return sock, nil
+	}
+	if v.State != api.StateRunning && v.State != api.StateStarting {
+		return "", fmt.Errorf("VM %s has no console to attach to: it is %s; start it with `mb start %s`, and read the console output so far with `mb logs %s`", name, v.State, name, name)
+	}
+	if v.Reason != "" {
+		return "", fmt.Errorf("VM %s has no console to attach to: %s; read the console output so far with `mb logs %s`", name, v.Reason, name)
+	}
+	backend := v.Backend
+	if backend == "" {
+		backend = "its backend"
+	}
+	return "", fmt.Errorf("VM %s has no console to attach to: %s has no serial console; read what the VM logged with `mb logs %s`", name, backend, name)
 }
 
 var errDetached = errors.New("detached")

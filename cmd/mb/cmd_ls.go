@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/internal/safetext"
 )
 
 func (a *app) lsCmd() *cobra.Command {
@@ -130,7 +131,9 @@ func (a *app) infoCmd() *cobra.Command {
 func printInfo(w io.Writer, vm *api.VM) {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	row := func(k string, v any) {
-		s := fmt.Sprint(v)
+		// Some values come from the guest (hostname, OS): never let them
+		// drive the terminal.
+		s := safetext.Clean(fmt.Sprint(v), 0)
 		if s == "" || s == "0" || s == "<nil>" {
 			return
 		}
@@ -196,6 +199,6 @@ func printMap(w io.Writer, title string, m map[string]any) {
 				v = string(b)
 			}
 		}
-		fmt.Fprintf(w, "  %s:\t%v\n", k, v)
+		fmt.Fprintf(w, "  %s:\t%s\n", safetext.Clean(k, 0), safetext.Clean(fmt.Sprint(v), 0))
 	}
 }

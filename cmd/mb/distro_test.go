@@ -156,7 +156,7 @@ user_data: |
 		t.Errorf("after mb stop: state %q stopped_by %q, want stopped by the agent", v.State, v.StoppedBy)
 	}
 	// systemd shut the guest down cleanly (dbus and logind at work).
-	serial, err := os.ReadFile(filepath.Join(layout.VMDir(e.home, "deb"), "serial.log"))
+	serial, err := os.ReadFile(filepath.Join(layout.VMDir(e.home, "deb"), layout.SerialLog))
 	if err != nil {
 		t.Fatal(err)
 	}

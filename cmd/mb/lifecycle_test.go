@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/internal/layout"
 )
 
 // A user's session with the fake backend: the daemon is auto-started, and
@@ -178,7 +179,7 @@ func TestStaleFilesDoNotBlockStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaveSocket(t, filepath.Join(dir, "vmhost.sock"))
-	leaveSocket(t, filepath.Join(dir, "console.sock"))
+	leaveSocket(t, filepath.Join(dir, layout.ConsoleSocket))
 	e.ok("start", "s", "--backend", "fake")
 	if v := e.vm("s"); v.State != api.StateRunning {
 		t.Fatalf("after start over stale files: %+v", v)

@@ -297,7 +297,7 @@ func TestHostileGuestAgentNeverBlocksControlSocket(t *testing.T) {
 			dir := tempDir(t)
 			os.MkdirAll(dir, 0o700)
 			os.WriteFile(filepath.Join(dir, "spec.yaml"), []byte("name: vm1\nbackend: fake\nagent_interval: 200ms\n"), 0o600)
-			sock := filepath.Join(filepath.Dir(dir), "agent.sock")
+			sock := filepath.Join(filepath.Dir(dir), "hostile-agent.sock")
 			hostileAgent(t, sock, mode)
 			p := startVMHost(t, dir, "MB_FAKE_AGENT_SOCKET="+sock)
 			cl := p.waitReady(t)

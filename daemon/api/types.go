@@ -63,6 +63,9 @@ type VM struct {
 	Spec map[string]any `json:"spec,omitempty"`
 	// Details is what vmhost's info method says (inspect only).
 	Details map[string]any `json:"details,omitempty"`
+	// Paths are the running VM's sockets and logs as vmhost reports them
+	// (inspect only), keyed by the layout.Path* names (console, vmhost socket, ...).
+	Paths map[string]string `json:"paths,omitempty"`
 }
 
 // AgentState is the agent column: "ok", "unresponsive", "none" or "".
