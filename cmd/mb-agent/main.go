@@ -46,6 +46,12 @@ func run(args []string) int {
 		}
 	}
 	fs := flag.NewFlagSet("mb-agent", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: mb-agent [flags]          the guest agent (QGA), the command socket, optionally socktop\n"+
+			"       mb-agent send JSON|-      send one request to the command socket, exit with its Status\n"+
+			"       mb-agent socktop [flags]  serve socktop's metrics protocol only\n\nflags:\n")
+		fs.PrintDefaults()
+	}
 	role := fs.String("role", "agent", "agent (the guest agent service); the init role runs automatically when mb-agent is PID 1")
 	device := fs.String("device", "", "virtio-serial port to serve (default: the port named org.qemu.guest_agent.0)")
 	vsockPort := fs.Int("vsock-port", 0, "listen on this vsock port instead of the virtio-serial port")
