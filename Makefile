@@ -17,10 +17,12 @@ endif
 # `systemd-analyze verify` of the unit `mb service install` writes;
 # prometheus-alertmanager and python3-aiosmtpd for the monitor's
 # alertmanager and email channel tests; prometheus (and its promtool) to
-# scrape and lint the monitor's /metrics.
+# scrape and lint the monitor's /metrics; python3-websockets for an
+# independent client of mb-agent's socktop server; protobuf-compiler for
+# `make proto`.
 DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
 	ovmf openssh-client e2fsprogs util-linux debootstrap systemd \
-	prometheus-alertmanager python3-aiosmtpd prometheus
+	prometheus-alertmanager python3-aiosmtpd prometheus python3-websockets protobuf-compiler
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.
@@ -31,13 +33,13 @@ VM_PKG_RE := /(agent/guestinit|backend/qemu|vm/disk|daemon|cmd/mb|failtest|bench
 # coordinator can report a spurious "context deadline exceeded" at the end
 # of the window on a loaded machine (golang/go#75804, fixed in Go 1.27).
 # Longer runs: `FUZZTIME=5000000x make fuzz`.
-FUZZ     := ./vmhost:FuzzDecodeRequest ./agent:FuzzRequestParser ./agent/qga:FuzzReplyParser ./vm/disk:FuzzQcow2References
+FUZZ     := ./vmhost:FuzzDecodeRequest ./agent:FuzzRequestParser ./agent/cmdsock:FuzzReadRequest ./agent/qga:FuzzReplyParser ./vm/disk:FuzzQcow2References
 FUZZTIME ?= 50000x
 TEST_TIMEOUT ?= 25m
 # What `mb version` prints: the git revision (dev outside a checkout).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build image debian-image test vet sign fuzz demo bench chaos clean
+.PHONY: all deps build proto image debian-image test vet sign fuzz demo bench chaos clean
 
 all: build
 
@@ -47,6 +49,15 @@ deps:
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/ ./cmd/mb ./cmd/vmhost
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/mb-agent ./cmd/mb-agent
+
+# Regenerate the protobuf code (committed) from its .proto files: protoc
+# from Debian's protobuf-compiler, protoc-gen-go built at the version go.mod
+# pins, so the generated code matches the runtime.
+PROTOS := agent/socktop/socktoppb/socktop.proto
+proto:
+	@command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler" >&2; exit 1; }
+	$(GO) build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	for p in $(PROTOS); do protoc --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --go_out=. --go_opt=paths=source_relative $$p || exit 1; done
 
 # The mini image: Debian cloud kernel + busybox + mb-agent as PID 1, in
 # $$MB_HOME/images/mini (default ~/.mb). Downloads are cached in

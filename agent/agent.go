@@ -15,6 +15,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/mbvm/mb/agent/guestmsg"
 )
 
 // Options configures Serve.
@@ -36,6 +38,11 @@ type Options struct {
 	// PID 1 or asking the init system (tests, an agent run on the host for
 	// the fake backend). Mode is powerdown, reboot or halt.
 	Shutdown func(ctx context.Context, mode string) error
+	// Messages, when set, is the queue of messages from guest programs
+	// (the command socket's mb.* handlers) that the host drains with the
+	// mb-get-messages extension; without it the agent does not offer that
+	// command.
+	Messages *guestmsg.Queue
 }
 
 // retryDelay is how long Serve waits before looking for a missing device

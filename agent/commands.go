@@ -14,7 +14,7 @@ import (
 )
 
 func (s *server) commandTable() map[string]command {
-	return map[string]command{
+	t := map[string]command{
 		"guest-sync-delimited":         {run: cmdSync, delimited: true},
 		"guest-sync":                   {run: cmdSync},
 		"guest-ping":                   {run: cmdPing},
@@ -34,6 +34,20 @@ func (s *server) commandTable() map[string]command {
 		qgaproto.ExecKillCommand:       {run: s.cmdExecKill},
 		qgaproto.ExecInputCommand:      {run: s.cmdExecInput},
 	}
+	if s.messages != nil {
+		t[qgaproto.MessagesCommand] = command{run: s.cmdMessages}
+	}
+	return t
+}
+
+// cmdMessages answers mb-get-messages: it forgets what the host
+// acknowledges and returns what is queued after it.
+func (s *server) cmdMessages(_ context.Context, args json.RawMessage) (any, error) {
+	var a qgaproto.MessagesArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return nil, err
+	}
+	return s.messages.Collect(a), nil
 }
 
 func cmdSync(_ context.Context, args json.RawMessage) (any, error) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/mbvm/mb/agent/guestmsg"
 	"github.com/mbvm/mb/agent/internal/frame"
 	"github.com/mbvm/mb/agent/qgaproto"
 )
@@ -35,6 +36,7 @@ type server struct {
 	procRoot string
 
 	commands map[string]command
+	messages *guestmsg.Queue
 	execs    execTable
 	files    fileTable
 }
@@ -56,7 +58,7 @@ func newServer(opts Options) *server {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &server{log: log, pid1: opts.PID1, procRoot: "/proc"}
+	s := &server{log: log, pid1: opts.PID1, procRoot: "/proc", messages: opts.Messages}
 	s.shutdown = s.systemShutdown
 	if opts.Shutdown != nil {
 		s.shutdown = opts.Shutdown

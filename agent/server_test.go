@@ -65,7 +65,14 @@ type guest struct {
 
 func startGuest(t *testing.T) *guest {
 	t.Helper()
-	s := newServer(Options{Logger: testLogger(t)})
+	return startGuestWith(t, Options{})
+}
+
+// startGuestWith serves an agent made with opts (its logger set here).
+func startGuestWith(t *testing.T, opts Options) *guest {
+	t.Helper()
+	opts.Logger = testLogger(t)
+	s := newServer(opts)
 	s.shutdown = func(context.Context, string) error { return errors.New("shutdown not stubbed in this test") }
 	hostEnd, guestEnd := socketPair(t)
 	ctx, cancel := context.WithCancel(context.Background())

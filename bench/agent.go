@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/mbvm/mb/bench/procfs"
 	"github.com/mbvm/mb/bench/rig"
@@ -15,13 +18,17 @@ import (
 // 100 on every Linux architecture mb runs guests of.
 const userHZ = 100
 
-// agentPart boots one mini VM named demo and measures `mb exec` and the
-// guest agent's own cost inside the guest.
+// agentPart boots one mini VM named demo, with mb-agent's command socket
+// (on by default) and its socktop server on (mb.socktop=:3000, forwarded
+// to the host), and measures `mb exec` and the guest agent's own cost
+// inside the guest: idle, then with a socktop client polling metrics.
 func agentPart() part {
 	return part{name: "agent", rows: []rowDef{
 		{id: "agent.exec", name: "agent: `mb exec demo -- true` round trip", unit: "ms"},
 		{id: "agent.rss", name: "agent: mb-agent resident memory in the guest (init + agent processes)", unit: "MiB", target: &target{"<", 10}},
 		{id: "agent.cpu", name: "agent: mb-agent CPU while the guest idles (init + agent processes)", unit: "% of a CPU", target: &target{"<", 1}},
+		{id: "agent.cpu.poll", name: "agent: mb-agent CPU with a socktop client asking get_metrics every 500 ms (init + agent processes)", unit: "% of a CPU"},
+		{id: "agent.rss.poll", name: "agent: mb-agent resident memory after that polling (init + agent processes)", unit: "MiB"},
 	}, run: runAgent}
 }
 
@@ -36,8 +43,12 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 	if err != nil {
 		return err
 	}
+	port, err := freeTCPPort()
+	if err != nil {
+		return err
+	}
 	sctx, cancel := context.WithTimeout(ctx, bootTimeout)
-	_, err = mb.Run(sctx, "start", "demo", "-f", specPath)
+	_, err = mb.Run(sctx, "start", "demo", "-f", specPath, "--cmdline", "mb.socktop=:3000", "--forward", fmt.Sprintf("%d:3000", port))
 	cancel()
 	if err != nil {
 		return err
@@ -61,20 +72,12 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 	if err != nil {
 		return err
 	}
-	var rss uint64
-	for _, p := range before.procs {
-		out, err := mb.Run(ctx, "exec", "demo", "--", "cat", fmt.Sprintf("/proc/%d/status", p.PID))
-		if err != nil {
-			return err
-		}
-		v, err := statusKB(out, "VmRSS:")
-		if err != nil {
-			return fmt.Errorf("mb-agent (guest PID %d): %w", p.PID, err)
-		}
-		rss += v
+	rss, err := agentRSS(ctx, mb, before)
+	if err != nil {
+		return err
 	}
 	r.set("agent.rss", []float64{mib(rss)})
-	r.note("agent.rss", "%d processes", len(before.procs))
+	r.note("agent.rss", "%d processes, command socket and socktop on", len(before.procs))
 
 	// The reads themselves run through the agent and cost it CPU. Two
 	// back-to-back reads measure that cost, which is then taken off the
@@ -120,7 +123,95 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 	r.set("agent.cpu", []float64{cpu})
 	r.note("agent.cpu", "%.0f s idle window on the guest clock, vmhost's agent pings included; %d ticks measured, minus %d ticks that one read through mb exec costs at least (raw %.2f %%)",
 		wall, ticks, readCost, float64(ticks)/userHZ/wall*100)
+
+	// The same window with a socktop client polling metrics.
+	pctx, stopPoll := context.WithCancel(ctx)
+	polled := make(chan int, 1)
+	go func() { polled <- pollSocktop(pctx, fmt.Sprintf("ws://127.0.0.1:%d/ws", port), 500*time.Millisecond) }()
+	first, err := guestAgentProcs(ctx, mb)
+	if err == nil {
+		select {
+		case <-time.After(e.cfg.idle):
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	var last guestProcs
+	if err == nil {
+		last, err = guestAgentProcs(ctx, mb)
+	}
+	stopPoll()
+	replies := <-polled
+	if err != nil {
+		return err
+	}
+	ticks, err = agentTicks(first, last)
+	if err != nil {
+		return err
+	}
+	wall = last.uptime - first.uptime
+	if wall <= 0 || replies == 0 {
+		return fmt.Errorf("socktop polling: %d replies in %.1f s of guest time", replies, wall)
+	}
+	r.set("agent.cpu.poll", []float64{max(float64(ticks)-float64(readCost), 0) / userHZ / wall * 100})
+	r.note("agent.cpu.poll", "%.0f s window, %d get_metrics replies, minus %d ticks for one read through mb exec", wall, replies, readCost)
+	if rss, err = agentRSS(ctx, mb, last); err != nil {
+		return err
+	}
+	r.set("agent.rss.poll", []float64{mib(rss)})
 	return nil
+}
+
+// agentRSS sums the resident memory of the mb-agent processes of g.
+func agentRSS(ctx context.Context, mb *rig.MB, g guestProcs) (uint64, error) {
+	var rss uint64
+	for _, p := range g.procs {
+		out, err := mb.Run(ctx, "exec", "demo", "--", "cat", fmt.Sprintf("/proc/%d/status", p.PID))
+		if err != nil {
+			return 0, err
+		}
+		v, err := statusKB(out, "VmRSS:")
+		if err != nil {
+			return 0, fmt.Errorf("mb-agent (guest PID %d): %w", p.PID, err)
+		}
+		rss += v
+	}
+	return rss, nil
+}
+
+// pollSocktop asks the socktop server at url for metrics every interval
+// until ctx ends, and returns how many replies came.
+func pollSocktop(ctx context.Context, url string, every time.Duration) int {
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		return 0
+	}
+	defer c.CloseNow()
+	n := 0
+	for ctx.Err() == nil {
+		if c.Write(ctx, websocket.MessageText, []byte("get_metrics")) != nil {
+			break
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			break
+		}
+		n++
+		select {
+		case <-time.After(every):
+		case <-ctx.Done():
+		}
+	}
+	return n
+}
+
+// freeTCPPort returns a port on 127.0.0.1 that was free a moment ago.
+func freeTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // agentTicks is the CPU time (clock ticks) the mb-agent

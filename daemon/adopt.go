@@ -175,6 +175,7 @@ func (d *Daemon) adopt(v *vm) (bool, exitKind) {
 			}
 		}()
 		go d.watch(v, r)
+		go d.collectGuestMessages(v, r, true)
 		d.log.Info("re-adopted running VM", "vm", v.name, "vmhost_pid", r.pid, "state", state)
 		d.events.publish(api.Event{VM: v.name, Type: api.EventAdopted, State: state, Reason: reason})
 		return true, exitClean

@@ -226,6 +226,20 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request, v *vm) {
 		writeError(w, errorf(http.StatusBadRequest, "timeout_seconds %d: must not be negative (0 uses the default)", req.TimeoutSeconds))
 		return
 	}
+	app, err := api.ParseWait(req.Wait)
+	if err != nil {
+		writeError(w, errorf(http.StatusBadRequest, "%v", err))
+		return
+	}
+	if app != "" {
+		wait := time.Duration(req.TimeoutSeconds) * time.Second
+		if wait <= 0 {
+			wait = defaultAppWait
+		}
+		v.mu.Lock()
+		v.waitApp, v.waitUntil = app, time.Now().Add(wait)
+		v.mu.Unlock()
+	}
 	if _, err := d.startVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, false); err != nil {
 		writeError(w, err)
 		return

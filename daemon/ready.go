@@ -42,6 +42,10 @@ func isReady(state string, m *image.Manifest, agent *vmhost.AgentInfo, serialHas
 	return true
 }
 
+// defaultAppWait bounds the fast agent pings of a start with wait=app and
+// no timeout: the CLI's default --timeout.
+const defaultAppWait = 2 * time.Minute
+
 // sshProbeInterval spaces the SSH readiness probes of one VM.
 const sshProbeInterval = time.Second
 
@@ -100,8 +104,13 @@ func (d *Daemon) view(ctx context.Context, v *vm, detailed bool) api.VM {
 	if detailed {
 		method = vmhost.MethodInfo
 	}
+	// While a client waits for the guest's mb.ready, have the agent
+	// pinged often so that it shows at once.
+	v.mu.Lock()
+	poll := v.waitApp != "" && time.Now().Before(v.waitUntil)
+	v.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	resp, err := vmhost.NewClient(v.socket()).Call(cctx, vmhost.Request{Method: method})
+	resp, err := vmhost.NewClient(v.socket()).Call(cctx, vmhost.Request{Method: method, AgentPoll: poll})
 	cancel()
 	if err != nil {
 		if out.State == api.StateRunning {
@@ -127,6 +136,11 @@ func (d *Daemon) view(ctx context.Context, v *vm, detailed bool) api.VM {
 	out.Agent = resp.Agent
 	if resp.Agent != nil {
 		out.IPs = resp.Agent.IPs
+	}
+	if poll && out.AppReady(v.waitApp) {
+		v.mu.Lock()
+		v.waitApp = ""
+		v.mu.Unlock()
 	}
 	if detailed {
 		out.Details = resp.Details

@@ -106,6 +106,7 @@ func (d *Daemon) spawn(v *vm) (*run, error) {
 	v.mu.Unlock()
 	d.log.Info("spawned vmhost", "vm", v.name, "pid", r.pid)
 	go d.watch(v, r)
+	go d.collectGuestMessages(v, r, false)
 	return r, nil
 }
 

@@ -50,6 +50,10 @@ type vm struct {
 	// lastSSHProbe spaces the SSH readiness probes (disk images without
 	// an agent).
 	lastSSHProbe time.Time
+	// waitApp is the readiness a client waits for after a start with
+	// wait=app ("*" for any), until waitUntil; "" when none.
+	waitApp   string
+	waitUntil time.Time
 }
 
 // newVM returns a stopped VM record.

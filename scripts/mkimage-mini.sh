@@ -11,7 +11,9 @@
 #                to ~/.mb)
 #   --arch ARCH  target architecture (default: the host's)
 #   --agent BIN  use this mb-agent binary instead of building cmd/mb-agent
-#   --cmdline S  kernel command line to put in image.yaml
+#   --cmdline S  kernel command line to put in image.yaml; the mb-agent
+#                variant reads mb.socktop=ADDR (serve socktop's protocol)
+#                and mb.socktop_token=T from it, as from `mb start --cmdline`
 #   --variant V  mb-agent (default): mb-agent is PID 1 and the agent.
 #                qemu-ga: busybox init as PID 1 and Debian's stock
 #                qemu-guest-agent (with its shared libraries) as the agent,
@@ -276,6 +278,8 @@ else
 		install -m 0755 "$REPO/scripts/mini-qga-shutdown.sh" "$R/sbin/shutdown"
 	else
 		install -m 0755 "$AGENT_BIN" "$R/init"
+		# On PATH too, for `mb-agent send` and `mb-agent socktop` in the guest.
+		ln -s /init "$R/usr/bin/mb-agent"
 		skip='^(bin/busybox|linuxrc|.*/(poweroff|reboot|halt|init))$'
 		for c in poweroff reboot halt; do
 			install -m 0755 "$REPO/scripts/mini-shutdown.sh" "$R/sbin/$c"

@@ -93,6 +93,18 @@ type AgentReporter interface {
 	AgentInfo() *AgentInfo
 }
 
+// GuestMessenger is implemented by controllers whose guest agent collects
+// messages from guest programs (mb-agent's command socket). It enables
+// MethodMessages and Request.AgentPoll. Neither method may block.
+type GuestMessenger interface {
+	// GuestMessages returns the collected messages numbered after after,
+	// and the number of the last one.
+	GuestMessages(after uint64) ([]GuestMessage, uint64)
+	// PollAgent makes the agent be pinged (and its messages collected)
+	// now and often for a few seconds.
+	PollAgent()
+}
+
 // ExecRequest is a command to run in the guest.
 type ExecRequest struct {
 	Argv    []string

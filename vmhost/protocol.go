@@ -32,6 +32,9 @@ const (
 const (
 	MethodExec    Method = "exec"
 	MethodMetrics Method = "metrics"
+	// MethodMessages returns the messages guest programs sent through
+	// mb-agent's command socket (GuestMessenger).
+	MethodMessages Method = "messages"
 )
 
 // Stop modes accepted in Request.Mode for MethodStop. ModeAuto runs every
@@ -89,6 +92,13 @@ type Request struct {
 	// stdin follow the request line, in StdinChunk lines (stdin over what
 	// one line can carry; see MaxExecStdin).
 	StdinFollows int64 `json:"stdin_follows,omitempty"`
+
+	// After asks MethodMessages for the messages numbered after it.
+	After uint64 `json:"after,omitempty"`
+	// AgentPoll, on status, asks vmhost to ping the guest agent (and
+	// collect its messages) now and often for a few seconds: for a client
+	// waiting for the guest to report readiness.
+	AgentPoll bool `json:"agent_poll,omitempty"`
 }
 
 // Response is one line answered by vmhost.sock. OK is false exactly when
@@ -139,6 +149,28 @@ type Response struct {
 
 	// Metrics is the guest's metrics document (MethodMetrics).
 	Metrics json.RawMessage `json:"metrics,omitempty"`
+
+	// Messages from guest programs after Request.After (MethodMessages),
+	// and the number of the last one collected.
+	Messages    []GuestMessage `json:"messages,omitempty"`
+	MessagesSeq uint64         `json:"messages_seq,omitempty"`
+}
+
+// GuestMessage is a message a program in the guest sent to mb-agent's
+// command socket, as collected by the host: Kind "event" (Level, Text),
+// "metric" (Plugin, Fields) or "ready" (Name, Detail). The host cleans
+// and caps it (control characters removed, text at most 4 KiB, 256
+// fields) before it leaves vmhost.
+type GuestMessage struct {
+	Seq    uint64             `json:"seq"`
+	Time   time.Time          `json:"time"`
+	Kind   string             `json:"kind"`
+	Level  string             `json:"level,omitempty"`
+	Text   string             `json:"text,omitempty"`
+	Plugin string             `json:"plugin,omitempty"`
+	Fields map[string]float64 `json:"fields,omitempty"`
+	Name   string             `json:"name,omitempty"`
+	Detail string             `json:"detail,omitempty"`
 }
 
 // Error codes carried in Response.Code next to Error. Error stays prose for
@@ -179,4 +211,12 @@ type AgentInfo struct {
 	IPs      []string `json:"ips,omitempty"`
 	// Kind is "mb-agent" or "qemu-ga" when known.
 	Kind string `json:"kind,omitempty"`
+	// Ready lists the readiness names guest programs reported with
+	// mb.ready ("default" for an unnamed one).
+	Ready []string `json:"ready,omitempty"`
+	// MessagesSeq numbers the last message collected from guest programs
+	// (fetch them with MethodMessages); MessagesDropped counts the ones
+	// lost to the guest's full queue or the host's rate limit.
+	MessagesSeq     uint64 `json:"messages_seq,omitempty"`
+	MessagesDropped uint64 `json:"messages_dropped,omitempty"`
 }

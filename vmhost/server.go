@@ -486,6 +486,9 @@ func DecodeRequest(line []byte) (*Request, error) {
 func (s *Server) Handle(ctx context.Context, req *Request) *Response {
 	switch req.Method {
 	case MethodStatus:
+		if m, ok := s.controller.(GuestMessenger); ok && req.AgentPoll {
+			m.PollAgent()
+		}
 		return s.status()
 	case MethodInfo:
 		return s.info()
@@ -497,8 +500,10 @@ func (s *Server) Handle(ctx context.Context, req *Request) *Response {
 		return s.exec(ctx, req)
 	case MethodMetrics:
 		return s.metrics(ctx, req)
+	case MethodMessages:
+		return s.messages(req)
 	}
-	return errorReply(CodeUnknownMethod, "unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics", req.Method)
+	return errorReply(CodeUnknownMethod, "unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics, messages", req.Method)
 }
 
 // errorReply is an ok:false reply with a code and a message for people.
@@ -678,4 +683,16 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// messages answers MethodMessages from the controller's collected guest
+// messages.
+func (s *Server) messages(req *Request) *Response {
+	m, ok := s.controller.(GuestMessenger)
+	if !ok {
+		return errorReply(CodeNotAvailable, "messages: this VM's backend has no guest agent that collects messages")
+	}
+	r := s.base()
+	r.Messages, r.MessagesSeq = m.GuestMessages(req.After)
+	return r
 }

@@ -47,7 +47,7 @@ func (in *initProc) startAgent() {
 	defer devnull.Close()
 	pid, err := syscall.ForkExec("/proc/self/exe", argv, &syscall.ProcAttr{
 		Dir:   "/",
-		Env:   []string{"PATH=" + searchPath, "HOME=/root", "TERM=linux", EnvPID1 + "=1"},
+		Env:   append([]string{"PATH=" + searchPath, "HOME=/root", "TERM=linux", EnvPID1 + "=1"}, in.agentEnv...),
 		Files: []uintptr{devnull.Fd(), in.console.Fd(), in.console.Fd()},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})

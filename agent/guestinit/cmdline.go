@@ -8,6 +8,12 @@ type Cmdline struct {
 	Hostname string
 	// Selftest is mb.selftest= ("poweroff", "panic"), or "" when absent.
 	Selftest string
+	// Socktop is mb.socktop=: the address on which the agent serves
+	// socktop's protocol (for example :3000), or "" for none.
+	Socktop string
+	// SocktopToken is mb.socktop_token=: the token socktop clients must
+	// give.
+	SocktopToken string
 	// Params holds every key=value parameter; a bare word maps to "".
 	Params map[string]string
 }
@@ -56,7 +62,25 @@ func ParseCmdline(s string) Cmdline {
 			c.Hostname = v
 		case "mb.selftest":
 			c.Selftest = v
+		case "mb.socktop":
+			c.Socktop = v
+		case "mb.socktop_token":
+			c.SocktopToken = v
 		}
 	}
 	return c
+}
+
+// AgentArgs returns the agent child's arguments and extra environment that
+// the command line asks for: --socktop-listen from mb.socktop=, and the
+// token in SOCKTOP_TOKEN (the environment, unlike the arguments, is not
+// readable by other users of the guest).
+func (c Cmdline) AgentArgs() (args, env []string) {
+	if c.Socktop != "" {
+		args = append(args, "--socktop-listen", c.Socktop)
+	}
+	if c.SocktopToken != "" {
+		env = append(env, "SOCKTOP_TOKEN="+c.SocktopToken)
+	}
+	return args, env
 }

@@ -2,6 +2,7 @@ package guestinit
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -40,5 +41,16 @@ func TestParseCmdline(t *testing.T) {
 	empty := ParseCmdline("console=ttyS0")
 	if empty.Hostname != "" || empty.Selftest != "" {
 		t.Errorf("unexpected values from a command line without mb.*: %+v", empty)
+	}
+}
+
+func TestCmdlineSocktopAgentArgs(t *testing.T) {
+	c := ParseCmdline("console=ttyS0 mb.socktop=:3000 mb.socktop_token=s3cret")
+	args, env := c.AgentArgs()
+	if strings.Join(args, " ") != "--socktop-listen :3000" || strings.Join(env, " ") != "SOCKTOP_TOKEN=s3cret" {
+		t.Errorf("args %q env %q", args, env)
+	}
+	if args, env := ParseCmdline("console=ttyS0").AgentArgs(); args != nil || env != nil {
+		t.Errorf("without mb.socktop: args %q env %q", args, env)
 	}
 }

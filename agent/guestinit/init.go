@@ -22,6 +22,7 @@ type initProc struct {
 	consoleOK bool
 
 	agentPID     int
+	agentEnv     []string // extra environment of the agent child
 	agentStarted time.Time
 	backoff      time.Duration
 	restart      *time.Timer
@@ -61,6 +62,9 @@ func Run(opts Options) {
 	}
 	cmdline := readCmdline()
 	in.boot(cmdline)
+	args, env := cmdline.AgentArgs()
+	in.opts.AgentArgs = append(in.opts.AgentArgs, args...)
+	in.agentEnv = env
 
 	pressed := make(chan struct{}, 1)
 	watchPowerButton(context.Background(), in.log, pressed)

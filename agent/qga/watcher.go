@@ -7,6 +7,7 @@ import (
 	"github.com/mbvm/mb/internal/safetext"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,14 @@ type AgentInfo struct {
 	IPs      []string
 	// Kind is "mb-agent" or "qemu-ga" when known.
 	Kind string
+	// Ready lists the readiness names guest programs reported (mb.ready;
+	// "default" for an unnamed one).
+	Ready []string
+	// MessagesSeq numbers the last message collected from guest programs
+	// (see Watcher.Messages); MessagesDropped counts those lost: dropped
+	// by the guest's full queue or over the host's rate limit.
+	MessagesSeq     uint64
+	MessagesDropped uint64
 }
 
 // Defaults of WatcherOptions.
@@ -78,6 +87,19 @@ type Watcher struct {
 	kind     string
 	factsAt  time.Time
 	state    string // last state logged
+
+	// Messages from guest programs (messages.go).
+	msgSupported  bool
+	guestInstance string
+	guestAfter    uint64
+	guestDropped  uint64
+	limited       uint64
+	bucket        tokenBucket
+	hostSeq       uint64
+	inbox         []GuestMessage
+	ready         []string
+	fastUntil     time.Time
+	poke          chan struct{}
 }
 
 // NewWatcher returns a Watcher over c. Call Run to start pinging.
@@ -95,7 +117,7 @@ func NewWatcher(c *Client, opts WatcherOptions) *Watcher {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Watcher{c: c, opts: opts, log: log, state: StateNone}
+	return &Watcher{c: c, opts: opts, log: log, state: StateNone, poke: make(chan struct{}, 1)}
 }
 
 // Close closes the Watcher's client, interrupting a call in progress. Run
@@ -112,6 +134,11 @@ func (w *Watcher) Run(ctx context.Context) {
 		w.pingOnce(ctx)
 		w.logStateChange()
 		next := w.opts.Interval
+		w.mu.Lock()
+		if time.Now().Before(w.fastUntil) {
+			next = min(next, fastInterval)
+		}
+		w.mu.Unlock()
 		if w.c.Stats().LastOK.IsZero() {
 			next = searchInterval
 		}
@@ -121,6 +148,8 @@ func (w *Watcher) Run(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-w.poke:
+			t.Stop()
 		}
 	}
 }
@@ -144,6 +173,12 @@ func (w *Watcher) pingOnce(ctx context.Context) {
 	if due {
 		w.refreshFacts(ctx)
 	}
+	w.mu.Lock()
+	collect := w.msgSupported
+	w.mu.Unlock()
+	if collect {
+		w.collectMessages(ctx)
+	}
 }
 
 // maxFactLen caps the hostname and OS name kept from the guest.
@@ -166,6 +201,7 @@ func (w *Watcher) refreshFacts(ctx context.Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.kind = kind
+	w.msgSupported = info.Supports(qgaproto.MessagesCommand)
 	w.factsAt = time.Now()
 	// What the guest says is untrusted: it reaches terminals (mb info) and
 	// pages, so control characters and bidi overrides go here.
@@ -258,6 +294,10 @@ func (w *Watcher) Info() *AgentInfo {
 		OS:       w.os,
 		IPs:      append([]string(nil), w.ips...),
 		Kind:     w.kind,
+		Ready:    slices.Clone(w.ready),
+
+		MessagesSeq:     w.hostSeq,
+		MessagesDropped: w.guestDropped + w.limited,
 	}
 	if !st.LastOK.IsZero() {
 		t := st.LastOK.UTC()

@@ -27,6 +27,7 @@ var (
 	_ vmhost.Executor        = (*AgentController)(nil)
 	_ vmhost.MetricsReporter = (*AgentController)(nil)
 	_ vmhost.ModeStopper     = (*AgentController)(nil)
+	_ vmhost.GuestMessenger  = (*AgentController)(nil)
 )
 
 // WithAgent gives c a guest agent on the unix socket at socketPath, pinged
@@ -80,3 +81,11 @@ func (a *AgentController) exited() bool {
 		return false
 	}
 }
+
+// GuestMessages implements vmhost.GuestMessenger through the agent.
+func (a *AgentController) GuestMessages(after uint64) ([]vmhost.GuestMessage, uint64) {
+	return guestagent.Messages(a.w, after)
+}
+
+// PollAgent implements vmhost.GuestMessenger.
+func (a *AgentController) PollAgent() { guestagent.Poll(a.w) }

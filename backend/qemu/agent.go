@@ -33,6 +33,7 @@ var (
 	_ vmhost.AgentReporter   = (*Controller)(nil)
 	_ vmhost.Executor        = (*Controller)(nil)
 	_ vmhost.MetricsReporter = (*Controller)(nil)
+	_ vmhost.GuestMessenger  = (*Controller)(nil)
 )
 
 // startAgent connects the guest agent on agent.sock once QEMU runs and
@@ -104,4 +105,27 @@ func (c *Controller) Metrics(ctx context.Context) (json.RawMessage, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return a.Metrics(ctx)
+}
+
+// GuestMessages returns what guest programs sent through mb-agent's
+// command socket, as the agent watcher collected it; it never blocks.
+func (c *Controller) GuestMessages(after uint64) ([]vmhost.GuestMessage, uint64) {
+	c.mu.Lock()
+	a := c.agent
+	c.mu.Unlock()
+	if a == nil {
+		return nil, 0
+	}
+	return guestagent.Messages(a, after)
+}
+
+// PollAgent makes the watcher ping the agent now and often for a few
+// seconds (someone waits for the guest's readiness).
+func (c *Controller) PollAgent() {
+	c.mu.Lock()
+	a := c.agent
+	c.mu.Unlock()
+	if a != nil {
+		guestagent.Poll(a)
+	}
 }

@@ -83,6 +83,9 @@ func (a *app) eventsCmd() *cobra.Command {
 					continue
 				}
 				line := fmt.Sprintf("%s  %-10s %-14s", e.Time.Local().Format(time.DateTime), e.VM, e.Type)
+				if e.Level != "" {
+					line += "  " + e.Level + ":"
+				}
 				if e.Reason != "" {
 					line += "  " + e.Reason
 				}

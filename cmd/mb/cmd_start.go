@@ -26,6 +26,7 @@ type startOptions struct {
 	forwards                             []string
 	timeout                              time.Duration
 	noWait                               bool
+	wait                                 string
 }
 
 func (a *app) startCmd() *cobra.Command {
@@ -35,7 +36,10 @@ func (a *app) startCmd() *cobra.Command {
 		Short: "Create a VM if needed, start it and wait until the guest is ready",
 		Long: `Creates the VM NAME if it does not exist, starts it, and waits until the
 guest is ready: its agent answers or, for an image without an agent, its
-ready line appears on the console. Starting a running VM does nothing.
+ready line appears on the console. With --wait app it also waits for a
+program in the guest to report readiness through mb-agent's command socket
+(mb-agent send '{"Command":"mb.ready"}'; --wait app:NAME for the one named
+NAME). Starting a running VM does nothing.
 
 Without image options the VM boots the mini image. Flags that differ from an
 existing VM's spec are an error: remove the VM, or edit its spec.yaml while it
@@ -44,7 +48,8 @@ is stopped.`,
   mb start web --cpus 2 --memory 1G --forward 8080:80 --restart on-failure
   mb start dev -f dev.yaml
   mb start k --kernel bzImage --initrd initrd.img --cmdline "console=ttyS0"
-  mb start demo --no-wait`,
+  mb start demo --no-wait
+  mb start web --wait app:web`,
 		Args:              nameArgs(1, 1),
 		ValidArgsFunction: a.completeVMNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -67,10 +72,18 @@ is stopped.`,
 	f.StringVarP(&o.file, "file", "f", "", "VM spec file (spec.yaml format); flags override its fields")
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the VM to be ready")
 	f.BoolVar(&o.noWait, "no-wait", false, "return as soon as the VM runs, without waiting for the guest")
+	f.StringVar(&o.wait, "wait", "agent", "what to wait for: agent, app (any mb.ready from the guest) or app:NAME")
 	return cmd
 }
 
 func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
+	app, err := api.ParseWait(o.wait)
+	if err != nil {
+		return fmt.Errorf("--%v", err)
+	}
+	if app != "" && o.noWait {
+		return fmt.Errorf("--wait %s and --no-wait contradict each other: pick one", o.wait)
+	}
 	want, fields, err := o.spec(cmd, name)
 	if err != nil {
 		return err
@@ -114,7 +127,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 	}
 	wasRunning := vm.State == api.StateRunning
 	prog.set("starting")
-	vm, err = c.Start(ctx, name, o.timeout)
+	vm, err = c.StartWith(ctx, name, api.StartRequest{TimeoutSeconds: int((o.timeout + time.Second - 1) / time.Second), Wait: o.wait})
 	if err != nil {
 		if created {
 			return a.dropFailedVM(c, name, err)
@@ -122,7 +135,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 		return err
 	}
 	if !o.noWait {
-		if vm, err = a.waitReady(ctx, c, name, begin, o.timeout, prog); err != nil {
+		if vm, err = a.waitReady(ctx, c, name, app, begin, o.timeout, prog); err != nil {
 			return err
 		}
 	}
@@ -170,8 +183,10 @@ func vmSummary(vm *api.VM) string {
 	return s
 }
 
-// waitReady polls the VM until it is ready, fails, or the timeout passes.
-func (a *app) waitReady(ctx context.Context, c *api.Client, name string, begin time.Time, timeout time.Duration, prog *progress) (*api.VM, error) {
+// waitReady polls the VM until it is ready (and, with app set, until the
+// guest reported that readiness: "*" for any), fails, or the timeout
+// passes.
+func (a *app) waitReady(ctx context.Context, c *api.Client, name, app string, begin time.Time, timeout time.Duration, prog *progress) (*api.VM, error) {
 	deadline := begin.Add(timeout)
 	for {
 		vm, err := c.Inspect(ctx, name)
@@ -179,7 +194,7 @@ func (a *app) waitReady(ctx context.Context, c *api.Client, name string, begin t
 			return nil, err
 		}
 		switch {
-		case vm.Ready:
+		case vm.Ready && (app == "" || vm.AppReady(app)):
 			return vm, nil
 		case vm.State == api.StateCrashed || vm.State == api.StateStopped:
 			return nil, fmt.Errorf("VM %s %s while booting: %s (see `mb logs %s` and `mb logs --vmhost %s`)", name, vm.State, orDash(vm.Reason), name, name)
@@ -187,6 +202,12 @@ func (a *app) waitReady(ctx context.Context, c *api.Client, name string, begin t
 		what := "waiting for the guest"
 		if a := vm.AgentState(); a != "" {
 			what = "waiting for the guest agent (" + a + ")"
+		}
+		if vm.Ready {
+			what = "waiting for the guest's mb.ready"
+			if app != "*" {
+				what += " named " + app
+			}
 		}
 		prog.set(what)
 		if time.Now().After(deadline) {

@@ -110,7 +110,7 @@ func (a *app) restartCmd() *cobra.Command {
 			if !noWait {
 				prog := newProgress(a.stderr, name)
 				defer prog.done()
-				if _, err := a.waitReady(ctx, c, name, time.Now(), timeout, prog); err != nil {
+				if _, err := a.waitReady(ctx, c, name, "", time.Now(), timeout, prog); err != nil {
 					return err
 				}
 				prog.done()

@@ -184,8 +184,13 @@ func (c *Client) Create(ctx context.Context, specDoc []byte) (*VM, error) {
 
 // Start starts a VM and returns once its vmhost reports running.
 func (c *Client) Start(ctx context.Context, name string, timeout time.Duration) (*VM, error) {
+	return c.StartWith(ctx, name, StartRequest{TimeoutSeconds: seconds(timeout)})
+}
+
+// StartWith starts a VM with the options of req (see StartRequest).
+func (c *Client) StartWith(ctx context.Context, name string, req StartRequest) (*VM, error) {
 	var vm VM
-	err := c.call(ctx, http.MethodPost, vmPath(name, "/start"), StartRequest{TimeoutSeconds: seconds(timeout)}, &vm)
+	err := c.call(ctx, http.MethodPost, vmPath(name, "/start"), req, &vm)
 	if err != nil {
 		return nil, err
 	}

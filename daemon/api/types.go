@@ -11,6 +11,7 @@ package api
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mbvm/mb/vmhost"
@@ -131,6 +132,41 @@ const (
 type StartRequest struct {
 	// TimeoutSeconds bounds the wait for vmhost to report running.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+	// Wait says what the client will wait for after the start: "agent"
+	// (the default) or "app" / "app:NAME", an mb.ready (any, or the one
+	// named NAME) from a program in the guest. While a client waits for
+	// an app, the daemon has the guest agent pinged every 250 ms, so the
+	// readiness shows at once; the wait lasts at most the start timeout
+	// (2 minutes by default).
+	Wait string `json:"wait,omitempty"`
+}
+
+// ParseWait checks a StartRequest.Wait value and returns the readiness
+// name it waits for: "" for the agent, "*" for any app readiness.
+func ParseWait(w string) (string, error) {
+	switch {
+	case w == "" || w == "agent":
+		return "", nil
+	case w == "app":
+		return "*", nil
+	case strings.HasPrefix(w, "app:") && len(w) > len("app:"):
+		return strings.TrimPrefix(w, "app:"), nil
+	}
+	return "", fmt.Errorf("wait %q: use agent, app (any mb.ready from the guest) or app:NAME (the mb.ready named NAME)", w)
+}
+
+// AppReady reports whether the guest reported the readiness name ("*":
+// any) through mb-agent (mb.ready).
+func (v *VM) AppReady(name string) bool {
+	if v.Agent == nil {
+		return false
+	}
+	for _, r := range v.Agent.Ready {
+		if name == "*" || r == name {
+			return true
+		}
+	}
+	return false
 }
 
 // StopRequest is the body of POST /v1/vms/{name}/stop.
@@ -181,6 +217,9 @@ type Event struct {
 	Reason   string    `json:"reason,omitempty"`
 	ExitCode *int      `json:"exit_code,omitempty"`
 	Restarts int       `json:"restarts,omitempty"`
+	// Level of a guest-event (debug, info, notice, warning, error,
+	// critical); its text is in Reason.
+	Level string `json:"level,omitempty"`
 }
 
 // Event types.
@@ -195,6 +234,12 @@ const (
 	EventGaveUp     = "restart-limit"
 	EventAdopted    = "adopted"
 	EventDeleted    = "deleted"
+	// EventGuest is a message a program in the guest sent with mb.event
+	// on mb-agent's command socket (Level, and the text in Reason).
+	EventGuest = "guest-event"
+	// EventGuestReady is an mb.ready from the guest (the name, and the
+	// detail when given, in Reason).
+	EventGuestReady = "guest-ready"
 )
 
 // DaemonStatus is the reply of GET /v1/daemon.

@@ -55,3 +55,34 @@ func Info(i *qga.AgentInfo) *vmhost.AgentInfo {
 	v := vmhost.AgentInfo(*i)
 	return &v
 }
+
+// messenger is what a qga.Watcher offers for messages from guest programs.
+type messenger interface {
+	Messages(after uint64) ([]qga.GuestMessage, uint64)
+	PollSoon()
+}
+
+var _ messenger = (*qga.Watcher)(nil)
+
+// Messages returns the guest messages numbered after after that agent a
+// collected, converted for vmhost; an agent that collects none has none.
+func Messages(a any, after uint64) ([]vmhost.GuestMessage, uint64) {
+	m, ok := a.(messenger)
+	if !ok {
+		return nil, 0
+	}
+	msgs, last := m.Messages(after)
+	out := make([]vmhost.GuestMessage, len(msgs))
+	for i, gm := range msgs {
+		out[i] = vmhost.GuestMessage(gm)
+	}
+	return out, last
+}
+
+// Poll asks agent a to be pinged now and often for a few seconds, when it
+// can be.
+func Poll(a any) {
+	if m, ok := a.(messenger); ok {
+		m.PollSoon()
+	}
+}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// setProcName does nothing outside Linux.
+func setProcName() {}
