@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/daemon/api"
+	"github.com/mbvm/mb/monitor"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -64,7 +65,32 @@ func (d *Daemon) collectGuestMessages(v *vm, r *run, skipOld bool) {
 					reason += ": " + m.Detail
 				}
 				d.events.publish(api.Event{VM: v.name, Type: api.EventGuestReady, Reason: reason, Time: m.Time})
+			case "metric":
+				d.observeGuestMetric(v.name, m)
 			}
 		}
+	}
+}
+
+// observeGuestMetric hands the monitor the fields a guest program sent
+// with mb.metric, as the data of its plugin on the VM's host, so that
+// thresholds apply to them like to any plugin's. The agent watcher already
+// capped, cleaned and rate-limited them.
+func (d *Daemon) observeGuestMetric(name string, m vmhost.GuestMessage) {
+	d.mu.Lock()
+	mon := d.mon
+	d.mu.Unlock()
+	if mon == nil || m.Plugin == "" || len(m.Fields) == 0 {
+		return
+	}
+	fields := make(map[string]any, len(m.Fields))
+	for k, v := range m.Fields {
+		fields[k] = v
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
+	defer cancel()
+	if err := mon.eng.Observe(ctx, monitor.Observation{Host: name, Source: SourceVM, Time: m.Time,
+		Plugin: m.Plugin, Fields: fields}); err != nil {
+		d.log.Warn("monitor: guest metric refused", "vm", name, "plugin", m.Plugin, "err", err)
 	}
 }

@@ -128,6 +128,16 @@ func TestStartWaitAppAndGuestEventsFake(t *testing.T) {
 		t.Errorf("mb events:\n%s", txt)
 	}
 
+	// mb.metric fields become plugin data on the VM's monitor host, where
+	// thresholds apply to them like to any plugin's.
+	if r := send(`{"Command":"mb.metric","plugin":"app_monitor","fields":{"queue_depth":42}}`); !strings.Contains(r, `"Status":0`) {
+		t.Fatalf("mb.metric: %s", r)
+	}
+	e.eventually("app_monitor.queue_depth in the monitor", func() bool {
+		r := e.mb("monitor", "history", "x", "app_monitor.queue_depth", "--json")
+		return r.code == 0 && strings.Contains(r.stdout, "42")
+	})
+
 	// Bad --wait values are refused before anything starts.
 	if r := e.mb("start", "y", "--backend", "fake", "--wait", "service"); r.code == 0 || !strings.Contains(r.stderr, "app:NAME") {
 		t.Errorf("--wait service: %s", r)
