@@ -59,6 +59,7 @@ func (d *Daemon) collectGuestMessages(v *vm, r *run, skipOld bool) {
 			switch m.Kind {
 			case "event":
 				d.events.publish(api.Event{VM: v.name, Type: api.EventGuest, Level: m.Level, Reason: m.Text, Time: m.Time})
+				d.noteGuestEvent(v.name, m)
 			case "ready":
 				reason := m.Name
 				if m.Detail != "" {
@@ -92,5 +93,20 @@ func (d *Daemon) observeGuestMetric(name string, m vmhost.GuestMessage) {
 	if err := mon.eng.Observe(ctx, monitor.Observation{Host: name, Source: SourceVM, Time: m.Time,
 		Plugin: m.Plugin, Fields: fields}); err != nil {
 		d.log.Warn("monitor: guest metric refused", "vm", name, "plugin", m.Plugin, "err", err)
+	}
+}
+
+// noteGuestEvent puts a guest program's mb.event in the monitor's message
+// stream (its journal and /api/0/messages), like hbc's -m messages.
+func (d *Daemon) noteGuestEvent(name string, m vmhost.GuestMessage) {
+	d.mu.Lock()
+	mon := d.mon
+	d.mu.Unlock()
+	if mon == nil {
+		return
+	}
+	msg := map[string]any{"host": name, "source": SourceVM, "type": api.EventGuest, "level": m.Level, "text": m.Text}
+	if err := mon.svc.Note(m.Time, "", msg); err != nil {
+		d.log.Warn("monitor: journal a guest event", "vm", name, "err", err)
 	}
 }

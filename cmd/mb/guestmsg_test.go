@@ -128,6 +128,12 @@ func TestStartWaitAppAndGuestEventsFake(t *testing.T) {
 		t.Errorf("mb events:\n%s", txt)
 	}
 
+	// The event is in the monitor's message stream too.
+	e.eventually("the guest event in /api/0/messages", func() bool {
+		code, body := e.httpCall("GET", "/api/0/messages", "")
+		return code == 200 && strings.Contains(body, "91% full")
+	})
+
 	// mb.metric fields become plugin data on the VM's monitor host, where
 	// thresholds apply to them like to any plugin's.
 	if r := send(`{"Command":"mb.metric","plugin":"app_monitor","fields":{"queue_depth":42}}`); !strings.Contains(r, `"Status":0`) {

@@ -69,3 +69,10 @@ func (r *recorder) Close() error {
 	}
 	return r.w.Close()
 }
+
+// Note records a message from outside the engine (a VM's lifecycle, a
+// guest program's mb.event) in the journal and in the API's recent
+// messages. source names where it came from ("" for none).
+func (s *Service) Note(t time.Time, source string, message any) error {
+	return s.journal.Record(t, source, message)
+}
