@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 // startServer runs a server for reg on a socket under a fresh directory
@@ -331,13 +333,19 @@ func TestStaleSocketReplacedLiveOneRefused(t *testing.T) {
 	}
 }
 
-// TestHelperClient is the child process of TestPeerCredentials: it sends
-// one request and prints the reply, or the error.
-func TestHelperClient(t *testing.T) {
-	path := os.Getenv("CMDSOCK_HELPER_PATH")
-	if path == "" {
-		t.Skip("only run as a child of TestPeerCredentials")
+// TestMain runs helperClient instead of the tests when the test binary is
+// started as the child process of TestPeerCredentials.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("CMDSOCK_HELPER_PATH"); path != "" {
+		helperClient(path)
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// helperClient is the child process of TestPeerCredentials: it sends one
+// request and prints the reply, or the error.
+func helperClient(path string) {
 	b, err := Send(context.Background(), path, []byte(`{"Command":"echo","Text":"child"}`))
 	if err != nil {
 		fmt.Printf("ERROR %v\n", err)
@@ -346,10 +354,10 @@ func TestHelperClient(t *testing.T) {
 	fmt.Printf("REPLY %s\n", b)
 }
 
-// runAs runs the test binary's TestHelperClient as uid 65534 and gid gid.
+// runAs runs the test binary as helperClient, as uid 65534 and gid gid.
 func runAs(t *testing.T, exe, path string, gid uint32) string {
 	t.Helper()
-	cmd := exec.Command(exe, "-test.run=^TestHelperClient$", "-test.v")
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), "CMDSOCK_HELPER_PATH="+path)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: gid}}
 	out, err := cmd.CombinedOutput()
@@ -367,7 +375,7 @@ func runAs(t *testing.T, exe, path string, gid uint32) string {
 
 func TestPeerCredentials(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root to run a client as another uid")
+		testenv.Need(t, "root, to run a client as another uid")
 	}
 	// A directory every uid can traverse, holding a copy of the test
 	// binary that uid 65534 can run.

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mbvm/mb/agent/socktop/socktoppb"
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 // serve starts a server on 127.0.0.1 and returns its address.
@@ -342,10 +343,7 @@ func pythonClient(t *testing.T, url string, args ...string) map[string]any {
 	t.Helper()
 	py := "/usr/bin/python3"
 	if err := exec.Command(py, "-c", "import websockets").Run(); err != nil {
-		if os.Getenv("MB_REQUIRE_VM") == "1" {
-			t.Fatalf("python3-websockets is not installed (apt-get install python3-websockets): %v", err)
-		}
-		t.Skipf("python3-websockets is not installed (apt-get install python3-websockets): %v", err)
+		testenv.Need(t, fmt.Sprintf("python3-websockets is not installed (apt-get install python3-websockets): %v", err))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
