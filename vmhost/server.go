@@ -21,6 +21,7 @@ import (
 
 	"github.com/mbvm/mb/internal/atomicfile"
 	"github.com/mbvm/mb/internal/layout"
+	"github.com/mbvm/mb/internal/sockfile"
 )
 
 // drainTimeout bounds how long Run waits for requests in flight after the VM
@@ -171,28 +172,10 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// listenUnix binds the socket under a temporary name, restricts it to 0600
-// and renames it into place, so the socket is never reachable with looser
-// permissions. A stale socket at path is replaced.
+// listenUnix binds the socket 0600 without a moment of looser
+// permissions (see internal/sockfile).
 func listenUnix(path string) (*net.UnixListener, error) {
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	_ = os.Remove(tmp)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	ln.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		ln.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("chmod socket %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		ln.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("move socket into place at %s: %w", path, err)
-	}
-	return ln, nil
+	return sockfile.Listen(path, 0o600)
 }
 
 func (s *Server) acceptLoop(ctx context.Context, ln *net.UnixListener, wg *sync.WaitGroup) {
