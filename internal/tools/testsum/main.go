@@ -107,6 +107,14 @@ func summarise(in io.Reader, out io.Writer, recordPath, rcPath string) error {
 			if e.Test == "" {
 				if e.Action == "fail" {
 					res.PackageFailures++
+					// Tests still running when their package failed (a
+					// timeout, a panic, a signal): their output says why.
+					for k, b := range pending {
+						if strings.HasPrefix(k, e.Package+" ") {
+							fmt.Fprintf(out, "--- UNFINISHED: %s\n%s", strings.TrimPrefix(k, e.Package+" "), b.String())
+							delete(pending, k)
+						}
+					}
 				}
 				continue
 			}

@@ -73,3 +73,29 @@ func TestNoSkipsFailsOnASkip(t *testing.T) {
 		t.Error("an empty go test stream passed")
 	}
 }
+
+// A test still running when its package fails (a timeout panic) has its
+// output printed: without it, a hang in make test says nothing about where.
+func TestUnfinishedTestOutputIsShown(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/m\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "m_test.go"), []byte(`package m
+
+import (
+	"testing"
+	"time"
+)
+
+func TestHangs(t *testing.T) { t.Log("about to hang"); time.Sleep(time.Minute) }
+`), 0o644)
+	cmd := exec.Command("go", "test", "-json", "-count=1", "-timeout", "2s", ".")
+	cmd.Dir = dir
+	js, _ := cmd.Output()
+	var out bytes.Buffer
+	if err := summarise(bytes.NewReader(js), &out, filepath.Join(dir, "run.json"), ""); err == nil {
+		t.Error("a timed-out package was not reported as failed")
+	}
+	if !strings.Contains(out.String(), "about to hang") || !strings.Contains(out.String(), "UNFINISHED: TestHangs") {
+		t.Errorf("the hanging test's output is missing:\n%s", out.String())
+	}
+}
