@@ -99,7 +99,11 @@ func TestBusyRefusal(t *testing.T) {
 		fmt.Fprintf(c, `{"method":"metrics"}`+"\n")
 	}
 	for i := 0; i < 4; i++ {
-		<-vm.entered
+		select {
+		case <-vm.entered:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("only %d of 4 requests reached the backend: a slot was refused although the connection holding it had hung up", i)
+		}
 	}
 	c, err := net.Dial("unix", sock)
 	if err != nil {

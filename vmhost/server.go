@@ -271,7 +271,7 @@ func (s *Server) admit(c net.Conn) bool {
 
 // evict closes the connection that has waited for a request the longest,
 // or else the one that has trickled a request the longest. A connection
-// running a request is never closed, nor one that looks idle but whose
+// running a request is never closed (unless its client hung up), nor one that looks idle but whose
 // request already waits unread in the socket (its goroutine has not been
 // scheduled yet): that is a client about to be served, and closing it
 // with unread input would reset it. Connections younger than minEvictIdle
@@ -296,7 +296,11 @@ func (s *Server) evict(urgent bool) bool {
 		}
 		// Too young to tell from a client that is about to write, or
 		// has just begun to: spare it.
-		if (!urgent && time.Since(best.since) < minEvictIdle) || (best.phase == phaseIdle && pendingInput(victim) > 0) {
+		pending, hungUp := inputState(victim)
+		// A connection whose client hung up is dead whatever its age (its
+		// goroutine has not seen the EOF yet); one with a request waiting
+		// is about to be served; a young one may be about to write.
+		if !hungUp && ((best.phase == phaseIdle && pending > 0) || (!urgent && time.Since(best.since) < minEvictIdle)) {
 			skip[victim] = true
 			continue
 		}
@@ -304,6 +308,20 @@ func (s *Server) evict(urgent bool) bool {
 		s.mu.Unlock()
 		victim.Close()
 		return true
+	}
+	// Last, a connection still running a request whose client has hung
+	// up: its reply has nowhere to go, and it would hold the slot until
+	// its goroutine notices. Its request goes on.
+	for c, st := range s.conns {
+		if st.phase != phaseHandling {
+			continue
+		}
+		if _, hungUp := inputState(c); hungUp {
+			delete(s.conns, c)
+			s.mu.Unlock()
+			c.Close()
+			return true
+		}
 	}
 	s.mu.Unlock()
 	return false
@@ -320,22 +338,33 @@ const minEvictIdle = 500 * time.Millisecond
 // input before it gives up making room.
 const maxEvictTries = 16
 
-// pendingInput is how many bytes wait unread in c's socket (0 when that
-// cannot be told).
-func pendingInput(c net.Conn) int {
+// inputState tells, without reading, how many bytes wait unread in c's
+// socket and whether its peer has hung up (readable, with nothing to read:
+// an EOF). A connection already closed (its goroutine is on its way out)
+// counts as hung up.
+func inputState(c net.Conn) (pending int, hungUp bool) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return 0
+		return 0, false
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return 0
+		return 0, true
 	}
-	n := 0
-	_ = raw.Control(func(fd uintptr) {
-		n, _ = unix.IoctlGetInt(int(fd), ioctlInq)
+	err = raw.Control(func(fd uintptr) {
+		pending, _ = unix.IoctlGetInt(int(fd), ioctlInq)
+		if pending > 0 {
+			return
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(pfd, 0); err == nil && n > 0 && pfd[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0 {
+			hungUp = true
+		}
 	})
-	return n
+	if err != nil {
+		return 0, true
+	}
+	return pending, hungUp
 }
 
 func (s *Server) track(c net.Conn, add bool) {
