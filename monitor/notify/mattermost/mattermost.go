@@ -1,81 +1,22 @@
-// Package mattermost sends notifications to a Mattermost incoming webhook: a JSON
-// POST of {"text": ...} to the webhook's URL.
+// Package mattermost sends notifications to a Mattermost incoming webhook (webhook_url,
+// https://mattermost.example.com/hooks/KEY): a JSON POST of {"text": ...}, through package webhookchat.
 package mattermost
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
-
 	"github.com/mbvm/mb/monitor/notify"
+	"github.com/mbvm/mb/monitor/notify/webhookchat"
 )
 
 // Type is the `type:` value of this channel.
 const Type = "mattermost"
 
 // Config is a mattermost channel's settings.
-type Config struct {
-	// WebhookURL is the incoming webhook (https://mattermost.example.com/hooks/KEY);
-	// the URL itself is the credential.
-	WebhookURL notify.Secret
-	// Channel overrides the webhook's channel when the webhook allows it.
-	Channel string
-}
-
-// Channel is a configured mattermost channel.
-type Channel struct {
-	name   string
-	cfg    Config
-	client *http.Client
-}
+type Config = webhookchat.Config
 
 // New returns a mattermost channel.
-func New(name string, cfg Config) *Channel {
-	return &Channel{name: name, cfg: cfg, client: &http.Client{}}
-}
+func New(name string, cfg Config) *webhookchat.Channel { return webhookchat.New(Type, name, cfg) }
 
 // Parse reads a mattermost entry: webhook_url (or webhook_url_file), channel.
 func Parse(name string, f *notify.Fields) (notify.Channel, error) {
-	return New(name, Config{
-		WebhookURL: f.SecretURL("webhook_url", notify.Required),
-		Channel:    f.String("channel", notify.Optional),
-	}), nil
-}
-
-// Name implements notify.Channel.
-func (c *Channel) Name() string { return c.name }
-
-// Type implements notify.Channel.
-func (c *Channel) Type() string { return Type }
-
-// String names the channel without its configuration.
-func (c *Channel) String() string { return Type + " channel " + c.name }
-
-// Redacted implements notify.Redactor.
-func (c *Channel) Redacted() map[string]any {
-	return map[string]any{"webhook_url": notify.RedactURL(c.cfg.WebhookURL.Reveal()), "channel": c.cfg.Channel}
-}
-
-type payload struct {
-	Text    string `json:"text"`
-	Channel string `json:"channel,omitempty"`
-}
-
-// Send implements notify.Channel.
-func (c *Channel) Send(ctx context.Context, m notify.Message) error {
-	body, err := json.Marshal(payload{Text: m.Plain(), Channel: c.cfg.Channel})
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequest(http.MethodPost, c.cfg.WebhookURL.Reveal(), bytes.NewReader(body))
-	if err != nil {
-		return notify.Permanent(fmt.Errorf("mattermost: bad webhook_url"))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if _, err := notify.DoHTTP(ctx, c.client, req, c.cfg.WebhookURL); err != nil {
-		return fmt.Errorf("mattermost: %w", err)
-	}
-	return nil
+	return webhookchat.Parser(Type)(name, f)
 }
