@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -185,6 +188,7 @@ func TestConnectionCapRefusesClearly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { body.Close() }) // before the daemon's stop, which needs a slot
 		streams = append(streams, body)
 	}
 	status, e := rawCall(t, td.home, "GET", "/v1/vms", nil)
@@ -197,6 +201,47 @@ func TestConnectionCapRefusesClearly(t *testing.T) {
 	waitVMList(t, c)
 	for _, s := range streams[1:] {
 		s.Close()
+	}
+}
+
+// A refused client that is slow to write its request still gets the
+// busy answer: the daemon reads the request before answering and closing,
+// so the client's write does not fail with a broken pipe (CI saw "write:
+// broken pipe" from a client whose request arrived after the refusal).
+func TestConnectionCapRefusalWaitsForTheRequest(t *testing.T) {
+	td := startTestDaemon(t, "", func(c *Config) { c.MaxConns = 2 })
+	ctx := stepCtx(t)
+	td.c.Close()
+	for i := 0; i < 2; i++ {
+		c := api.NewClient(SocketPath(td.home))
+		defer c.Close()
+		body, err := c.Events(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { body.Close() })
+	}
+	conn, err := net.Dial("unix", SocketPath(td.home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(300 * time.Millisecond) // the old refusal had closed by now
+	if _, err := io.WriteString(conn, "GET /v1/vms HTTP/1.1\r\nHost: mb\r\n\r\n"); err != nil {
+		t.Fatalf("writing the request to a refused connection: %v; want the request read and answered", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the refusal: %v", err)
+	}
+	defer resp.Body.Close()
+	var e api.Error
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || e.Code != api.CodeBusy {
+		t.Errorf("refusal: %d %q; want 503 busy", resp.StatusCode, e.Code)
 	}
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -55,6 +56,9 @@ type connLimiter struct {
 	mu    sync.Mutex
 	conns map[*limitedConn]struct{}
 
+	// refusing bounds the refused connections being answered at once.
+	refusing chan struct{}
+
 	// Rate-limited logging of refusals, evictions and accept errors.
 	logMu      sync.Mutex
 	lastLog    map[string]time.Time
@@ -65,7 +69,8 @@ const logEvery = 10 * time.Second
 
 func newConnLimiter(ln net.Listener, max int, log *slog.Logger) *connLimiter {
 	return &connLimiter{Listener: ln, max: max, log: log, conns: map[*limitedConn]struct{}{},
-		lastLog: map[string]time.Time{}, suppressed: map[string]int{}}
+		refusing: make(chan struct{}, maxRefusing),
+		lastLog:  map[string]time.Time{}, suppressed: map[string]int{}}
 }
 
 // limitedConn is one connection of a connLimiter.
@@ -126,7 +131,15 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 				n := len(l.conns)
 				l.mu.Unlock()
 				l.logLimited("refuse", "refused a connection: every connection is busy", "limit", l.max)
-				refuseBusy(c, n)
+				select {
+				case l.refusing <- struct{}{}:
+					go func() {
+						defer func() { <-l.refusing }()
+						refuseBusy(c, n)
+					}()
+				default:
+					c.Close() // a flood: no descriptor is held for it
+				}
 				continue
 			}
 			delete(l.conns, victim)
@@ -141,12 +154,30 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	}
 }
 
-// refuseBusy answers a connection 503 with code busy and closes it.
+// maxRefusing bounds the refused connections answered at once; beyond it
+// a refused connection is closed without an answer.
+const maxRefusing = 16
+
+// refuseWait bounds how long a refused connection may take to send its
+// request before it is answered anyway.
+const refuseWait = 2 * time.Second
+
+// refuseBusy answers a connection 503 with code busy and closes it. The
+// request is read first: answering and closing before the client has
+// written would fail its write with EPIPE, and the client would see a
+// broken pipe instead of the reason.
 func refuseBusy(c net.Conn, n int) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(refuseWait))
+	if req, err := http.ReadRequest(bufio.NewReaderSize(c, 4096)); err == nil {
+		// Take a small body too, so the close does not cut the client's
+		// write short; a large one is left (the client sees the answer
+		// first).
+		_, _ = io.Copy(io.Discard, io.LimitReader(req.Body, 64<<10))
+	}
 	body := fmt.Sprintf(`{"error": "the mb daemon has %d connections open, all busy: retry shortly", "code": %q}`+"\n", n, api.CodeBusy)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	c.Close()
 }
 
 // logLimited logs msg at most once per logEvery per kind, with the count
