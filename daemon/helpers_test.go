@@ -109,7 +109,16 @@ func startTestDaemon(t *testing.T, home string, mod func(*Config)) *testDaemon {
 		once.Do(func() {
 			sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
 			defer scancel()
-			_ = c.StopDaemon(sctx, stopVMs)
+			// A daemon at its connection cap refuses the stop as busy until
+			// it notices that a test's follows have gone: ask again.
+			for c.StopDaemon(sctx, stopVMs) != nil && sctx.Err() == nil {
+				select {
+				case <-done:
+				case <-time.After(100 * time.Millisecond):
+					continue
+				}
+				break
+			}
 			select {
 			case <-done:
 			case <-sctx.Done():
