@@ -109,6 +109,10 @@ type Options struct {
 	// HeartbeatReaders is how many goroutines read the UDP socket
 	// (default: 2).
 	HeartbeatReaders int
+	// HeartbeatConn, when set, is the socket to receive heartbeats on
+	// instead of binding heartbeat_listen (benchmarks compare a bare
+	// receive loop on the same socket). The fleet closes it.
+	HeartbeatConn *net.UDPConn
 }
 
 // Fleet is the fleet receivers of one monitor. Its methods are safe for
@@ -181,7 +185,9 @@ func New(s Settings, opts Options) (*Fleet, error) {
 	f.dns = newDynDNS(f)
 	f.pollers = newPollers(f)
 	f.agents = &agentFiles{dir: opts.AgentDir}
-	if s.HeartbeatListen != "" {
+	if opts.HeartbeatConn != nil {
+		f.hbc = f.receiveOn(opts.HeartbeatConn)
+	} else if s.HeartbeatListen != "" {
 		r, err := f.listenHBC(s.HeartbeatListen)
 		if err != nil {
 			return nil, err

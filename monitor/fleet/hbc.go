@@ -50,12 +50,16 @@ func (f *Fleet) listenHBC(addr string) (*hbcReceiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: heartbeat_listen %s: %w", addr, err)
 	}
-	conn := pc.(*net.UDPConn)
+	return f.receiveOn(pc.(*net.UDPConn)), nil
+}
+
+// receiveOn makes the receiver of a bound socket.
+func (f *Fleet) receiveOn(conn *net.UDPConn) *hbcReceiver {
 	setBuffers(conn, ReadBuffer)
 	r := &hbcReceiver{f: f, conn: conn}
 	r.kernelTS = enableTimestamps(conn)
 	f.log.Info("fleet: hbc heartbeats", "addr", conn.LocalAddr().String(), "kernel_timestamps", r.kernelTS)
-	return r, nil
+	return r
 }
 
 func (r *hbcReceiver) start(ctx context.Context, wg *sync.WaitGroup) {
