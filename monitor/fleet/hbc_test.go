@@ -413,3 +413,35 @@ func TestHBCPluginBounds(t *testing.T) {
 		t.Errorf("%d plugins kept", len(h.Plugins))
 	}
 }
+
+// TestHBCReloadRebinds: a new heartbeat_listen is bound on reload and the
+// old socket let go; a port in use refuses the reload.
+func TestHBCReloadRebinds(t *testing.T) {
+	r := newRig(t, Settings{}, false)
+	if runtime.GOOS == "linux" && !r.f.hbc.kernelTS {
+		t.Error("no kernel receive timestamps on Linux")
+	}
+	old := r.udp
+	s := *r.f.set.Load()
+	s.HeartbeatListen = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	if err := r.f.Reload(s); err != nil {
+		t.Fatal(err)
+	}
+	now := r.f.HeartbeatAddr().(*net.UDPAddr)
+	if now.Port == old.Port {
+		t.Fatal("not rebound")
+	}
+	newClient(t, now, nil).exchange(htb("moved"), nil)
+	// The old port is free again.
+	c, err := net.ListenUDP("udp", old)
+	if err != nil {
+		t.Fatalf("old port still held: %v", err)
+	}
+	// A port in use refuses the reload; the receiver stays.
+	s.HeartbeatListen = c.LocalAddr().String()
+	if err := r.f.Reload(s); err == nil {
+		t.Fatal("reload onto a busy port accepted")
+	}
+	c.Close()
+	newClient(t, now, nil).exchange(htb("moved"), nil)
+}
