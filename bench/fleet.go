@@ -111,7 +111,7 @@ func newFleetRig(conn *net.UDPConn) (*fleetRig, error) {
 		return nil, err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f, err := fleet.New(fleet.Settings{MaxHosts: 20000}, fleet.Options{Engine: eng, Logger: quiet, HeartbeatConn: conn})
+	f, err := fleet.New(fleet.Settings{MaxHosts: 20000}, fleet.Options{Engine: eng, Logger: quiet, HeartbeatConn: conn, ACKRate: 1 << 30})
 	if err != nil {
 		return nil, err
 	}

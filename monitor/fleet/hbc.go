@@ -247,6 +247,15 @@ func (rd *hbcReader) htb(ctx context.Context, m *hbcwire.Message, from netip.Add
 	if needUpdate {
 		ack.Add("request_update", 1)
 	}
+	if !f.acks.allow(from.Addr(), recv) {
+		f.stats.acksLimited.Add(1)
+		if len(queue) > 0 {
+			f.mu.Lock()
+			h.queue = append(queue, h.queue...) // for the next heartbeat
+			f.mu.Unlock()
+		}
+		return
+	}
 	ack.Add("sent", unixSeconds(time.Now()))
 	rd.send(ack, m.Compressed, set, from)
 	for _, q := range queue {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
@@ -444,4 +445,39 @@ func TestHBCReloadRebinds(t *testing.T) {
 	}
 	c.Close()
 	newClient(t, now, nil).exchange(htb("moved"), nil)
+}
+
+func TestACKLimiter(t *testing.T) {
+	l := ackLimiter{rate: 3}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	t0 := time.Unix(1000, 0)
+	for i := 0; i < 3; i++ {
+		if !l.allow(a, t0) {
+			t.Fatalf("answer %d refused", i)
+		}
+	}
+	if l.allow(a, t0.Add(500*time.Millisecond)) {
+		t.Error("a fourth answer in the same second")
+	}
+	if !l.allow(b, t0) {
+		t.Error("another address refused")
+	}
+	if !l.allow(a, t0.Add(time.Second)) {
+		t.Error("refused in the next second")
+	}
+}
+
+// TestHBCReflection: a flood of heartbeats from one address (as forged
+// ones would be) gets at most the per-address rate of answers, and is
+// still ingested.
+func TestHBCReflection(t *testing.T) {
+	r := newRig(t, Settings{}, false, func(_ *Settings, _ *monitor.Settings, o *Options) { o.ACKRate = 5 })
+	c := newClient(t, r.udp, nil)
+	for i := 0; i < 200; i++ {
+		c.send(htb("victim")(), nil)
+	}
+	waitFor(t, "answers held back", func() bool { return r.f.Stats().ACKsLimited > 0 })
+	if s := r.f.Stats(); s.ACKs >= s.HTB {
+		t.Errorf("every heartbeat answered: %+v", s)
+	}
 }
