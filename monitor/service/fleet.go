@@ -1,10 +1,13 @@
 package service
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mbvm/mb/monitor/fleet"
 )
@@ -121,4 +124,26 @@ func (s *Service) getFleet(w http.ResponseWriter, r *http.Request) {
 		out.HeartbeatListen = a.String()
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+var descFleet = prometheus.NewDesc("mb_monitor_fleet_events_total",
+	"The fleet receivers' counters since the monitor started (event is a key of GET /api/0/fleet's stats: datagrams, htb, plg, malformed, inflate_limit, hosts_refused, registrations, socktop_errors, dns_failures, ...).", []string{"event"}, nil)
+
+// fleetCollector exposes the fleet's counters.
+type fleetCollector struct{ s *Service }
+
+func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descFleet }
+
+func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	b, err := json.Marshal(c.s.fleet.Stats())
+	if err != nil {
+		return
+	}
+	var m map[string]uint64
+	if json.Unmarshal(b, &m) != nil {
+		return
+	}
+	for k, v := range m {
+		ch <- prometheus.MustNewConstMetric(descFleet, prometheus.CounterValue, float64(v), k)
+	}
 }
