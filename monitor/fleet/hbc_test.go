@@ -81,7 +81,7 @@ for i in range(100):
         break
     time.sleep(0.05)
 out['zlib'] = a
-out['boot'] = exchange(enc('HTB', [('name', 'py-zlib'), ('timestamp', time.time()), ('interval', 10), ('boot', True), ('message', 'hello world')], True))
+out['boot'] = exchange(enc('HTB', [('name', 'py-zlib'), ('timestamp', time.time()), ('interval', 10), ('boot', True), ('message', 'hello world'), ('uptime', 12.5)], True))
 out['shutdown'] = exchange(enc('HTB', [('name', 'py-plain'), ('timestamp', time.time()), ('interval', 10), ('shutdown', True)], False))
 print(json.dumps(out))
 `
@@ -121,7 +121,7 @@ func TestHBCPythonClient(t *testing.T) {
 	if root["percent"] != 41.5 || root["label"] != "root;fs" {
 		t.Errorf("disk_monitor: %#v", h.Plugins["disk_monitor"])
 	}
-	if m := h.Plugins[PluginHBC]; m["message"] != "hello world" || m["boot"] != true {
+	if m := h.Plugins[PluginHBC]; m["message"] != "hello world" || m["boot"] != true || m["uptime"] != 12.5 {
 		t.Errorf("boot message: %#v", m)
 	}
 	if len(h.Addresses) == 0 || h.Addresses[len(h.Addresses)-1].Address != "127.0.0.1" {
