@@ -24,17 +24,17 @@ func isFleetPath(p string) bool {
 		p == "/install.sh" || strings.HasPrefix(p, "/download/")
 }
 
-// tcpHandler is what the TCP listener serves: the fleet's endpoints, and
-// everything else behind the users' authentication.
-func (s *Service) tcpHandler() http.Handler {
-	authed := s.authenticate(s.handler)
+// withFleet puts the fleet's open endpoints in front of the TCP
+// listener's handler (everything else goes to next, behind the users'
+// authentication).
+func (s *Service) withFleet(next http.Handler) http.Handler {
 	open := s.fleet.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isFleetPath(r.URL.Path) {
 			open.ServeHTTP(w, r)
 			return
 		}
-		authed.ServeHTTP(w, r)
+		next.ServeHTTP(w, r)
 	})
 }
 
