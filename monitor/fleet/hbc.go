@@ -268,8 +268,8 @@ func (rd *hbcReader) htb(ctx context.Context, m *hbcwire.Message, from netip.Add
 	ack.Add("sent", unixSeconds(time.Now()))
 	rd.send(ack, m.Compressed, set, from)
 	for _, q := range queue {
+		f.stats.cmds.Add(1) // before the send: the counter never lags what a client saw
 		rd.send(q.message(), m.Compressed, set, from)
-		f.stats.cmds.Add(1)
 	}
 }
 
@@ -279,12 +279,11 @@ func (rd *hbcReader) send(m *hbcwire.Message, compressed bool, set *Settings, to
 		rd.f.stats.sendErrors.Add(1)
 		return
 	}
+	if m.ID == hbcwire.ACK {
+		rd.f.stats.acks.Add(1) // before the send, as for commands
+	}
 	if _, err := rd.r.conn.WriteToUDPAddrPort(b, to); err != nil {
 		rd.f.stats.sendErrors.Add(1)
-		return
-	}
-	if m.ID == hbcwire.ACK {
-		rd.f.stats.acks.Add(1)
 	}
 }
 
