@@ -330,7 +330,6 @@ func (rd *hbcReader) plg(ctx context.Context, m *hbcwire.Message, from netip.Add
 	}
 	h.pluginSizes[plugin] = size
 	h.pluginBytes += size - old
-	h.plugins = true
 	addr := ipOf(from)
 	changed := h.noteAddress(addr)
 	f.mu.Unlock()
@@ -338,6 +337,10 @@ func (rd *hbcReader) plg(ctx context.Context, m *hbcwire.Message, from netip.Add
 	if err := f.observe(ctx, monitor.Observation{Host: name, Source: SourceHBC, Plugin: plugin, Fields: fields, Address: addr}); err != nil {
 		return
 	}
+	// Only once the data is in: an ACK without request_update promises it.
+	f.mu.Lock()
+	h.plugins = true
+	f.mu.Unlock()
 	if changed {
 		f.addressChanged(name, addr)
 	}

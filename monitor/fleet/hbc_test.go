@@ -73,7 +73,7 @@ def exchange(msg):
 out = {}
 out['plain'] = exchange(enc('HTB', [('name', 'py-plain'), ('timestamp', time.time()), ('interval', 10), ('seq', 1)], False))
 disks = {'/': {'percent': 41.5, 'label': 'root;fs'}}
-for i in range(100):
+for i in range(600):
     s.sendto(enc('PLG', [('name', 'py-zlib'), ('plugin', 'cpu_monitor'), ('cpu_percent', 12.5), ('per_core', [10.0, 15.0]), ('on', True)], True), ('127.0.0.1', port))
     s.sendto(enc('PLG', [('name', 'py-zlib'), ('plugin', 'disk_monitor'), ('partitions', disks)], True), ('127.0.0.1', port))
     a = exchange(enc('HTB', [('name', 'py-zlib'), ('timestamp', time.time()), ('interval', 10), ('seq', i)], True))
@@ -108,6 +108,11 @@ func TestHBCPythonClient(t *testing.T) {
 	if _, ok := z.Fields["request_update"]; ok {
 		t.Errorf("ACK still asks for an update after plugin data: %+v", z)
 	}
+	// The two PLGs may be read by different receiver goroutines.
+	waitFor(t, "both plugins' data", func() bool {
+		h, _ := r.host("py-zlib")
+		return h.Plugins["cpu_monitor"] != nil && h.Plugins["disk_monitor"] != nil
+	})
 	h, ok := r.host("py-zlib")
 	if !ok || h.Source != SourceHBC || h.Interval != 10*time.Second || h.Reach != monitor.Up {
 		t.Fatalf("py-zlib: %+v", h)
