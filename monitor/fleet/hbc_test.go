@@ -344,6 +344,22 @@ func TestHBCHostile(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	heapBefore := ms.HeapAlloc
 
+	// Keep at most 50 datagrams in flight, so that even a small receive
+	// buffer drops none.
+	base := r.f.Stats().Datagrams
+	sent := uint64(0)
+	paced := func(b []byte) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for sent > 50 && r.f.Stats().Datagrams-base < sent-50 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the receiver stopped at %d of %d datagrams", r.f.Stats().Datagrams-base, sent)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		c.sendRaw(b)
+		sent++
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 2000; i++ {
 		b := make([]byte, rng.IntN(1400)+1)
@@ -353,7 +369,7 @@ func TestHBCHostile(t *testing.T) {
 		if i%2 == 0 {
 			copy(b, "!HTB: ")
 		}
-		c.sendRaw(b)
+		paced(b)
 	}
 	hostile := [][]byte{
 		append([]byte("!PLG: "), zlibOf("name=x;plugin=p;v="+strings.Repeat("0", 8<<20))...),          // zip bomb
@@ -367,11 +383,12 @@ func TestHBCHostile(t *testing.T) {
 		[]byte("!HTB: name=a;interval=nan;timestamp=inf;rtt=-1;ack_sent=1e308"),
 	}
 	for _, b := range hostile {
-		c.sendRaw(b)
+		paced(b)
 	}
 	// A flood of new names: at most max_hosts of them are admitted.
 	for i := 0; i < 200; i++ {
-		c.send(htb(fmt.Sprintf("flood-%03d", i))(), nil)
+		b, _ := hbcwire.Encode(htb(fmt.Sprintf("flood-%03d", i))(), hbcwire.EncodeOptions{})
+		paced(b)
 	}
 	waitFor(t, "hostile input counted", func() bool {
 		s := r.f.Stats()
