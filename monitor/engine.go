@@ -202,6 +202,10 @@ func (e *Engine) commit(ctx context.Context, fx *effects) error {
 	e.wmu.Lock()
 	e.mu.Unlock()
 	defer e.wmu.Unlock()
+	// The change is made in memory already: store it even when the
+	// caller's context ends now (a daemon stopping cancels its feeders),
+	// or the store would fall behind what the engine has told its readers.
+	ctx = context.WithoutCancel(ctx)
 	var first error
 	keep := func(err error, what string) {
 		if err == nil {
