@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -43,7 +42,7 @@ func (s *Service) listen(addr string) (*listener, error) {
 	l := &listener{
 		ln: &limitListener{Listener: ln, sem: make(chan struct{}, MaxConns)},
 		srv: &http.Server{
-			Handler:           s.authenticate(s.handler),
+			Handler:           s.siteHandler(),
 			ReadHeaderTimeout: ReadHeaderTimeout,
 			ReadTimeout:       ReadTimeout,
 			WriteTimeout:      WriteTimeout,
@@ -111,24 +110,4 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
-}
-
-// authenticate requires HTTP Basic credentials of a configured user when
-// any user has a password; without (allowed only on loopback) it lets
-// every request through.
-func (s *Service) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ld := s.cur.Load()
-		if len(ld.hashes) == 0 {
-			next.ServeHTTP(w, r)
-			return
-		}
-		user, pass, ok := r.BasicAuth()
-		if !ok || !s.verifier.Verify(ld.hashes, user, pass) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="mb monitor", charset="UTF-8"`)
-			writeError(w, http.StatusUnauthorized, errors.New("authentication required: give a configured user's name and password (HTTP Basic)"))
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(withAuthenticated(r.Context(), user, ld.cfg.Users[user].Admin)))
-	})
 }

@@ -100,6 +100,7 @@ type Service struct {
 	metrics  *metrics
 	handler  http.Handler
 	verifier *auth.Verifier
+	site     *site // the dashboard (sessions, pages, live feed)
 
 	cur      atomic.Pointer[loaded]
 	reloadMu sync.Mutex
@@ -209,7 +210,11 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	s.cur.Store(ld)
 	s.metrics = newMetrics(s)
-	s.handler = s.routes()
+	if s.site, err = newSite(s); err != nil {
+		return nil, err
+	}
+	s.journal.setTap(s.site.tap)
+	s.handler = s.audited(s.routes())
 	if cfg.Listen != "" {
 		if s.listener, err = s.listen(cfg.Listen); err != nil {
 			return nil, err
@@ -261,10 +266,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.lnMu.Unlock()
 
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		_ = s.disp.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.site.hub.run(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -415,6 +424,7 @@ func (s *Service) apply(cfg *config.Config) error {
 	}
 	s.disp.SetChannels(ld.channels)
 	s.cur.Store(ld)
+	s.endChangedSessions(old.cfg, cfg)
 	if cfg.Listen != old.cfg.Listen {
 		s.lnMu.Lock()
 		prev := s.listener
