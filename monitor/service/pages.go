@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mbvm/mb/monitor"
+	"github.com/mbvm/mb/monitor/alert"
 	"github.com/mbvm/mb/monitor/journal"
 	"github.com/mbvm/mb/monitor/store"
 	"github.com/mbvm/mb/monitor/threshold"
@@ -165,6 +166,12 @@ func summarize(e journal.Entry) web.Message {
 	}
 	m.Kind, _ = mm["ID"].(string)
 	str := func(k string) string { v, _ := mm[k].(string); return v }
+	field := func() string {
+		if f := str("field"); f != "" {
+			return str("plugin") + "." + f
+		}
+		return str("plugin")
+	}
 	switch m.Kind {
 	case "HTB":
 		m.Text = "heartbeat from " + str("source")
@@ -179,14 +186,24 @@ func summarize(e journal.Entry) web.Message {
 			m.Text += ": " + why
 		}
 	case "ALERT":
-		m.Text = fmt.Sprintf("%s.%s %v", str("plugin"), str("field"), mm["level"])
+		m.Text = fmt.Sprintf("%s %v", field(), mm["level"])
 		if t := str("text"); t != "" {
 			m.Text += ": " + t
 		}
 	case "ACK":
-		m.Text = fmt.Sprintf("%s.%s acknowledged by %s", str("plugin"), str("field"), str("by"))
+		m.Text = fmt.Sprintf("%s acknowledged by %s", field(), str("by"))
 	case "UNACK":
-		m.Text = fmt.Sprintf("%s.%s acknowledgement removed by %s", str("plugin"), str("field"), str("by"))
+		m.Text = fmt.Sprintf("%s acknowledgement removed by %s", field(), str("by"))
+	case "NOTIFY":
+		m.Text = str("kind") + " notification"
+		if n, ok := mm["notification"].(monitor.Notification); ok {
+			m.Text = fmt.Sprintf("%s notification: %s %s", str("kind"), alertName(alert.Key{Plugin: n.Plugin, Field: n.Field}), n.Level)
+		}
+	case "DELIVERY":
+		m.Text = fmt.Sprintf("%s %s via %s", field(), str("outcome"), str("channel"))
+		if e := str("error"); e != "" {
+			m.Text += ": " + clip(e)
+		}
 	case "AUDIT":
 		m.Text = fmt.Sprintf("%s: %s %s", str("user"), str("action"), str("target"))
 	default:

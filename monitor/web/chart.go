@@ -44,7 +44,7 @@ func Chart(c ChartSpec) template.HTML {
 	if c.Unit != "" {
 		title += " (" + c.Unit + ")"
 	}
-	fmt.Fprintf(&b, `<text class="title" x="%d" y="16">%s</text>`, padL, template.HTMLEscapeString(title))
+	fmt.Fprintf(&b, `<text class="title" x="%d" y="18">%s</text>`, 8, template.HTMLEscapeString(title))
 	if !c.To.After(c.From) {
 		c.To = c.From.Add(time.Hour)
 	}
@@ -118,7 +118,7 @@ func Chart(c ChartSpec) template.HTML {
 		fmt.Fprintf(&b, `<polyline class="line" points="%s"/>`, strings.Join(pts, " "))
 	}
 	last := c.Points[len(c.Points)-1]
-	fmt.Fprintf(&b, `<text class="axis" x="%d" y="16" text-anchor="end">last %s</text>`, chartW-padR, template.HTMLEscapeString(formatValue(last.Value, c.Unit, 0)))
+	fmt.Fprintf(&b, `<text class="axis" x="%d" y="18" text-anchor="end">last %s</text>`, chartW-padR, template.HTMLEscapeString(formatValue(last.Value, c.Unit, 0)))
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }
@@ -153,6 +153,9 @@ func timeStep(span time.Duration) (time.Duration, string) {
 func formatValue(v float64, unit string, step float64) string {
 	switch unit {
 	case "bytes":
+		if step != 0 {
+			return axisBytes(v)
+		}
 		return FormatBytes(v)
 	case "%":
 		return trimNum(v, step) + "%"
@@ -207,4 +210,18 @@ func UnitOf(field string) string {
 		return "s"
 	}
 	return ""
+}
+
+// axisBytes is FormatBytes with fewer digits, for axis labels.
+func axisBytes(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for math.Abs(v) >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if math.Abs(v) >= 10 || v == math.Trunc(v) {
+		return fmt.Sprintf("%.0f %s", v, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
 }

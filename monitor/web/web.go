@@ -65,6 +65,12 @@ var funcs = template.FuncMap{
 		return t.Local().Format("2006-01-02 15:04:05")
 	},
 	"lower": strings.ToLower,
+	"hms": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.Local().Format("15:04:05")
+	},
 	"ms": func(d time.Duration) string {
 		if d <= 0 {
 			return "—"

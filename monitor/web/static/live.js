@@ -64,7 +64,8 @@
     var t = document.createElement("time");
     var d = new Date(m.t);
     t.dateTime = d.toISOString();
-    t.textContent = d.toLocaleString();
+    t.textContent = d.toLocaleTimeString([], {hour12: false});
+    t.title = d.toLocaleString();
     li.appendChild(t);
     li.appendChild(document.createTextNode(" "));
     var k = document.createElement("span");
