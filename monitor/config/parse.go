@@ -38,6 +38,7 @@ var topKeys = []string{
 	"journal_enabled", "journal_dir", "journal_file", "journal_max_size", "journal_max_backups",
 	"listen", "heartbeat_listen", "hb_port", "max_hosts", "register_token", "register_token_file",
 	"dyndomains", "nsupdate_bin", "rollup_retention", "rollup_minute_retention",
+	"allow_plain_http", "tls", "tls_cert", "tls_key",
 }
 
 // hbdIgnored are hbd keys mb accepts and does not use (so an hbd config
@@ -217,6 +218,19 @@ func (p *parser) top(root *yaml.Node, c *Config) error {
 			c.RollupRetention, err = p.duration(v, key, false)
 		case "rollup_minute_retention":
 			c.RollupMinuteRetention, err = p.duration(v, key, false)
+		case "allow_plain_http":
+			c.AllowPlainHTTP, err = p.boolean(v, key)
+		case "tls":
+			var mode string
+			mode, err = p.str(v, key)
+			if err == nil && mode != "self-signed" {
+				err = p.errAt(v, "tls: %q is not a TLS mode (accepted: self-signed; for your own certificate give tls_cert and tls_key)", mode)
+			}
+			c.TLSSelfSigned = err == nil
+		case "tls_cert":
+			c.TLSCert, err = p.str(v, key)
+		case "tls_key":
+			c.TLSKey, err = p.str(v, key)
 		case "dyndomains":
 			c.DynDomains, err = p.strList(v, key)
 		case "nsupdate_bin":

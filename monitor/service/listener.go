@@ -2,11 +2,14 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/mbvm/mb/monitor/config"
 )
 
 // Limits of the TCP listener.
@@ -34,13 +37,22 @@ type listener struct {
 
 // listen binds addr and prepares its server (the API behind the users'
 // authentication); it serves once serve is called.
-func (s *Service) listen(addr string) (*listener, error) {
+func (s *Service) listen(cfg *config.Config) (*listener, error) {
+	addr := cfg.Listen
+	tc, err := s.tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("monitor: listen %s: %w", addr, err)
 	}
+	var inner net.Listener = &limitListener{Listener: ln, sem: make(chan struct{}, MaxConns)}
+	if tc != nil {
+		inner = tls.NewListener(inner, tc)
+	}
 	l := &listener{
-		ln: &limitListener{Listener: ln, sem: make(chan struct{}, MaxConns)},
+		ln: inner,
 		srv: &http.Server{
 			Handler:           s.siteHandler(),
 			ReadHeaderTimeout: ReadHeaderTimeout,
@@ -51,7 +63,7 @@ func (s *Service) listen(addr string) (*listener, error) {
 		},
 		done: make(chan struct{}),
 	}
-	s.log.Info("monitor listening", "addr", ln.Addr().String())
+	s.log.Info("monitor listening", "addr", ln.Addr().String(), "tls", tc != nil)
 	return l, nil
 }
 

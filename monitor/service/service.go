@@ -216,7 +216,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	s.journal.setTap(s.site.tap)
 	s.handler = s.audited(s.routes())
 	if cfg.Listen != "" {
-		if s.listener, err = s.listen(cfg.Listen); err != nil {
+		if s.listener, err = s.listen(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -404,7 +404,7 @@ func (s *Service) apply(cfg *config.Config) error {
 	// refuses the whole reload.
 	var nl *listener
 	if cfg.Listen != old.cfg.Listen && cfg.Listen != "" {
-		if nl, err = s.listen(cfg.Listen); err != nil {
+		if nl, err = s.listen(cfg); err != nil {
 			return fmt.Errorf("monitor reload refused, the old configuration stays in force: %w", err)
 		}
 	}
