@@ -143,6 +143,12 @@ type changed struct {
 }
 
 func (h *hub) flush(all bool) {
+	// The engine is never called with h.mu held: the engine journals
+	// (and so calls note) under its own lock.
+	var every []monitor.HostInfo
+	if all && h.clientCount() > 0 {
+		every = h.s.engine.Hosts()
+	}
 	h.mu.Lock()
 	if len(h.clients) == 0 {
 		clear(h.dirty)
@@ -153,7 +159,7 @@ func (h *hub) flush(all bool) {
 	}
 	var names []string
 	if all {
-		for _, hi := range h.s.engine.Hosts() {
+		for _, hi := range every {
 			h.dirty[hi.Name] = true
 		}
 		for n := range h.last {
@@ -247,20 +253,32 @@ func (h *hub) snapshot(ctx context.Context) []byte {
 }
 
 func (h *hub) add(c *feedClient) bool {
+	var rows []HostRow
+	if h.clientCount() == 0 {
+		for _, info := range h.s.engine.Hosts() {
+			rows = append(rows, hostRow(info))
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.clients) >= maxFeedClients {
 		return false
 	}
 	if len(h.clients) == 0 {
-		// Start from what the engine has now: every host counts as
-		// changed for the next frame only if it changes again.
-		for _, info := range h.s.engine.Hosts() {
-			h.last[info.Name] = hostRow(info)
+		// Start from what the engine has now: a host goes out again
+		// only when it changes.
+		for _, r := range rows {
+			h.last[r.Name] = r
 		}
 	}
 	h.clients[c] = struct{}{}
 	return true
+}
+
+func (h *hub) clientCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients)
 }
 
 func (h *hub) remove(c *feedClient) {
@@ -270,11 +288,7 @@ func (h *hub) remove(c *feedClient) {
 }
 
 // FeedClients is the number of open live-feed WebSockets.
-func (s *Service) FeedClients() int {
-	s.site.hub.mu.Lock()
-	defer s.site.hub.mu.Unlock()
-	return len(s.site.hub.clients)
-}
+func (s *Service) FeedClients() int { return s.site.hub.clientCount() }
 
 // serveWS serves the live feed. The gate has checked the session; the
 // WebSocket library refuses an Origin other than the page's own host.
