@@ -173,6 +173,14 @@ func TestSessionLoginAndCookie(t *testing.T) {
 		t.Error("/settings does not show the audit log")
 	}
 
+	// The configuration comes redacted; access names the roles.
+	if resp, body := b.do("GET", "/api/0/config", ""); resp.StatusCode != 200 || strings.Contains(body, "pbkdf2") || !strings.Contains(body, "<redacted>") || !strings.Contains(body, "mona") {
+		t.Fatalf("config: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, body := b.do("GET", "/api/0/hosts/db-01/access", ""); resp.StatusCode != 200 || !strings.Contains(body, `"owner": "alice"`) {
+		t.Fatalf("access: %d %s", resp.StatusCode, body)
+	}
+
 	// Logout ends the session.
 	if resp, _ := b.do("POST", "/api/0/auth/logout", "", CSRFHeader, b.csrf); resp.StatusCode != 200 {
 		t.Fatalf("logout: %d", resp.StatusCode)
@@ -283,6 +291,15 @@ func TestRolesOnPagesAndAPI(t *testing.T) {
 	}
 	if resp, _ := m.do("POST", "/api/0/hosts/db-01/vm/start", "", CSRFHeader, m.csrf); resp.StatusCode != 404 {
 		t.Fatalf("mona starting db-01: %d, want 404", resp.StatusCode)
+	}
+	if resp, _ := m.do("GET", "/api/0/config", ""); resp.StatusCode != 403 {
+		t.Fatalf("mona's config: %d, want 403", resp.StatusCode)
+	}
+	if resp, body := m.do("GET", "/api/0/hosts/web-01/access", ""); resp.StatusCode != 200 || !strings.Contains(body, `"your_role": "monitor"`) {
+		t.Fatalf("mona's access: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := m.do("GET", "/api/0/hosts/db-01/access", ""); resp.StatusCode != 404 {
+		t.Fatalf("mona's access to db-01: %d, want 404", resp.StatusCode)
 	}
 	if resp, _ := m.do("GET", "/settings", ""); resp.StatusCode != 403 {
 		t.Fatalf("mona's /settings: %d, want 403", resp.StatusCode)

@@ -94,6 +94,8 @@ func (s *Service) siteHandler() http.Handler {
 	mux.HandleFunc("GET /api/0/users", s.getUsers)
 	mux.HandleFunc("GET /api/0/users/me", s.getMe)
 	mux.HandleFunc("POST /api/0/hosts/{host}/vm/{action}", s.postVMAction)
+	mux.HandleFunc("GET /api/0/config", s.getConfig)
+	mux.HandleFunc("GET /api/0/hosts/{host}/access", s.getAccess)
 	mux.Handle("GET /static/", web.Static())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/live", http.StatusSeeOther)
@@ -209,4 +211,27 @@ func (s *Service) postVMAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"host": host, "action": action, "done": true})
+}
+
+func (s *Service) getConfig(w http.ResponseWriter, r *http.Request) {
+	if !queryOnly(w, r) || !requireAdmin(w, r, "reading the configuration") {
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, redactedConfig(s))
+}
+
+func (s *Service) getAccess(w http.ResponseWriter, r *http.Request) {
+	if !queryOnly(w, r) {
+		return
+	}
+	h, ok := s.host(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"host": h.Name, "owner": h.Owner, "managers": nonNil(h.Managers), "monitors": nonNil(h.Monitors),
+		"your_role": s.roleOn(r.Context(), h).String(),
+	})
 }
