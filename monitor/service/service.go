@@ -100,7 +100,8 @@ type Service struct {
 	metrics  *metrics
 	handler  http.Handler
 	verifier *auth.Verifier
-	site     *site // the dashboard (sessions, pages, live feed)
+	site     *site      // the dashboard (sessions, pages, live feed)
+	cfgMu    sync.Mutex // serialises replacements of monitor.yaml
 
 	cur      atomic.Pointer[loaded]
 	reloadMu sync.Mutex

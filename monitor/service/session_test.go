@@ -386,3 +386,61 @@ func TestWebSocketFeed(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigAPIBackupAndRollback(t *testing.T) {
+	hook := newHookServer(t)
+	s := start(t, t.TempDir(), usersConfig(t, hook.URL))
+	b := newBrowser(t, s)
+	b.login("alice", "alice-pw")
+	orig, err := os.ReadFile(s.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The redacted form, a bad file and a non-admin are refused, and
+	// nothing changes.
+	_, red := b.do("GET", "/api/0/config", "")
+	for _, body := range []string{red, "interval: [\n"} {
+		if resp, out := b.do("POST", "/api/0/config", body, CSRFHeader, b.csrf, "Content-Type", "application/yaml"); resp.StatusCode != 400 {
+			t.Fatalf("POST config: %d %s", resp.StatusCode, out)
+		}
+	}
+	m := newBrowser(t, s)
+	m.login("mona", "mona-pw")
+	if resp, _ := m.do("POST", "/api/0/config", string(orig), CSRFHeader, m.csrf, "Content-Type", "application/yaml"); resp.StatusCode != 403 {
+		t.Fatalf("mona's POST config: %d", resp.StatusCode)
+	}
+	if now, _ := os.ReadFile(s.path); string(now) != string(orig) {
+		t.Fatal("a refused POST changed the file")
+	}
+	changed := strings.Replace(string(orig), "cpu_percent: {warning: 80, critical: 90}", "cpu_percent: {warning: 70, critical: 90}", 1)
+	resp, out := b.do("POST", "/api/0/config", changed, CSRFHeader, b.csrf, "Content-Type", "application/yaml")
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST config: %d %s", resp.StatusCode, out)
+	}
+	if rule := s.Config().Thresholds["cpu_monitor"]["cpu_percent"]; rule.Warning == nil || *rule.Warning != 70 {
+		t.Fatalf("the new thresholds are not in force: %+v", rule)
+	}
+	var list struct {
+		Backups []struct{ Name string } `json:"backups"`
+	}
+	_, out = b.do("GET", "/api/0/config/backups", "")
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list.Backups) != 1 {
+		t.Fatalf("backups: %s %v", out, err)
+	}
+	if resp, out := b.do("POST", "/api/0/config/rollback", fmt.Sprintf(`{"backup":%q}`, list.Backups[0].Name), CSRFHeader, b.csrf); resp.StatusCode != 200 {
+		t.Fatalf("rollback: %d %s", resp.StatusCode, out)
+	}
+	if now, _ := os.ReadFile(s.path); string(now) != string(orig) {
+		t.Fatal("the rollback did not restore the file")
+	}
+	if rule := s.Config().Thresholds["cpu_monitor"]["cpu_percent"]; rule.Warning == nil || *rule.Warning != 80 {
+		t.Fatalf("the rolled-back thresholds are not in force: %+v", rule)
+	}
+	if resp, _ := b.do("POST", "/api/0/config/rollback", `{"backup":"../monitor.yaml"}`, CSRFHeader, b.csrf); resp.StatusCode != 400 {
+		t.Fatalf("rollback to a path: %d", resp.StatusCode)
+	}
+	audit := s.site.audit.list()
+	if len(audit) < 2 || audit[len(audit)-1].Action != "config rollback" || audit[len(audit)-2].Action != "config change" {
+		t.Fatalf("audit %+v", audit)
+	}
+}

@@ -95,6 +95,9 @@ func (s *Service) siteHandler() http.Handler {
 	mux.HandleFunc("GET /api/0/users/me", s.getMe)
 	mux.HandleFunc("POST /api/0/hosts/{host}/vm/{action}", s.postVMAction)
 	mux.HandleFunc("GET /api/0/config", s.getConfig)
+	mux.HandleFunc("POST /api/0/config", s.postConfig)
+	mux.HandleFunc("GET /api/0/config/backups", s.getConfigBackups)
+	mux.HandleFunc("POST /api/0/config/rollback", s.postConfigRollback)
 	mux.HandleFunc("GET /api/0/hosts/{host}/access", s.getAccess)
 	mux.Handle("GET /static/", web.Static())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
