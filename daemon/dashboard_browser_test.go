@@ -224,7 +224,7 @@ hosts:
 		waitJS(t, bctx, "the VM up again", `!!document.querySelector('tr[data-host="web"][data-reach="up"]')`)
 		if os.Getenv("MB_SCREENSHOTS") == "1" {
 			// Let a few samples arrive so the charts have lines.
-			time.Sleep(15 * time.Second)
+			time.Sleep(40 * time.Second)
 			run("open the VM's page", chromedp.Navigate(base+"/hosts/web"))
 			waitJS(t, bctx, "charts", `document.querySelectorAll("figure.chart polyline").length > 0`)
 			shoot(t, bctx, "host")

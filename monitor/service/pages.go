@@ -278,13 +278,31 @@ func (s *Service) pageHost(w http.ResponseWriter, r *http.Request) {
 	}
 	span := chartRanges[body.Range]
 	from := now.Add(-span)
-	fields := s.engine.Fields(h.Name)
-	if len(fields) > maxCharts {
-		fields = fields[:maxCharts]
+	type series struct {
+		field string
+		pts   []web.Point
+		rank  int
 	}
-	for _, f := range fields {
+	var all []series
+	for _, f := range s.engine.Fields(h.Name) {
 		pts := s.chartPoints(r, h.Name, f, from, span)
-		body.Charts = append(body.Charts, web.Chart(web.ChartSpec{Title: f, Unit: web.UnitOf(f), From: from, To: now, Points: pts}))
+		all = append(all, series{f, pts, chartRank(f, pts)})
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].rank < all[j].rank })
+	if len(all) > maxCharts {
+		all = all[:maxCharts]
+	}
+	for _, x := range all {
+		// A host known for less than the range is drawn over the time it
+		// has data for (at least 2 minutes), not squeezed at the right.
+		cf := from
+		if len(x.pts) > 0 && x.pts[0].T.After(cf) {
+			cf = x.pts[0].T
+			if now.Sub(cf) < 2*time.Minute {
+				cf = now.Add(-2 * time.Minute)
+			}
+		}
+		body.Charts = append(body.Charts, web.Chart(web.ChartSpec{Title: x.field, Unit: web.UnitOf(x.field), From: cf, To: now, Points: x.pts}))
 	}
 	if c := s.site.vmControl(); c != nil {
 		if details, running, ok := c.VMDetails(r.Context(), h.Name); ok {
@@ -319,6 +337,33 @@ func (s *Service) chartPoints(r *http.Request, host, field string, from time.Tim
 		pts = append(pts, web.Point{T: ru.Start.Add(ru.Resolution / 2), Value: ru.Mean, Min: ru.Min, Max: ru.Max, HasRange: ru.Min != ru.Max})
 	}
 	return pts
+}
+
+// chartRank orders a host's charts: percentages first, then load, sizes
+// and round trips, then the rest; series that never change go last.
+func chartRank(field string, pts []web.Point) int {
+	rank := 4
+	switch f := strings.ToLower(field); {
+	case web.UnitOf(f) == "%":
+		rank = 0
+	case strings.Contains(f, "load"):
+		rank = 1
+	case web.UnitOf(f) == "bytes":
+		rank = 2
+	case web.UnitOf(f) == "ms":
+		rank = 3
+	}
+	flat := true
+	for _, p := range pts {
+		if p.Value != pts[0].Value || p.HasRange {
+			flat = false
+			break
+		}
+	}
+	if flat {
+		rank += 10
+	}
+	return rank
 }
 
 func (r role) String() string {

@@ -140,6 +140,12 @@ func niceStep(raw float64) float64 {
 // timeStep picks a tick interval and label layout for a span.
 func timeStep(span time.Duration) (time.Duration, string) {
 	switch {
+	case span <= 3*time.Minute:
+		return 30 * time.Second, "15:04:05"
+	case span <= 12*time.Minute:
+		return time.Minute, "15:04"
+	case span <= 30*time.Minute:
+		return 5 * time.Minute, "15:04"
 	case span <= 2*time.Hour:
 		return 10 * time.Minute, "15:04"
 	case span <= 36*time.Hour:
