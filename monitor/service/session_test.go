@@ -444,3 +444,38 @@ func TestConfigAPIBackupAndRollback(t *testing.T) {
 		t.Fatalf("audit %+v", audit)
 	}
 }
+
+func TestNotificationChannelsAPI(t *testing.T) {
+	hook := newHookServer(t)
+	s := start(t, t.TempDir(), usersConfig(t, hook.URL))
+	b := newBrowser(t, s)
+	b.login("alice", "alice-pw")
+	add := fmt.Sprintf(`{"name":"ops","channel":{"type":"webhook","url":%q}}`, hook.URL+"/ops")
+	if resp, out := b.do("POST", "/api/0/notification_channels", add, CSRFHeader, b.csrf); resp.StatusCode != 200 {
+		t.Fatalf("add: %d %s", resp.StatusCode, out)
+	}
+	if _, ok := s.cur.Load().channels["ops"]; !ok {
+		t.Fatal("the new channel is not in force")
+	}
+	_, out := b.do("GET", "/api/0/notification_channels", "")
+	if !strings.Contains(out, `"ops"`) || !strings.Contains(out, `"hook"`) {
+		t.Fatalf("list: %s", out)
+	}
+	if resp, out := b.do("PUT", "/api/0/notification_channels/ops", `{"type":"nonsense"}`, CSRFHeader, b.csrf); resp.StatusCode != 400 {
+		t.Fatalf("bad channel: %d %s", resp.StatusCode, out)
+	}
+	if resp, out := b.do("DELETE", "/api/0/notification_channels/ops", "", CSRFHeader, b.csrf); resp.StatusCode != 200 {
+		t.Fatalf("delete: %d %s", resp.StatusCode, out)
+	}
+	if _, ok := s.cur.Load().channels["ops"]; ok {
+		t.Fatal("the deleted channel is still in force")
+	}
+	if resp, _ := b.do("DELETE", "/api/0/notification_channels/ops", "", CSRFHeader, b.csrf); resp.StatusCode != 404 {
+		t.Fatalf("delete again: %d", resp.StatusCode)
+	}
+	m := newBrowser(t, s)
+	m.login("mona", "mona-pw")
+	if resp, _ := m.do("POST", "/api/0/notification_channels", add, CSRFHeader, m.csrf); resp.StatusCode != 403 {
+		t.Fatalf("mona adding a channel: %d", resp.StatusCode)
+	}
+}

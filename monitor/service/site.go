@@ -98,6 +98,10 @@ func (s *Service) siteHandler() http.Handler {
 	mux.HandleFunc("POST /api/0/config", s.postConfig)
 	mux.HandleFunc("GET /api/0/config/backups", s.getConfigBackups)
 	mux.HandleFunc("POST /api/0/config/rollback", s.postConfigRollback)
+	mux.HandleFunc("GET /api/0/notification_channels", s.getChannels)
+	mux.HandleFunc("POST /api/0/notification_channels", s.putChannel)
+	mux.HandleFunc("PUT /api/0/notification_channels/{name}", s.putChannel)
+	mux.HandleFunc("DELETE /api/0/notification_channels/{name}", s.deleteChannel)
 	mux.HandleFunc("GET /api/0/hosts/{host}/access", s.getAccess)
 	mux.Handle("GET /static/", web.Static())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
