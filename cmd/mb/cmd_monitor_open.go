@@ -39,7 +39,7 @@ opens it with xdg-open.`,
 			if err != nil {
 				return err
 			}
-			u, err := dashboardURL(cfg.Listen)
+			u, err := dashboardURL(cfg.Listen, cfg.TLSCert != "" || cfg.TLSSelfSigned)
 			if err != nil {
 				return fmt.Errorf("%s: %w", cfgPath, err)
 			}
@@ -61,8 +61,8 @@ opens it with xdg-open.`,
 }
 
 // dashboardURL is the address a browser on this machine uses for a listen
-// address: a wildcard host becomes 127.0.0.1.
-func dashboardURL(listen string) (string, error) {
+// address: a wildcard host becomes 127.0.0.1; https when TLS is on.
+func dashboardURL(listen string, tls bool) (string, error) {
 	if listen == "" {
 		return "", fmt.Errorf("the dashboard needs listen: set it, for example listen: 127.0.0.1:50004, and reload the monitor")
 	}
@@ -76,5 +76,9 @@ func dashboardURL(listen string) (string, error) {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/live", nil
+	scheme := "http://"
+	if tls {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port) + "/live", nil
 }
