@@ -19,12 +19,12 @@ endif
 # alertmanager and email channel tests; prometheus (and its promtool) to
 # scrape and lint the monitor's /metrics; python3-websockets for an
 # independent client of mb-agent's socktop server; protobuf-compiler for
-# `make proto`; bind9 and bind9-dnsutils (dig, nsupdate) for the monitor's
+# `make proto`; chromium for the dashboard's browser tests; bind9 and bind9-dnsutils (dig, nsupdate) for the monitor's
 # dynamic DNS test against a real name server; curl to run the served install.sh.
 DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
 	ovmf openssh-client e2fsprogs util-linux debootstrap systemd \
 	prometheus-alertmanager python3-aiosmtpd prometheus python3-websockets protobuf-compiler \
-	bind9 bind9-dnsutils curl
+	bind9 bind9-dnsutils curl chromium
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.
@@ -41,7 +41,7 @@ TEST_TIMEOUT ?= 25m
 # What `mb version` prints: the git revision (dev outside a checkout).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build proto image debian-image test vet sign fuzz demo bench chaos clean
+.PHONY: all deps build proto image debian-image test vet sign fuzz demo bench chaos clean screenshots
 
 all: build
 
@@ -115,6 +115,11 @@ test: deps image debian-image build vet
 		echo $$? > $(TESTRUN)/vm.rc; } | $(TESTSUM) -record $(TESTRUN)/vm.json -rc $(TESTRUN)/vm.rc
 	$(MAKE) --no-print-directory fuzz
 	@$(TESTSUM) -total -no-skips $(TESTRUN)/unit.json $(TESTRUN)/vm.json
+
+# The dashboard's screenshots in docs/screenshots (the README shows them),
+# taken by its browser test.
+screenshots: deps image
+	MB_REQUIRE_VM=1 MB_SCREENSHOTS=1 $(GO) test -count=1 -timeout 20m -run TestDashboardInBrowser ./daemon/
 
 demo: deps image build
 	./scripts/demo.sh

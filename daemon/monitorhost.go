@@ -61,6 +61,7 @@ func (d *Daemon) openMonitor(ctx context.Context) (*monitorHost, error) {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	m := &monitorHost{log: log, path: path, svc: svc, eng: svc.Engine()}
+	svc.SetVMControl(dashboardVMs{d})
 	m.feeder = newVMFeeder(d, m.eng, func() time.Duration { return svc.Config().MetricsInterval }, log)
 	return m, nil
 }

@@ -46,7 +46,7 @@ section).`,
 	cmd.AddCommand(
 		a.monitorHostsCmd(t), a.monitorAlertsCmd(t), a.monitorAckCmd(t), a.monitorUnackCmd(t),
 		a.monitorSilenceCmd(t), a.monitorHistoryCmd(t), a.monitorNotifyCmd(t), a.monitorReloadCmd(t),
-		a.monitorServeCmd(), a.monitorPasswdCmd(),
+		a.monitorServeCmd(), a.monitorPasswdCmd(), a.monitorOpenCmd(),
 	)
 	return cmd
 }

@@ -71,6 +71,12 @@ type Config struct {
 	HeartbeatListen string
 	// MaxHosts bounds the hosts tracked (0: no limit).
 	MaxHosts int
+	// AllowPlainHTTP lets a non-loopback listen serve without TLS.
+	AllowPlainHTTP bool
+	// TLSCert and TLSKey are PEM files for listen; TLSSelfSigned (tls:
+	// self-signed) makes and keeps a certificate in the state directory.
+	TLSCert, TLSKey string
+	TLSSelfSigned   bool
 	// RegisterToken protects the fleet registration endpoints ("" open).
 	RegisterToken string
 	// RollupRetention is how long hour rollups are kept (default 7 days);
@@ -314,11 +320,21 @@ func (p *parser) check(c *Config) error {
 // checkListen refuses an API address other hosts can reach unless users
 // with passwords are configured: the API would be open to the network.
 func (p *parser) checkListen(c *Config) error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("%s: give both tls_cert and tls_key, or neither", p.at("tls_cert"))
+	}
+	if c.TLSCert != "" && c.TLSSelfSigned {
+		return fmt.Errorf("%s: give tls: self-signed or tls_cert and tls_key, not both", p.at("tls"))
+	}
 	if c.Listen == "" || IsLoopback(c.Listen) {
 		return nil
 	}
 	for _, u := range c.Users {
 		if u.Password != "" {
+			if c.TLSCert == "" && !c.TLSSelfSigned && !c.AllowPlainHTTP {
+				return fmt.Errorf("%s: listen %s is reachable from other machines over plain HTTP: passwords and session cookies would cross the network in the clear; "+
+					"configure TLS (tls_cert and tls_key, or tls: self-signed), or set allow_plain_http: true if something in front of the monitor encrypts", p.at("listen"), c.Listen)
+			}
 			return nil
 		}
 	}

@@ -89,6 +89,7 @@ hosts:
   web-02:
     threshold_config: default
     interval: 1m
+allow_plain_http: true
 `
 
 func TestParseFull(t *testing.T) {
@@ -196,6 +197,9 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping", "- a\n", []string{"must be a mapping"}},
 		{"yaml syntax", "a: [\n", []string{"monitor.yaml"}},
 		{"open listen without users", "listen: 0.0.0.0:50004\n", []string{"monitor.yaml:1:", "reachable from other machines", "listen on 127.0.0.1"}},
+		{"plain http on the network", "listen: 0.0.0.0:50004\nusers:\n  a: {password: \"pbkdf2:sha256:1000$abc$" + strings.Repeat("0", 64) + "\"}\n", []string{"monitor.yaml:1:", "plain HTTP", "tls: self-signed", "allow_plain_http: true"}},
+		{"bad tls mode", "tls: yes-please\n", []string{"not a TLS mode", "self-signed"}},
+		{"tls_cert without tls_key", "tls_cert: /a.pem\n", []string{"both tls_cert and tls_key"}},
 		{"open listen, users without passwords", "listen: ':50004'\nusers:\n  a: {}\n", []string{"no user has a password"}},
 		{"hbd_host without hbd_port", "hbd_host: 127.0.0.1\n", []string{":1:", "hbd_host needs hbd_port"}},
 		{"hmac_required without key", "hmac_required: true\n", []string{":1:", "hmac_required needs hmac_key"}},

@@ -41,6 +41,7 @@ var topKeys = []string{
 	"dyndomains", "nsupdate_bin", "rollup_retention", "rollup_minute_retention",
 	"hbd_host", "hbd_port", "hmac_key", "hmac_key_file", "hmac_required",
 	"nsupdate_key", "nsupdate_server", "dyndns_ttl",
+	"allow_plain_http", "tls", "tls_cert", "tls_key",
 }
 
 // hbdIgnored are hbd keys mb accepts and does not use (so an hbd config
@@ -242,6 +243,19 @@ func (p *parser) top(root *yaml.Node, c *Config) error {
 			c.RollupRetention, err = p.duration(v, key, false)
 		case "rollup_minute_retention":
 			c.RollupMinuteRetention, err = p.duration(v, key, false)
+		case "allow_plain_http":
+			c.AllowPlainHTTP, err = p.boolean(v, key)
+		case "tls":
+			var mode string
+			mode, err = p.str(v, key)
+			if err == nil && mode != "self-signed" {
+				err = p.errAt(v, "tls: %q is not a TLS mode (accepted: self-signed; for your own certificate give tls_cert and tls_key)", mode)
+			}
+			c.TLSSelfSigned = err == nil
+		case "tls_cert":
+			c.TLSCert, err = p.str(v, key)
+		case "tls_key":
+			c.TLSKey, err = p.str(v, key)
 		case "dyndomains":
 			c.DynDomains, err = p.strList(v, key)
 		case "nsupdate_bin":

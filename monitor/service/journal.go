@@ -23,6 +23,14 @@ type recorder struct {
 	ring []journal.Entry // the newest MessagesKept, oldest first
 
 	writeErrors atomic.Uint64
+	tap         func(journal.Entry) // sees every message (the live feed)
+}
+
+// setTap gives every later message to fn as well.
+func (r *recorder) setTap(fn func(journal.Entry)) {
+	r.mu.Lock()
+	r.tap = fn
+	r.mu.Unlock()
 }
 
 func newRecorder(w *journal.Writer, log *slog.Logger) *recorder {
@@ -44,7 +52,11 @@ func (r *recorder) Record(t time.Time, source string, message any) error {
 		r.ring = r.ring[:MessagesKept-1]
 	}
 	r.ring = append(r.ring, e)
+	tap := r.tap
 	r.mu.Unlock()
+	if tap != nil {
+		tap(e)
+	}
 	if r.w == nil {
 		return nil
 	}

@@ -2,12 +2,14 @@ package service
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/mbvm/mb/monitor/config"
 )
 
 // Limits of the TCP listener.
@@ -35,15 +37,24 @@ type listener struct {
 
 // listen binds addr and prepares its server (the API behind the users'
 // authentication); it serves once serve is called.
-func (s *Service) listen(addr string) (*listener, error) {
+func (s *Service) listen(cfg *config.Config) (*listener, error) {
+	addr := cfg.Listen
+	tc, err := s.tlsConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("monitor: listen %s: %w", addr, err)
 	}
+	var inner net.Listener = &limitListener{Listener: ln, sem: make(chan struct{}, MaxConns)}
+	if tc != nil {
+		inner = tls.NewListener(inner, tc)
+	}
 	l := &listener{
-		ln: &limitListener{Listener: ln, sem: make(chan struct{}, MaxConns)},
+		ln: inner,
 		srv: &http.Server{
-			Handler:           s.withFleet(s.authenticate(s.handler)),
+			Handler:           s.withFleet(s.siteHandler()),
 			ReadHeaderTimeout: ReadHeaderTimeout,
 			ReadTimeout:       ReadTimeout,
 			WriteTimeout:      WriteTimeout,
@@ -52,7 +63,7 @@ func (s *Service) listen(addr string) (*listener, error) {
 		},
 		done: make(chan struct{}),
 	}
-	s.log.Info("monitor listening", "addr", ln.Addr().String())
+	s.log.Info("monitor listening", "addr", ln.Addr().String(), "tls", tc != nil)
 	return l, nil
 }
 
@@ -111,24 +122,4 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
-}
-
-// authenticate requires HTTP Basic credentials of a configured user when
-// any user has a password; without (allowed only on loopback) it lets
-// every request through.
-func (s *Service) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ld := s.cur.Load()
-		if len(ld.hashes) == 0 {
-			next.ServeHTTP(w, r)
-			return
-		}
-		user, pass, ok := r.BasicAuth()
-		if !ok || !s.verifier.Verify(ld.hashes, user, pass) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="mb monitor", charset="UTF-8"`)
-			writeError(w, http.StatusUnauthorized, errors.New("authentication required: give a configured user's name and password (HTTP Basic)"))
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(withAuthenticated(r.Context(), user, ld.cfg.Users[user].Admin)))
-	})
 }

@@ -105,6 +105,8 @@ type Service struct {
 	handler  http.Handler
 	verifier *auth.Verifier
 	fleet    *fleet.Fleet
+	site     *site      // the dashboard (sessions, pages, live feed)
+	cfgMu    sync.Mutex // serialises replacements of monitor.yaml
 
 	cur      atomic.Pointer[loaded]
 	reloadMu sync.Mutex
@@ -217,9 +219,13 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	s.cur.Store(ld)
 	s.metrics = newMetrics(s)
-	s.handler = s.routes()
+	if s.site, err = newSite(s); err != nil {
+		return nil, err
+	}
+	s.journal.setTap(s.site.tap)
+	s.handler = s.audited(s.routes())
 	if cfg.Listen != "" {
-		if s.listener, err = s.listen(cfg.Listen); err != nil {
+		if s.listener, err = s.listen(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -269,7 +275,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.lnMu.Unlock()
 
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		_ = s.disp.Run(ctx)
@@ -277,6 +283,10 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		s.fleet.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.site.hub.run(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -407,7 +417,7 @@ func (s *Service) apply(cfg *config.Config) error {
 	// refuses the whole reload.
 	var nl *listener
 	if cfg.Listen != old.cfg.Listen && cfg.Listen != "" {
-		if nl, err = s.listen(cfg.Listen); err != nil {
+		if nl, err = s.listen(cfg); err != nil {
 			return fmt.Errorf("monitor reload refused, the old configuration stays in force: %w", err)
 		}
 	}
@@ -433,6 +443,7 @@ func (s *Service) apply(cfg *config.Config) error {
 	}
 	s.disp.SetChannels(ld.channels)
 	s.cur.Store(ld)
+	s.endChangedSessions(old.cfg, cfg)
 	if cfg.Listen != old.cfg.Listen {
 		s.lnMu.Lock()
 		prev := s.listener
