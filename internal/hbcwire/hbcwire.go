@@ -271,15 +271,33 @@ type EncodeOptions struct {
 	Key []byte
 }
 
-// Encode returns the datagram for m.
+// Encode returns the datagram for m, with a fresh Encoder.
 func Encode(m *Message, opt EncodeOptions) ([]byte, error) {
+	var e Encoder
+	return e.Encode(m, opt)
+}
+
+// Encoder encodes datagrams, reusing its compressor and buffers between
+// calls. It is not safe for concurrent use; the zero value is ready.
+type Encoder struct {
+	zw  *zlib.Writer
+	p   bytes.Buffer
+	out bytes.Buffer
+}
+
+// Encode returns the datagram for m. The result is valid until the next
+// call.
+func (e *Encoder) Encode(m *Message, opt EncodeOptions) ([]byte, error) {
 	if err := checkID(m.ID); err != nil {
 		return nil, err
 	}
 	if len(m.Fields) > MaxFields {
 		return nil, fmt.Errorf("hbcwire: %s: %d fields, at most %d: %w", m.ID, len(m.Fields), MaxFields, ErrTooManyFields)
 	}
-	var p strings.Builder
+	p := &e.p
+	p.Reset()
+	p.WriteString(m.ID)
+	p.WriteByte(':')
 	for i, f := range m.Fields {
 		if f.Key == "" || strings.ContainsAny(f.Key, "=;\r\n") || strings.TrimSpace(f.Key) != f.Key || f.Key == "sig" {
 			return nil, fmt.Errorf("hbcwire: %s: bad key %q (non-empty, no '=', ';', line breaks or edge spaces, not \"sig\"): %w", m.ID, f.Key, ErrMalformed)
@@ -295,31 +313,44 @@ func Encode(m *Message, opt EncodeOptions) ([]byte, error) {
 		p.WriteString(f.Value)
 	}
 	if opt.Key != nil {
-		sum := mac(opt.Key, m.ID+":"+p.String())
+		h := hmac.New(sha256.New, opt.Key)
+		h.Write(p.Bytes())
+		var sum [sha256.Size]byte
 		if len(m.Fields) > 0 {
 			p.WriteByte(';')
 		}
 		p.WriteString("sig=")
-		p.WriteString(hex.EncodeToString(sum))
+		var hx [2 * sha256.Size]byte
+		hex.Encode(hx[:], h.Sum(sum[:0]))
+		p.Write(hx[:])
 	}
-	if p.Len() > MaxPayload {
-		return nil, fmt.Errorf("hbcwire: %s: payload of %d bytes, at most %d: %w", m.ID, p.Len(), MaxPayload, ErrInflate)
+	payload := p.Bytes()[len(m.ID)+1:]
+	if len(payload) > MaxPayload {
+		return nil, fmt.Errorf("hbcwire: %s: payload of %d bytes, at most %d: %w", m.ID, len(payload), MaxPayload, ErrInflate)
 	}
-	var out bytes.Buffer
+	out := &e.out
+	out.Reset()
 	out.WriteByte('!')
 	out.WriteString(m.ID)
 	out.WriteString(": ")
 	if opt.Plain {
-		out.WriteString(p.String())
+		out.Write(payload)
 	} else {
-		zw := zlib.NewWriter(&out)
-		io.WriteString(zw, p.String())
-		if err := zw.Close(); err != nil {
+		if e.zw == nil {
+			e.zw, _ = zlib.NewWriterLevel(out, zlib.BestSpeed)
+		} else {
+			e.zw.Reset(out)
+		}
+		e.zw.Write(payload)
+		if err := e.zw.Close(); err != nil {
 			return nil, fmt.Errorf("hbcwire: compress: %w", err)
 		}
 	}
 	if out.Len() > MaxDatagram {
 		return nil, fmt.Errorf("hbcwire: %s: datagram of %d bytes, at most %d: %w", m.ID, out.Len(), MaxDatagram, ErrTooLarge)
+	}
+	if e.p.Cap() > 4*MaxDatagram {
+		e.p = bytes.Buffer{}
 	}
 	return out.Bytes(), nil
 }

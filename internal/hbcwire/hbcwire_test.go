@@ -268,3 +268,50 @@ func hexMAC(key []byte, s string) string {
 	h.Write([]byte(s))
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+func TestEncoderReuse(t *testing.T) {
+	var e Encoder
+	var d Decoder
+	for i := 0; i < 6; i++ {
+		opt := EncodeOptions{Plain: i%2 == 0}
+		if i%3 == 0 {
+			opt.Key = []byte("k")
+		}
+		b, err := e.Encode(New(ACK).Add("seq", i).Add("recv", float64(i)/3), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := d.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := m.Int("seq"); n != int64(i) || m.Compressed == opt.Plain || m.Signed() != (opt.Key != nil) {
+			t.Fatalf("round %d: %q", i, b)
+		}
+		if opt.Key != nil && m.Verify(opt.Key) != nil {
+			t.Fatalf("round %d: signature", i)
+		}
+	}
+}
+
+func BenchmarkDecodeHTB(b *testing.B) {
+	dg, _ := Encode(New(HTB).Add("name", "host-00042").Add("timestamp", 1700000000.5).Add("interval", 10).Add("seq", 7), EncodeOptions{})
+	var d Decoder
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := d.Decode(dg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeACK(b *testing.B) {
+	var e Encoder
+	m := New(ACK).Add("timestamp", "1700000000.50000").Add("recv", 1700000000.5).Add("sent", 1700000000.5)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Encode(m, EncodeOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -14,8 +14,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -75,9 +77,20 @@ type Config struct {
 	// RollupMinuteRetention the same for minute rollups (default
 	// RollupRetention).
 	RollupRetention, RollupMinuteRetention time.Duration
-	// DynDomains and NsupdateBin are hbd's dynamic DNS keys.
-	DynDomains  []string
-	NsupdateBin string
+	// DynDomains and NsupdateBin are hbd's dynamic DNS keys; NsupdateKey
+	// is a TSIG key file for nsupdate -k, NsupdateServer the name server
+	// to send updates to (HOST or HOST:PORT; default: nsupdate finds the
+	// zone's primary), DynDNSTTL the records' TTL (default 60 s).
+	DynDomains     []string
+	NsupdateBin    string
+	NsupdateKey    string
+	NsupdateServer string
+	DynDNSTTL      time.Duration
+	// HMACKey is the shared key of signed heartbeats (hmac_key); with
+	// HMACRequired every heartbeat must be signed, else a host that once
+	// signed must keep signing.
+	HMACKey      string
+	HMACRequired bool
 	// Warnings lists hbd keys that mb reads but does not use, with their line.
 	Warnings []string
 }
@@ -105,6 +118,9 @@ type Host struct {
 	DynDNS bool
 	// Interval and Grace override the global ones when not zero.
 	Interval, Grace time.Duration
+	// Socktop is the ws:// or wss:// URL of a socktop agent the monitor
+	// polls for the host's metrics, Token its ?token=.
+	Socktop, Token string
 }
 
 // Journal holds the journal keys.
@@ -307,6 +323,18 @@ func (p *parser) checkListen(c *Config) error {
 		}
 	}
 	return fmt.Errorf("%s: listen %s is reachable from other machines, and no user has a password: the API and pages there would be open to anyone; add users with passwords (pbkdf2:sha256 hashes), or listen on 127.0.0.1", p.at("listen"), c.Listen)
+}
+
+// checkSocktopURL accepts a ws:// or wss:// URL with a host.
+func checkSocktopURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return fmt.Errorf("%q is not a socktop agent's URL (accepted: ws://HOST:3000/ws or wss://HOST:8443/ws)", s)
+	}
+	if u.Query().Has("token") {
+		return errors.New("give the token in the host's token key, not in the URL")
+	}
+	return nil
 }
 
 // IsLoopback reports whether a host:port address listens on loopback only

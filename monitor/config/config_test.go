@@ -197,6 +197,13 @@ func TestParseErrors(t *testing.T) {
 		{"yaml syntax", "a: [\n", []string{"monitor.yaml"}},
 		{"open listen without users", "listen: 0.0.0.0:50004\n", []string{"monitor.yaml:1:", "reachable from other machines", "listen on 127.0.0.1"}},
 		{"open listen, users without passwords", "listen: ':50004'\nusers:\n  a: {}\n", []string{"no user has a password"}},
+		{"hbd_host without hbd_port", "hbd_host: 127.0.0.1\n", []string{":1:", "hbd_host needs hbd_port"}},
+		{"hmac_required without key", "hmac_required: true\n", []string{":1:", "hmac_required needs hmac_key"}},
+		{"hmac_key and file", "hmac_key: a\nhmac_key_file: k\n", []string{":2:", "not both"}},
+		{"socktop not ws", "hosts:\n  pi:\n    socktop: http://pi:3000/ws\n", []string{":3:", "not a socktop agent's URL", "ws://HOST:3000/ws"}},
+		{"socktop token in URL", "hosts:\n  pi:\n    socktop: ws://pi:3000/ws?token=x\n", []string{":3:", "token key"}},
+		{"token without socktop", "hosts:\n  pi:\n    token: x\n", []string{":3:", "needs socktop"}},
+		{"unknown host key lists socktop", "hosts:\n  pi:\n    sockop: ws://pi:3000/ws\n", []string{":3:", "socktop, token"}},
 	}
 	for _, tc := range cases {
 		_, err := Parse([]byte(tc.text), "monitor.yaml", Options{})
@@ -212,6 +219,31 @@ func TestParseErrors(t *testing.T) {
 	}
 	if _, err := Parse([]byte("users:\n  a:\n    password: s3cret-value\n"), "", Options{}); err == nil || strings.Contains(err.Error(), "s3cret-value") {
 		t.Errorf("password error echoes the value: %v", err)
+	}
+}
+
+func TestFleetKeys(t *testing.T) {
+	text := "hbd_host: 127.0.0.1\nhbd_port: 50004\nhmac_key: k3y\nhmac_required: yes\nnsupdate_key: /etc/k.key\n" +
+		"nsupdate_server: 127.0.0.1:5353\ndyndns_ttl: 30\nregister_token: t\n" +
+		"hosts:\n  pi:\n    socktop: ws://pi:3000/ws\n    token: s\n    dyndns: true\n"
+	c, err := Parse([]byte(text), "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:50004" || c.HMACKey != "k3y" || !c.HMACRequired || c.NsupdateKey != "/etc/k.key" ||
+		c.NsupdateServer != "127.0.0.1:5353" || c.DynDNSTTL != 30*time.Second || c.RegisterToken != "t" {
+		t.Errorf("config %+v", c)
+	}
+	if h := c.Hosts["pi"]; h.Socktop != "ws://pi:3000/ws" || h.Token != "s" || !h.DynDNS {
+		t.Errorf("host %+v", h)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hmac"), []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Parse([]byte("hmac_key_file: hmac\n"), filepath.Join(dir, "monitor.yaml"), Options{})
+	if err != nil || c.HMACKey != "from-file" {
+		t.Fatalf("hmac_key_file: %v, %q", err, c.HMACKey)
 	}
 }
 

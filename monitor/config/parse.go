@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,13 +39,13 @@ var topKeys = []string{
 	"journal_enabled", "journal_dir", "journal_file", "journal_max_size", "journal_max_backups",
 	"listen", "heartbeat_listen", "hb_port", "max_hosts", "register_token", "register_token_file",
 	"dyndomains", "nsupdate_bin", "rollup_retention", "rollup_minute_retention",
+	"hbd_host", "hbd_port", "hmac_key", "hmac_key_file", "hmac_required",
+	"nsupdate_key", "nsupdate_server", "dyndns_ttl",
 }
 
 // hbdIgnored are hbd keys mb accepts and does not use (so an hbd config
 // loads), with why.
 var hbdIgnored = map[string]string{
-	"hbd_port":  "use listen",
-	"hbd_host":  "use listen",
 	"ws_port":   "live updates are served on listen",
 	"wss_port":  "live updates are served on listen",
 	"cert_path": "TLS is not terminated by mb",
@@ -126,8 +127,9 @@ func kindName(n *yaml.Node) string {
 }
 
 func (p *parser) top(root *yaml.Node, c *Config) error {
-	var tokenFile *yaml.Node
+	var tokenFile, hmacFile *yaml.Node
 	var hbPort, hbListen *yaml.Node
+	var hbdHost, hbdPort, listenNode *yaml.Node
 	accepted := append(append([]string(nil), topKeys...), sortedKeys(hbdIgnored)...)
 	err := p.pairs(root, "", accepted, func(key string, k, v *yaml.Node) error {
 		var err error
@@ -193,7 +195,30 @@ func (p *parser) top(root *yaml.Node, c *Config) error {
 			n, err = p.integer(v, key, 0)
 			c.Journal.MaxBackups = n
 		case "listen":
+			listenNode = v
 			c.Listen, err = p.addr(v, key)
+		case "hbd_host":
+			hbdHost = v
+			_, err = p.str(v, key)
+		case "hbd_port":
+			hbdPort = v
+			var n int
+			n, err = p.integer(v, key, 1)
+			if err == nil && n > 65535 {
+				err = p.errAt(v, "hbd_port %d is not a port (accepted: 1 to 65535)", n)
+			}
+		case "hmac_key":
+			c.HMACKey, err = p.str(v, key)
+		case "hmac_key_file":
+			hmacFile = v
+		case "hmac_required":
+			c.HMACRequired, err = p.boolean(v, key)
+		case "nsupdate_key":
+			c.NsupdateKey, err = p.str(v, key)
+		case "nsupdate_server":
+			c.NsupdateServer, err = p.str(v, key)
+		case "dyndns_ttl":
+			c.DynDNSTTL, err = p.duration(v, key, false)
 		case "heartbeat_listen":
 			hbListen = v
 			c.HeartbeatListen, err = p.addr(v, key)
@@ -231,6 +256,45 @@ func (p *parser) top(root *yaml.Node, c *Config) error {
 	}
 	if hbPort != nil && hbListen != nil {
 		return p.errAt(hbPort, "give heartbeat_listen or its hbd synonym hb_port, not both")
+	}
+	switch {
+	case (hbdHost != nil || hbdPort != nil) && listenNode != nil:
+		// listen wins; the hbd keys are carried over unused.
+		for _, n := range []struct {
+			key string
+			v   *yaml.Node
+		}{{"hbd_port", hbdPort}, {"hbd_host", hbdHost}} {
+			if n.v != nil {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: hbd key %q is not used by mb (listen is given)", p.name, n.v.Line, n.key))
+			}
+		}
+	case hbdPort != nil:
+		host := ""
+		if hbdHost != nil {
+			host = hbdHost.Value
+		}
+		c.Listen = net.JoinHostPort(host, hbdPort.Value)
+		p.lines["listen"] = hbdPort.Line
+	case hbdHost != nil:
+		return p.errAt(hbdHost, "hbd_host needs hbd_port (or use listen: HOST:PORT)")
+	}
+	// Warnings in the file's order.
+	lineOf := func(w string) int {
+		rest := strings.TrimPrefix(w, p.name+":")
+		n, _ := strconv.Atoi(rest[:max(strings.IndexByte(rest, ':'), 0)])
+		return n
+	}
+	slices.SortStableFunc(c.Warnings, func(a, b string) int { return lineOf(a) - lineOf(b) })
+	if hmacFile != nil {
+		if c.HMACKey != "" {
+			return p.errAt(hmacFile, "give hmac_key or hmac_key_file, not both")
+		}
+		if c.HMACKey, err = p.secretFile(hmacFile, "hmac_key_file"); err != nil {
+			return err
+		}
+	}
+	if c.HMACRequired && c.HMACKey == "" {
+		return fmt.Errorf("%s: hmac_required needs hmac_key (or hmac_key_file)", p.at("hmac_required"))
 	}
 	if tokenFile != nil {
 		if c.RegisterToken != "" {
@@ -301,7 +365,7 @@ func (p *parser) user(name string, n *yaml.Node) (User, error) {
 	return u, nil
 }
 
-var hostKeys = []string{"owner", "managers", "monitors", "watch", "threshold_config", "dyndns", "interval", "grace"}
+var hostKeys = []string{"owner", "managers", "monitors", "watch", "threshold_config", "dyndns", "interval", "grace", "socktop", "token"}
 
 func (p *parser) host(name string, n *yaml.Node) (Host, error) {
 	h := Host{Watch: true}
@@ -325,9 +389,22 @@ func (p *parser) host(name string, n *yaml.Node) (Host, error) {
 			h.Interval, err = p.duration(v, where, false)
 		case "grace":
 			h.Grace, err = p.duration(v, where, true)
+		case "socktop":
+			h.Socktop, err = p.str(v, where)
+			if err == nil {
+				err = checkSocktopURL(h.Socktop)
+				if err != nil {
+					err = p.errAt(v, "%s: %v", where, err)
+				}
+			}
+		case "token":
+			h.Token, err = p.str(v, where)
 		}
 		return err
 	})
+	if err == nil && h.Token != "" && h.Socktop == "" {
+		err = fmt.Errorf("%s: hosts.%s.token is the socktop agent's token: it needs socktop: ws://HOST:3000/ws", p.at("hosts."+name+".token"), name)
+	}
 	return h, err
 }
 
