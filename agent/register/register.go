@@ -337,6 +337,9 @@ func (f *SecondsFlag) String() string {
 	return f.D.String()
 }
 
+// Type names the value in pflag's help.
+func (f *SecondsFlag) Type() string { return "seconds" }
+
 // Set implements flag.Value.
 func (f *SecondsFlag) Set(s string) error {
 	d, err := ParseSeconds(s)
