@@ -102,6 +102,7 @@ func runHeartbeat(args []string, stderr io.Writer) int {
 		return 2
 	}
 	setProcName()
+	lean()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if *message != "" {

@@ -9,10 +9,19 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/mbvm/mb/agent/register"
 )
+
+// lean keeps a reporter's memory small: it idles between sends, so
+// collecting garbage often costs little, and a soft limit holds the heap
+// down when a burst (a large plugin result) grew it.
+func lean() {
+	debug.SetGCPercent(20)
+	debug.SetMemoryLimit(4 << 20)
+}
 
 // registerTokenEnv holds the registration token when --token is not given.
 const registerTokenEnv = "MB_REGISTER_TOKEN"
@@ -57,6 +66,7 @@ func runRegister(args []string, stderr io.Writer) int {
 		return 2
 	}
 	setProcName()
+	lean()
 	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "mb-agent-register")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
