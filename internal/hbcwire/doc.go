@@ -8,6 +8,10 @@
 //
 //	!<ID>: <payload>
 //
+// Encoders write payloads under 512 bytes as zlib streams of stored
+// blocks (valid zlib that any inflater reads, and cheap to make), longer
+// ones compressed.
+//
 // ID is 1 to 16 ASCII letters, digits or underscores (HTB, PLG, ACK, CMD,
 // UPD). The single space after the colon is optional when decoding and
 // always written when encoding. The payload is either zlib-compressed

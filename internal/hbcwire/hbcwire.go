@@ -280,10 +280,16 @@ func Encode(m *Message, opt EncodeOptions) ([]byte, error) {
 // Encoder encodes datagrams, reusing its compressor and buffers between
 // calls. It is not safe for concurrent use; the zero value is ready.
 type Encoder struct {
-	zw  *zlib.Writer
+	zw  *zlib.Writer // BestSpeed, for larger payloads
+	zs  *zlib.Writer // stored blocks, for small ones
 	p   bytes.Buffer
 	out bytes.Buffer
 }
+
+// storedBelow is the payload size under which the zlib stream holds the
+// payload in stored (uncompressed) blocks: a few bytes longer, and far
+// cheaper to make than a Huffman block for a short ACK.
+const storedBelow = 512
 
 // Encode returns the datagram for m. The result is valid until the next
 // call.
@@ -336,13 +342,18 @@ func (e *Encoder) Encode(m *Message, opt EncodeOptions) ([]byte, error) {
 	if opt.Plain {
 		out.Write(payload)
 	} else {
-		if e.zw == nil {
-			e.zw, _ = zlib.NewWriterLevel(out, zlib.BestSpeed)
-		} else {
-			e.zw.Reset(out)
+		zw := &e.zw
+		level := zlib.BestSpeed
+		if len(payload) < storedBelow {
+			zw, level = &e.zs, zlib.NoCompression
 		}
-		e.zw.Write(payload)
-		if err := e.zw.Close(); err != nil {
+		if *zw == nil {
+			*zw, _ = zlib.NewWriterLevel(out, level)
+		} else {
+			(*zw).Reset(out)
+		}
+		(*zw).Write(payload)
+		if err := (*zw).Close(); err != nil {
 			return nil, fmt.Errorf("hbcwire: compress: %w", err)
 		}
 	}

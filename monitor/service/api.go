@@ -53,6 +53,9 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("DELETE /api/0/silences/{id}", s.deleteSilence)
 	mux.HandleFunc("POST /api/0/reload", s.postReload)
 	mux.HandleFunc("POST /api/0/notify/test", s.postNotifyTest)
+	mux.HandleFunc("POST /api/0/hosts/{host}/command", s.postCommand)
+	mux.HandleFunc("POST /api/0/hosts/{host}/update", s.postUpdate)
+	mux.HandleFunc("GET /api/0/fleet", s.getFleet)
 	mux.HandleFunc("/api/0/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see the Monitor API section of the README)", r.Method, r.URL.Path))
 	})

@@ -29,6 +29,7 @@ import (
 	"github.com/mbvm/mb/monitor"
 	"github.com/mbvm/mb/monitor/auth"
 	"github.com/mbvm/mb/monitor/config"
+	"github.com/mbvm/mb/monitor/fleet"
 	"github.com/mbvm/mb/monitor/journal"
 	"github.com/mbvm/mb/monitor/notify"
 	"github.com/mbvm/mb/monitor/store"
@@ -79,6 +80,9 @@ type Options struct {
 	// Poll is how often the outbox is checked without a kick (default
 	// notify.DefaultPoll).
 	Poll time.Duration
+	// AgentDir holds the mb-agent binaries /download serves (default: the
+	// running executable's directory).
+	AgentDir string
 }
 
 // Service is one assembled monitor. Its methods are safe for concurrent
@@ -100,6 +104,7 @@ type Service struct {
 	metrics  *metrics
 	handler  http.Handler
 	verifier *auth.Verifier
+	fleet    *fleet.Fleet
 
 	cur      atomic.Pointer[loaded]
 	reloadMu sync.Mutex
@@ -207,6 +212,9 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if err := s.engine.Load(ctx); err != nil {
 		return nil, fmt.Errorf("monitor: restoring state from %s: %w", s.store.Path(), err)
 	}
+	if s.fleet, err = fleet.New(fleet.FromConfig(cfg), fleet.Options{Engine: s.engine, Logger: s.log, Clock: s.clock, AgentDir: opts.AgentDir}); err != nil {
+		return nil, err
+	}
 	s.cur.Store(ld)
 	s.metrics = newMetrics(s)
 	s.handler = s.routes()
@@ -261,10 +269,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.lnMu.Unlock()
 
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		_ = s.disp.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.fleet.Run(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -399,6 +411,12 @@ func (s *Service) apply(cfg *config.Config) error {
 			return fmt.Errorf("monitor reload refused, the old configuration stays in force: %w", err)
 		}
 	}
+	if err := s.fleet.Reload(fleet.FromConfig(cfg)); err != nil {
+		if nl != nil {
+			nl.ln.Close()
+		}
+		return fmt.Errorf("monitor reload refused, the old configuration stays in force: %w", err)
+	}
 	if err := s.engine.Reload(ld.settings); err != nil {
 		if nl != nil {
 			nl.ln.Close()
@@ -456,6 +474,9 @@ func (s *Service) Close() error {
 
 func (s *Service) closeFiles() error {
 	var errs []error
+	if s.fleet != nil {
+		errs = append(errs, s.fleet.Close())
+	}
 	if s.journal != nil {
 		errs = append(errs, s.journal.Close())
 	}
