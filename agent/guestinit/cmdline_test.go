@@ -57,11 +57,11 @@ func TestCmdlineSocktopAgentArgs(t *testing.T) {
 
 func TestCmdlineReporters(t *testing.T) {
 	c := ParseCmdline("console=ttyS0 mb.register=http://10.0.2.2:8080 mb.register_interval=2 mb.register_token=tok " +
-		"mb.heartbeat=10.0.2.2:50003,monitor mb.heartbeat_interval=1s mb.heartbeat_key=k")
+		"mb.heartbeat=10.0.2.2:50003,monitor mb.heartbeat_interval=1s mb.heartbeat_key=k mb.heartbeat_name=hb1")
 	rs := c.Reporters("ens3")
 	want := []Reporter{
 		{Name: "register", Args: []string{"register", "--api", "http://10.0.2.2:8080", "--interface", "ens3", "--interval", "2"}, Env: []string{"MB_REGISTER_TOKEN=tok"}},
-		{Name: "heartbeat", Args: []string{"heartbeat", "-b", "--interval", "1s", "10.0.2.2:50003", "monitor"}, Env: []string{"MB_HEARTBEAT_KEY=k"}},
+		{Name: "heartbeat", Args: []string{"heartbeat", "-b", "--interval", "1s", "-n", "hb1", "10.0.2.2:50003", "monitor"}, Env: []string{"MB_HEARTBEAT_KEY=k"}},
 	}
 	if !reflect.DeepEqual(rs, want) {
 		t.Errorf("Reporters:\n got %+v\nwant %+v", rs, want)

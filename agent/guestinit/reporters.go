@@ -23,6 +23,7 @@ type Reporter struct {
 //	mb.heartbeat=HOST[:PORT]   mb-agent heartbeat -b HOST[:PORT] (several
 //	                           servers separated by commas)
 //	mb.heartbeat_interval=D    its --interval
+//	mb.heartbeat_name=NAME     its -n (default: the hostname)
 //	mb.heartbeat_key=K         its hmac_key ($MB_HEARTBEAT_KEY)
 //
 // iface is the interface init configured ("" when none: eth0 is used).
@@ -45,6 +46,9 @@ func (c Cmdline) Reporters(iface string) []Reporter {
 		r := Reporter{Name: "heartbeat", Args: []string{"heartbeat", "-b"}}
 		if v := c.Params["mb.heartbeat_interval"]; v != "" {
 			r.Args = append(r.Args, "--interval", v)
+		}
+		if v := c.Params["mb.heartbeat_name"]; v != "" {
+			r.Args = append(r.Args, "-n", v)
 		}
 		if v := c.Params["mb.heartbeat_key"]; v != "" {
 			r.Env = append(r.Env, "MB_HEARTBEAT_KEY="+v)
