@@ -80,37 +80,60 @@ func runFleetAgent(ctx context.Context, e *env, r *results) error {
 			return ctx.Err()
 		}
 	}
-	first, err := reporterProcs(ctx, mb, vm)
+	// CPU and memory are sampled over consecutive windows, one per run,
+	// each long enough for several heartbeats and a plugin round
+	// (30 s in a full run).
+	window := e.cfg.idle / 2
+	runs := max(e.cfg.runs, 1)
+	prev, err := reporterProcs(ctx, mb, vm)
 	if err != nil {
 		return err
 	}
-	e.log.Info("fleetagent: reporters running, guest idling", "seconds", e.cfg.idle.Seconds())
-	select {
-	case <-time.After(e.cfg.idle):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	last, err := reporterProcs(ctx, mb, vm)
-	if err != nil {
-		return err
-	}
-	wall := last.uptime - first.uptime
-	if wall <= 0 {
-		return fmt.Errorf("guest uptime did not advance")
+	e.log.Info("fleetagent: reporters running, guest idling", "windows", runs, "seconds_each", window.Seconds())
+	cpu := map[string][]float64{}
+	rss := map[string][]float64{}
+	pss := map[string][]float64{}
+	gone := map[string]bool{}
+	var total float64
+	for range runs {
+		select {
+		case <-time.After(window):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cur, err := reporterProcs(ctx, mb, vm)
+		if err != nil {
+			return err
+		}
+		wall := cur.uptime - prev.uptime
+		if wall <= 0 {
+			return fmt.Errorf("guest uptime did not advance")
+		}
+		total += wall
+		for _, sub := range []string{"heartbeat", "register"} {
+			a, ok1 := prev.procs[sub]
+			b, ok2 := cur.procs[sub]
+			if !ok1 || !ok2 || a.stat.PID != b.stat.PID {
+				gone[sub] = true
+				continue
+			}
+			ticks := (b.stat.UTime + b.stat.STime) - (a.stat.UTime + a.stat.STime)
+			cpu[sub] = append(cpu[sub], float64(ticks)/userHZ/wall*100)
+			rss[sub] = append(rss[sub], mib(b.rssKB*1024))
+			pss[sub] = append(pss[sub], mib(b.pssKB*1024))
+		}
+		prev = cur
 	}
 	for _, sub := range []string{"heartbeat", "register"} {
-		a, ok1 := first.procs[sub]
-		b, ok2 := last.procs[sub]
-		if !ok1 || !ok2 || a.stat.PID != b.stat.PID {
-			r.notMeasured("fleetagent."+sub+".cpu", "the reporter was not running through the whole window")
-			r.notMeasured("fleetagent."+sub+".rss", "the reporter was not running through the whole window")
+		if gone[sub] {
+			r.notMeasured("fleetagent."+sub+".cpu", "the reporter was not running through every window")
+			r.notMeasured("fleetagent."+sub+".rss", "the reporter was not running through every window")
 			continue
 		}
-		ticks := (b.stat.UTime + b.stat.STime) - (a.stat.UTime + a.stat.STime)
-		r.set("fleetagent."+sub+".cpu", []float64{float64(ticks) / userHZ / wall * 100})
-		r.note("fleetagent."+sub+".cpu", "%.0f s window on the guest clock, %d clock ticks", wall, ticks)
-		r.set("fleetagent."+sub+".rss", []float64{mib(b.rssKB * 1024)})
-		r.note("fleetagent."+sub+".rss", "proportional set size %.1f MiB (the binary's pages shared with init and the agent counted once)", mib(b.pssKB*1024))
+		r.set("fleetagent."+sub+".cpu", cpu[sub])
+		r.note("fleetagent."+sub+".cpu", "%d windows of %.0f s on the guest clock (100 clock ticks a second)", runs, total/float64(runs))
+		r.set("fleetagent."+sub+".rss", rss[sub])
+		r.note("fleetagent."+sub+".rss", "proportional set size %.1f MiB at the end (the binary's pages shared with init and the agent counted once)", pss[sub][len(pss[sub])-1])
 	}
 	return nil
 }
