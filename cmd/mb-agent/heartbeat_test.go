@@ -160,3 +160,37 @@ func TestHeartbeatRejectsBadUse(t *testing.T) {
 		}
 	}
 }
+
+// TestHeartbeatDaemon: -d returns at once and leaves a detached process
+// that sends the heartbeats.
+func TestHeartbeatDaemon(t *testing.T) {
+	port, in := udpServer(t)
+	cfg := filepath.Join(t.TempDir(), "hbc.json")
+	if err := os.WriteFile(cfg, []byte(`{"interval": 0.05}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startChild(t, "heartbeat", "-d", "-c", cfg, "-n", "bg", fmt.Sprintf("127.0.0.1:%d", port))
+	if code := c.wait(t); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, c.log())
+	}
+	var pid int
+	i := strings.Index(c.log(), "PID ")
+	if i < 0 {
+		t.Fatalf("no PID in %q", c.log())
+	}
+	if _, err := fmt.Sscanf(c.log()[i:], "PID %d", &pid); err != nil || pid <= 0 {
+		t.Fatalf("no PID in %q", c.log())
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	deadline := time.After(2 * time.Minute)
+	for {
+		select {
+		case m := <-in:
+			if m.ID == hbcwire.HTB && m.String("name") == "bg" {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the background process sent no heartbeat within 2 minutes")
+		}
+	}
+}
