@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -162,6 +164,9 @@ func TestPingLoopback(t *testing.T) {
 	p := byName(t, `{"ping_monitor":{"hosts":["127.0.0.1"],"count":3,"timeout":5}}`)["ping_monitor"]
 	f := collect(t, p)
 	r := f["hosts"].(map[string]any)["127.0.0.1"].(pingResult)
+	if strings.Contains(r.Error, "no ICMP socket") {
+		testenv.Need(t, "an ICMP socket: run as root, or add your group to net.ipv4.ping_group_range ("+r.Error+")")
+	}
 	if r.Error != "" {
 		t.Fatalf("ping 127.0.0.1: %s", r.Error)
 	}
