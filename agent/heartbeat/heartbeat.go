@@ -80,6 +80,8 @@ type Client struct {
 	seen   map[string]time.Time // CMD/UPD ids obeyed, for replays
 	update chan struct{}
 	acked  chan struct{}
+	// lastTS is the last HTB timestamp sent.
+	lastTS float64
 	// v6fails counts failed opens per server for IPv6 addresses.
 	v6fails map[string]int
 	wg      sync.WaitGroup
@@ -286,7 +288,7 @@ func (c *Client) heartbeat(extra map[string]any) {
 		p.seq++
 		m := hbcwire.New(hbcwire.HTB).
 			Add("name", c.o.Name).
-			Add("timestamp", unixSeconds(now)).
+			Add("timestamp", c.nextTimestamp(now)).
 			Add("interval", int64(math.Ceil(c.o.Config.Interval.Seconds()))).
 			Add("seq", p.seq).
 			Add("acks", p.acks)
@@ -312,6 +314,20 @@ func (c *Client) heartbeat(extra map[string]any) {
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// nextTimestamp is an HTB's timestamp: now, but always at least one unit
+// of the wire's 5 decimals after the previous one (c.mu held). A signed
+// HTB whose timestamp is not above the last one is a replay to the
+// receiver, and the HTBs to a server's several addresses, or sent in one
+// go, would otherwise share one.
+func (c *Client) nextTimestamp(now time.Time) float64 {
+	ts := math.Round(unixSeconds(now)*1e5) / 1e5
+	if ts <= c.lastTS {
+		ts = c.lastTS + 1e-5
+	}
+	c.lastTS = ts
+	return ts
+}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

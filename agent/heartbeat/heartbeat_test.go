@@ -450,3 +450,30 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("defaults: %+v, %v", c, err)
 	}
 }
+
+// Signed HTBs must carry increasing timestamps (the receiver drops the
+// others as replays), also when several go out in the same instant.
+func TestTimestampsIncrease(t *testing.T) {
+	c, err := New(Options{Servers: []string{"h"}, Name: "h", Plugins: []plugins.Scheduled{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	last := 0.0
+	for i := range 5 {
+		m := hbcwire.New(hbcwire.HTB).Add("timestamp", c.nextTimestamp(now))
+		b, err := hbcwire.Encode(m, hbcwire.EncodeOptions{Plain: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := hbcwire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, _ := d.Float("timestamp")
+		if ts <= last {
+			t.Fatalf("timestamp %d on the wire %.5f, not above the previous %.5f", i, ts, last)
+		}
+		last = ts
+	}
+}
