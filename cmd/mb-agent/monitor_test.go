@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/internal/testenv"
 )
 
 type lockedBuf struct {
@@ -172,5 +174,41 @@ func TestHeartbeatSignedAgainstTheMonitor(t *testing.T) {
 	apiDo(t, "GET", api+"/api/0/hosts/signed-1/plugins/command", "", &p)
 	if p.Data["id"] != queued.ID || p.Data["output"] != "done\n" {
 		t.Errorf("the command's result as the monitor has it: %v (queued id %s)", p.Data, queued.ID)
+	}
+}
+
+// TestRegisterAgainstTheMonitor: mb-agent register with the monitor's
+// register_token is listed in /api/vms; without the token it gives up
+// after 3 attempts naming --token.
+func TestRegisterAgainstTheMonitor(t *testing.T) {
+	iface, ip := hostIPv4Interface()
+	if iface == "" {
+		testenv.Need(t, "a network interface with an IPv4 address other than loopback")
+	}
+	api, _, _ := startMonitor(t, "register_token: reg-tok\n")
+	bad := startChild(t, "register", "--api", api, "--interface", iface, "--retry", "10ms")
+	if code := bad.wait(t); code != 1 || !strings.Contains(bad.log(), "--token") {
+		t.Errorf("without the token: exit %d, want 1 and a message naming --token:\n%s", code, bad.log())
+	}
+	c := startChildEnv(t, []string{"MB_REGISTER_TOKEN=reg-tok"}, "register", "-api", api, "-interface", iface, "-interval", "1")
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", api+"/api/vms", nil)
+		req.Header.Set("Authorization", "Bearer reg-tok")
+		var vms []struct {
+			Hostname  string `json:"hostname"`
+			IPAddress string `json:"ip_address"`
+			Interface string `json:"interface"`
+			Status    string `json:"status"`
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&vms)
+			resp.Body.Close()
+		}
+		if len(vms) == 1 && vms[0].IPAddress == ip && vms[0].Interface == iface && vms[0].Status == "online" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/api/vms %+v, want this machine (%s on %s) online\n%s", vms, ip, iface, c.log())
+		}
 	}
 }
