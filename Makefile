@@ -20,11 +20,11 @@ endif
 # scrape and lint the monitor's /metrics; python3-websockets for an
 # independent client of mb-agent's socktop server; protobuf-compiler for
 # `make proto`; bind9 and bind9-dnsutils (dig, nsupdate) for the monitor's
-# dynamic DNS test against a real name server.
+# dynamic DNS test against a real name server; curl to run the served install.sh.
 DEB_PKGS := $(QEMU_PKG) qemu-utils busybox-static cpio socat qemu-guest-agent \
 	ovmf openssh-client e2fsprogs util-linux debootstrap systemd \
 	prometheus-alertmanager python3-aiosmtpd prometheus python3-websockets protobuf-compiler \
-	bind9 bind9-dnsutils
+	bind9 bind9-dnsutils curl
 
 # Packages whose tests boot real VMs: run one package at a time so the
 # 2-core machine never runs several TCG guests from different packages.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/mbvm/mb/internal/hbcwire"
 	"github.com/mbvm/mb/monitor"
 	"github.com/mbvm/mb/monitor/fleet"
+	"github.com/mbvm/mb/monitor/service"
 )
 
 // fleetPart measures the monitor's fleet receivers in process: hbc UDP
@@ -34,6 +36,7 @@ func fleetPart() part {
 		{id: "fleet.udp_ratio", name: "fleet: hbc ingest rate / bare receive loop rate", unit: "ratio"},
 		{id: "fleet.udp_us", name: "fleet: receiver time per HTB datagram (decode, engine, ACK)", unit: "µs", target: &target{"<", 20},
 			note: "< 20 µs is >= 50,000 datagrams/s"},
+		{id: "fleet.udp_service", name: "fleet: hbc HTB datagrams ingested per second through the whole monitor service (journal on, SQLite store), closed loop", unit: "datagrams/s"},
 		{id: "fleet.udp_loss", name: "fleet: HTB datagrams lost at 50,000/s sent open loop", unit: "datagrams", target: &target{"<=", 0}},
 		{id: "fleet.cpu_10k", name: "fleet: CPU for 10,000 hosts heartbeating every 10 s", unit: "% of a core", target: &target{"<", 5}},
 		{id: "fleet.register_rate", name: "fleet: POST /api/register per second on keep-alive connections (4 clients in process)", unit: "req/s"},
@@ -111,7 +114,7 @@ func newFleetRig(conn *net.UDPConn) (*fleetRig, error) {
 		return nil, err
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f, err := fleet.New(fleet.Settings{MaxHosts: 20000}, fleet.Options{Engine: eng, Logger: quiet, HeartbeatConn: conn})
+	f, err := fleet.New(fleet.Settings{MaxHosts: 20000}, fleet.Options{Engine: eng, Logger: quiet, HeartbeatConn: conn, ACKRate: 1 << 30})
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +252,9 @@ func runFleet(ctx context.Context, e *env, r *results) error {
 	r.setRatio("fleet.udp_ratio", median(rates)/median(bares), ratios)
 	r.set("fleet.udp_us", us)
 
+	if err := fleetService(ctx, e, r, dgs, n); err != nil {
+		return err
+	}
 	if err := fleetLoss(ctx, e, r, dgs); err != nil {
 		return err
 	}
@@ -312,24 +318,39 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// fleetCPU runs 10,000 hosts at a 10 s interval from a child process and
-// measures this process's CPU (the receiver, the engine and its Tick).
+// fleetCPU runs 10,000 hosts at a 10 s interval from a child process
+// against the whole monitor service (engine, journal, store, Tick) and
+// measures this process's CPU.
 func fleetCPU(ctx context.Context, e *env, r *results) error {
 	warm, window := 12*time.Second, 20*time.Second
 	if e.cfg.quick {
 		window = 5 * time.Second
 	}
-	r.note("fleet.cpu_10k", "1,000 datagrams/s from a child process; measured over %s after every host was created", window)
-	conn, err := listenUDP()
+	r.note("fleet.cpu_10k", "the monitor service with its journal; 1,000 datagrams/s from a child process; measured over %s after every host was created", window)
+	dir, err := os.MkdirTemp(e.work, "fleetcpu")
 	if err != nil {
 		return err
 	}
-	fr, err := newFleetRig(conn)
-	if err != nil {
-		conn.Close()
+	cfg := filepath.Join(dir, "monitor.yaml")
+	if err := os.WriteFile(cfg, []byte("heartbeat_listen: 127.0.0.1:0\ninterval: 10\nmax_hosts: 20000\n"), 0o600); err != nil {
 		return err
 	}
-	defer fr.close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := service.New(ctx, service.Options{ConfigPath: cfg, StateDir: filepath.Join(dir, "state"), Logger: quiet})
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		svc.Run(sctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+		svc.Close()
+	}()
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -337,7 +358,7 @@ func fleetCPU(ctx context.Context, e *env, r *results) error {
 	runs := e.cfg.runs
 	total := warm + time.Duration(runs)*window
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,10000,10,%d", senderEnv, conn.LocalAddr(), int(total.Seconds())+2))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,10000,10,%d", senderEnv, svc.Fleet().HeartbeatAddr(), int(total.Seconds())+2))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
@@ -359,7 +380,7 @@ func fleetCPU(ctx context.Context, e *env, r *results) error {
 		}
 		pct = append(pct, 100*float64(cpuTime()-c0)/float64(time.Since(t0)))
 	}
-	if n := len(fr.eng.Hosts()); n < 10000 {
+	if n := len(svc.Engine().Hosts()); n < 10000 {
 		r.note("fleet.cpu_10k", "only %d hosts arrived", n)
 	}
 	r.set("fleet.cpu_10k", pct)
@@ -433,5 +454,43 @@ func fleetRegister(ctx context.Context, e *env, r *results) error {
 	}
 	r.set("fleet.register_rate", rates)
 	r.set("fleet.register_us", us)
+	return nil
+}
+
+// fleetService measures ingest through monitor/service as `mb monitor
+// serve` runs it: the engine with its journal and store.
+func fleetService(ctx context.Context, e *env, r *results, dgs [][]byte, n int) error {
+	r.note("fleet.udp_service", "%d datagrams a run, journal_enabled (default)", n)
+	var rates []float64
+	for run := 0; run < e.cfg.runs; run++ {
+		dir, err := os.MkdirTemp(e.work, "fleetsvc")
+		if err != nil {
+			return err
+		}
+		cfg := filepath.Join(dir, "monitor.yaml")
+		if err := os.WriteFile(cfg, []byte("heartbeat_listen: 127.0.0.1:0\ninterval: 10\n"), 0o600); err != nil {
+			return err
+		}
+		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+		svc, err := service.New(ctx, service.Options{ConfigPath: cfg, StateDir: filepath.Join(dir, "state"), Logger: quiet})
+		if err != nil {
+			return err
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			svc.Run(sctx)
+		}()
+		rate, err := blast(ctx, svc.Fleet().HeartbeatAddr(), dgs, n, func() uint64 { return svc.Fleet().Stats().HTB })
+		cancel()
+		<-done
+		svc.Close()
+		if err != nil {
+			return err
+		}
+		rates = append(rates, rate)
+	}
+	r.set("fleet.udp_service", rates)
 	return nil
 }

@@ -8,17 +8,15 @@
 //
 //	!<ID>: <payload>
 //
-// Encoders write payloads under 512 bytes as zlib streams of stored
-// blocks (valid zlib that any inflater reads, and cheap to make), longer
-// ones compressed.
-//
 // ID is 1 to 16 ASCII letters, digits or underscores (HTB, PLG, ACK, CMD,
 // UPD). The single space after the colon is optional when decoding and
 // always written when encoding. The payload is either zlib-compressed
 // (RFC 1950, what hbc sends) or plain text; the decoder accepts both: a
 // payload that starts with a valid zlib header is inflated, and if that
 // fails it is read as plain text. A trailing CR/LF of a plain payload is
-// ignored.
+// ignored. Encoders write payloads under 512 bytes as zlib streams of
+// stored blocks (valid zlib that any inflater reads, and cheap to make),
+// longer ones compressed.
 //
 // The plain payload is key=value pairs joined by ';'. Empty pairs are
 // skipped; a pair without '=' or with an empty key is dropped and counted

@@ -18,7 +18,7 @@ func BenchmarkHTBHandle(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f, err := New(Settings{HeartbeatListen: "127.0.0.1:0", MaxHosts: 20000}, Options{Engine: eng})
+	f, err := New(Settings{HeartbeatListen: "127.0.0.1:0", MaxHosts: 20000}, Options{Engine: eng, ACKRate: 1 << 30})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -35,25 +35,34 @@ const (
 )
 
 // dynDNS is the background worker: ingest only records the newest address
-// per host; the worker runs nsupdate and retries failures with backoff.
+// per host; the worker runs nsupdate and retries a failed host with its own
+// backoff, so one failing host does not hold back the others.
 type dynDNS struct {
 	f       *Fleet
 	mu      sync.Mutex
-	pending map[string]string
+	pending map[string]*dnsJob
 	kick    chan struct{}
 }
 
-func newDynDNS(f *Fleet) *dynDNS {
-	return &dynDNS{f: f, pending: map[string]string{}, kick: make(chan struct{}, 1)}
+// dnsJob is a host's address waiting to be published.
+type dnsJob struct {
+	addr      string
+	notBefore time.Time
+	backoff   time.Duration
 }
 
-// enqueue records a host's new address; it never blocks.
+func newDynDNS(f *Fleet) *dynDNS {
+	return &dynDNS{f: f, pending: map[string]*dnsJob{}, kick: make(chan struct{}, 1)}
+}
+
+// enqueue records a host's new address; it never blocks. A new address
+// is tried at once, even while an older one waits for its retry.
 func (d *dynDNS) enqueue(host, addr string) {
 	if len(d.f.set.Load().DNS.Domains) == 0 {
 		return
 	}
 	d.mu.Lock()
-	d.pending[host] = addr
+	d.pending[host] = &dnsJob{addr: addr}
 	d.mu.Unlock()
 	select {
 	case d.kick <- struct{}{}:
@@ -62,48 +71,60 @@ func (d *dynDNS) enqueue(host, addr string) {
 }
 
 func (d *dynDNS) run(ctx context.Context) {
-	backoff := time.Duration(0)
-	var retry <-chan time.Time
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.kick:
-			if backoff > 0 {
-				continue // wait for the retry timer
-			}
-		case <-retry:
-			retry = nil
+		case <-timer.C:
 		}
+		// Take the jobs that are due.
+		now := time.Now()
+		due := map[string]dnsJob{}
 		d.mu.Lock()
-		batch := d.pending
-		d.pending = map[string]string{}
+		for host, j := range d.pending {
+			if !j.notBefore.After(now) {
+				due[host] = *j
+				delete(d.pending, host)
+			}
+		}
 		d.mu.Unlock()
-		failed := false
-		for host, addr := range batch {
+		for host, j := range due {
 			if ctx.Err() != nil {
 				return
 			}
-			if err := d.update(ctx, host, addr); err != nil {
-				failed = true
-				d.f.stats.dnsFailures.Add(1)
-				d.f.log.Warn("fleet: dynamic DNS update failed; retrying", "host", host, "addr", addr, "err", err)
-				d.mu.Lock()
-				if _, newer := d.pending[host]; !newer {
-					d.pending[host] = addr
-				}
-				d.mu.Unlock()
+			err := d.update(ctx, host, j.addr)
+			if err == nil {
+				d.f.stats.dnsUpdates.Add(1)
+				d.f.log.Info("fleet: dynamic DNS updated", "host", host, "addr", j.addr)
 				continue
 			}
-			d.f.stats.dnsUpdates.Add(1)
-			d.f.log.Info("fleet: dynamic DNS updated", "host", host, "addr", addr)
+			d.f.stats.dnsFailures.Add(1)
+			j.backoff = min(max(2*j.backoff, dnsRetryMin), dnsRetryMax)
+			j.notBefore = time.Now().Add(j.backoff)
+			d.f.log.Warn("fleet: dynamic DNS update failed; will retry", "host", host, "addr", j.addr, "retry_in", j.backoff, "err", err)
+			d.mu.Lock()
+			if _, newer := d.pending[host]; !newer {
+				d.pending[host] = &j
+			}
+			d.mu.Unlock()
 		}
-		if failed {
-			backoff = min(max(2*backoff, dnsRetryMin), dnsRetryMax)
-			retry = time.After(backoff)
-		} else {
-			backoff = 0
+		// Sleep until the next retry is due (a kick wakes it earlier).
+		next := time.Hour
+		d.mu.Lock()
+		for _, j := range d.pending {
+			next = min(next, max(time.Until(j.notBefore), 0))
 		}
+		d.mu.Unlock()
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
 	}
 }
 

@@ -109,6 +109,9 @@ type Options struct {
 	// HeartbeatReaders is how many goroutines read the UDP socket
 	// (default: 2).
 	HeartbeatReaders int
+	// ACKRate bounds the answers to one source address per second
+	// (default DefaultACKRate).
+	ACKRate int
 	// HeartbeatConn, when set, is the socket to receive heartbeats on
 	// instead of binding heartbeat_listen (benchmarks compare a bare
 	// receive loop on the same socket). The fleet closes it.
@@ -133,6 +136,7 @@ type Fleet struct {
 	running context.Context
 	wg      sync.WaitGroup
 
+	acks    ackLimiter
 	dns     *dynDNS
 	pollers *pollers
 	agents  *agentFiles
@@ -181,6 +185,10 @@ func New(s Settings, opts Options) (*Fleet, error) {
 		eng: opts.Engine, log: opts.Logger.With("component", "fleet"), clock: opts.Clock, opts: opts,
 		hosts: map[string]*fhost{},
 	}
+	if opts.ACKRate <= 0 {
+		opts.ACKRate = DefaultACKRate
+	}
+	f.acks.rate = opts.ACKRate
 	f.set.Store(&s)
 	f.dns = newDynDNS(f)
 	f.pollers = newPollers(f)

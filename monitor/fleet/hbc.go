@@ -206,8 +206,11 @@ func (rd *hbcReader) htb(ctx context.Context, m *hbcwire.Message, from netip.Add
 		}
 	}
 	if rtt == 0 {
-		if x, err := m.Float("rtt"); err == nil && x > 0 && x < 60 {
-			rtt = x
+		for _, k := range []string{"rtt", "RTT"} {
+			if x, err := m.Float(k); err == nil && x > 0 && x < 60 {
+				rtt = x
+				break
+			}
 		}
 	}
 	o.RTT = time.Duration(rtt * float64(time.Second))
@@ -220,10 +223,16 @@ func (rd *hbcReader) htb(ctx context.Context, m *hbcwire.Message, from netip.Add
 	f.mu.Unlock()
 
 	msg, hasMsg := m.Get("message")
-	if boot := m.Bool("boot"); boot || hasMsg {
+	extra := htbExtras(m)
+	if boot := m.Bool("boot"); boot || hasMsg || extra != nil {
 		// Before the heartbeat: a shutdown heartbeat must be the last word.
 		fields := map[string]any{"boot": boot, "message": m.String("message"), "time": recv.UTC().Format(time.RFC3339)}
-		f.log.Info("fleet: message from host", "host", name, "boot", boot, "message", msg)
+		for k, v := range extra {
+			fields[k] = v
+		}
+		if boot || hasMsg {
+			f.log.Info("fleet: message from host", "host", name, "boot", boot, "message", msg)
+		}
 		_ = f.observe(ctx, monitor.Observation{Host: name, Source: SourceHBC, Plugin: PluginHBC, Fields: fields, Address: o.Address})
 	}
 	if err := f.observe(ctx, o); err != nil {
@@ -247,11 +256,20 @@ func (rd *hbcReader) htb(ctx context.Context, m *hbcwire.Message, from netip.Add
 	if needUpdate {
 		ack.Add("request_update", 1)
 	}
+	if !f.acks.allow(from.Addr(), recv) {
+		f.stats.acksLimited.Add(1)
+		if len(queue) > 0 {
+			f.mu.Lock()
+			h.queue = append(queue, h.queue...) // for the next heartbeat
+			f.mu.Unlock()
+		}
+		return
+	}
 	ack.Add("sent", unixSeconds(time.Now()))
 	rd.send(ack, m.Compressed, set, from)
 	for _, q := range queue {
+		f.stats.cmds.Add(1) // before the send: the counter never lags what a client saw
 		rd.send(q.message(), m.Compressed, set, from)
-		f.stats.cmds.Add(1)
 	}
 }
 
@@ -261,12 +279,11 @@ func (rd *hbcReader) send(m *hbcwire.Message, compressed bool, set *Settings, to
 		rd.f.stats.sendErrors.Add(1)
 		return
 	}
+	if m.ID == hbcwire.ACK {
+		rd.f.stats.acks.Add(1) // before the send, as for commands
+	}
 	if _, err := rd.r.conn.WriteToUDPAddrPort(b, to); err != nil {
 		rd.f.stats.sendErrors.Add(1)
-		return
-	}
-	if m.ID == hbcwire.ACK {
-		rd.f.stats.acks.Add(1)
 	}
 }
 
@@ -313,7 +330,6 @@ func (rd *hbcReader) plg(ctx context.Context, m *hbcwire.Message, from netip.Add
 	}
 	h.pluginSizes[plugin] = size
 	h.pluginBytes += size - old
-	h.plugins = true
 	addr := ipOf(from)
 	changed := h.noteAddress(addr)
 	f.mu.Unlock()
@@ -321,9 +337,46 @@ func (rd *hbcReader) plg(ctx context.Context, m *hbcwire.Message, from netip.Add
 	if err := f.observe(ctx, monitor.Observation{Host: name, Source: SourceHBC, Plugin: plugin, Fields: fields, Address: addr}); err != nil {
 		return
 	}
+	// Only once the data is in: an ACK without request_update promises it.
+	f.mu.Lock()
+	h.plugins = true
+	f.mu.Unlock()
 	if changed {
 		f.addressChanged(name, addr)
 	}
+}
+
+// htbKeys are the HTB keys the receiver reads; others are kept as fields
+// of the hbc plugin.
+var htbKeys = map[string]bool{
+	"name": true, "timestamp": true, "interval": true, "rtt": true, "RTT": true, "acks": true, "boot": true,
+	"shutdown": true, "message": true, "owner": true, "seq": true, "ack_sent": true, "ack_held": true,
+}
+
+// htbExtras returns an HTB's other keys as values, nil when none (bounded
+// like a PLG's).
+func htbExtras(m *hbcwire.Message) map[string]any {
+	var out map[string]any
+	size, leaves := 0, 0
+	for _, fl := range m.Fields {
+		if htbKeys[fl.Key] {
+			continue
+		}
+		v, ok := hbcwire.Value(fl.Value)
+		if !ok {
+			continue
+		}
+		size += len(fl.Key) + len(fl.Value)
+		leaves += countLeaves(v)
+		if size > MaxPluginBytes || leaves > MaxPluginLeaves {
+			return out
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		out[fl.Key] = v
+	}
+	return out
 }
 
 // countLeaves counts the scalar values in decoded JSON.

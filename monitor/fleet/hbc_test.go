@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
@@ -72,7 +73,7 @@ def exchange(msg):
 out = {}
 out['plain'] = exchange(enc('HTB', [('name', 'py-plain'), ('timestamp', time.time()), ('interval', 10), ('seq', 1)], False))
 disks = {'/': {'percent': 41.5, 'label': 'root;fs'}}
-for i in range(100):
+for i in range(600):
     s.sendto(enc('PLG', [('name', 'py-zlib'), ('plugin', 'cpu_monitor'), ('cpu_percent', 12.5), ('per_core', [10.0, 15.0]), ('on', True)], True), ('127.0.0.1', port))
     s.sendto(enc('PLG', [('name', 'py-zlib'), ('plugin', 'disk_monitor'), ('partitions', disks)], True), ('127.0.0.1', port))
     a = exchange(enc('HTB', [('name', 'py-zlib'), ('timestamp', time.time()), ('interval', 10), ('seq', i)], True))
@@ -80,7 +81,7 @@ for i in range(100):
         break
     time.sleep(0.05)
 out['zlib'] = a
-out['boot'] = exchange(enc('HTB', [('name', 'py-zlib'), ('timestamp', time.time()), ('interval', 10), ('boot', True), ('message', 'hello world')], True))
+out['boot'] = exchange(enc('HTB', [('name', 'py-zlib'), ('timestamp', time.time()), ('interval', 10), ('boot', True), ('message', 'hello world'), ('uptime', 12.5)], True))
 out['shutdown'] = exchange(enc('HTB', [('name', 'py-plain'), ('timestamp', time.time()), ('interval', 10), ('shutdown', True)], False))
 print(json.dumps(out))
 `
@@ -107,6 +108,11 @@ func TestHBCPythonClient(t *testing.T) {
 	if _, ok := z.Fields["request_update"]; ok {
 		t.Errorf("ACK still asks for an update after plugin data: %+v", z)
 	}
+	// The two PLGs may be read by different receiver goroutines.
+	waitFor(t, "both plugins' data", func() bool {
+		h, _ := r.host("py-zlib")
+		return h.Plugins["cpu_monitor"] != nil && h.Plugins["disk_monitor"] != nil
+	})
 	h, ok := r.host("py-zlib")
 	if !ok || h.Source != SourceHBC || h.Interval != 10*time.Second || h.Reach != monitor.Up {
 		t.Fatalf("py-zlib: %+v", h)
@@ -120,7 +126,7 @@ func TestHBCPythonClient(t *testing.T) {
 	if root["percent"] != 41.5 || root["label"] != "root;fs" {
 		t.Errorf("disk_monitor: %#v", h.Plugins["disk_monitor"])
 	}
-	if m := h.Plugins[PluginHBC]; m["message"] != "hello world" || m["boot"] != true {
+	if m := h.Plugins[PluginHBC]; m["message"] != "hello world" || m["boot"] != true || m["uptime"] != 12.5 {
 		t.Errorf("boot message: %#v", m)
 	}
 	if len(h.Addresses) == 0 || h.Addresses[len(h.Addresses)-1].Address != "127.0.0.1" {
@@ -338,6 +344,22 @@ func TestHBCHostile(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	heapBefore := ms.HeapAlloc
 
+	// Keep at most 50 datagrams in flight, so that even a small receive
+	// buffer drops none.
+	base := r.f.Stats().Datagrams
+	sent := uint64(0)
+	paced := func(b []byte) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for sent > 50 && r.f.Stats().Datagrams-base < sent-50 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the receiver stopped at %d of %d datagrams", r.f.Stats().Datagrams-base, sent)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		c.sendRaw(b)
+		sent++
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 2000; i++ {
 		b := make([]byte, rng.IntN(1400)+1)
@@ -347,7 +369,7 @@ func TestHBCHostile(t *testing.T) {
 		if i%2 == 0 {
 			copy(b, "!HTB: ")
 		}
-		c.sendRaw(b)
+		paced(b)
 	}
 	hostile := [][]byte{
 		append([]byte("!PLG: "), zlibOf("name=x;plugin=p;v="+strings.Repeat("0", 8<<20))...),          // zip bomb
@@ -361,11 +383,12 @@ func TestHBCHostile(t *testing.T) {
 		[]byte("!HTB: name=a;interval=nan;timestamp=inf;rtt=-1;ack_sent=1e308"),
 	}
 	for _, b := range hostile {
-		c.sendRaw(b)
+		paced(b)
 	}
 	// A flood of new names: at most max_hosts of them are admitted.
 	for i := 0; i < 200; i++ {
-		c.send(htb(fmt.Sprintf("flood-%03d", i))(), nil)
+		b, _ := hbcwire.Encode(htb(fmt.Sprintf("flood-%03d", i))(), hbcwire.EncodeOptions{})
+		paced(b)
 	}
 	waitFor(t, "hostile input counted", func() bool {
 		s := r.f.Stats()
@@ -411,5 +434,72 @@ func TestHBCPluginBounds(t *testing.T) {
 	})
 	if h, _ := r.host("big"); len(h.Plugins) > MaxPlugins {
 		t.Errorf("%d plugins kept", len(h.Plugins))
+	}
+}
+
+// TestHBCReloadRebinds: a new heartbeat_listen is bound on reload and the
+// old socket let go; a port in use refuses the reload.
+func TestHBCReloadRebinds(t *testing.T) {
+	r := newRig(t, Settings{}, false)
+	if runtime.GOOS == "linux" && !r.f.hbc.kernelTS {
+		t.Error("no kernel receive timestamps on Linux")
+	}
+	old := r.udp
+	s := *r.f.set.Load()
+	s.HeartbeatListen = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	if err := r.f.Reload(s); err != nil {
+		t.Fatal(err)
+	}
+	now := r.f.HeartbeatAddr().(*net.UDPAddr)
+	if now.Port == old.Port {
+		t.Fatal("not rebound")
+	}
+	newClient(t, now, nil).exchange(htb("moved"), nil)
+	// The old port is free again.
+	c, err := net.ListenUDP("udp", old)
+	if err != nil {
+		t.Fatalf("old port still held: %v", err)
+	}
+	// A port in use refuses the reload; the receiver stays.
+	s.HeartbeatListen = c.LocalAddr().String()
+	if err := r.f.Reload(s); err == nil {
+		t.Fatal("reload onto a busy port accepted")
+	}
+	c.Close()
+	newClient(t, now, nil).exchange(htb("moved"), nil)
+}
+
+func TestACKLimiter(t *testing.T) {
+	l := ackLimiter{rate: 3}
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	t0 := time.Unix(1000, 0)
+	for i := 0; i < 3; i++ {
+		if !l.allow(a, t0) {
+			t.Fatalf("answer %d refused", i)
+		}
+	}
+	if l.allow(a, t0.Add(500*time.Millisecond)) {
+		t.Error("a fourth answer in the same second")
+	}
+	if !l.allow(b, t0) {
+		t.Error("another address refused")
+	}
+	if !l.allow(a, t0.Add(time.Second)) {
+		t.Error("refused in the next second")
+	}
+}
+
+// TestHBCReflection: a flood of heartbeats from one address (as forged
+// ones would be) gets at most the per-address rate of answers, and is
+// still ingested.
+func TestHBCReflection(t *testing.T) {
+	r := newRig(t, Settings{}, false, func(_ *Settings, _ *monitor.Settings, o *Options) { o.ACKRate = 5 })
+	c := newClient(t, r.udp, nil)
+	for i := 0; i < 200; i++ {
+		c.send(htb("victim")(), nil)
+	}
+	waitFor(t, "answers held back", func() bool { return r.f.Stats().ACKsLimited > 0 })
+	if s := r.f.Stats(); s.ACKs >= s.HTB {
+		t.Errorf("every heartbeat answered: %+v", s)
 	}
 }

@@ -8,6 +8,7 @@ type counters struct {
 	tooLarge, inflate, tooManyFields       atomic.Uint64
 	malformed, badFields, badSig, unsigned atomic.Uint64
 	stale, acks, cmds, sendErrors          atomic.Uint64
+	acksLimited                            atomic.Uint64
 	hostsRefused, engineErrors             atomic.Uint64
 	registrations, registerRefused         atomic.Uint64
 	polls, pollErrors                      atomic.Uint64
@@ -35,10 +36,12 @@ type Stats struct {
 	BadSignature uint64 `json:"bad_signature"`
 	Unsigned     uint64 `json:"unsigned"`
 	Stale        uint64 `json:"stale"`
-	// ACKs, CMDs/UPDs sent and send errors.
-	ACKs       uint64 `json:"acks"`
-	Commands   uint64 `json:"commands"`
-	SendErrors uint64 `json:"send_errors"`
+	// ACKs, CMDs/UPDs sent and send errors; ACKsLimited heartbeats left
+	// unanswered past the per-address rate.
+	ACKs        uint64 `json:"acks"`
+	ACKsLimited uint64 `json:"acks_limited"`
+	Commands    uint64 `json:"commands"`
+	SendErrors  uint64 `json:"send_errors"`
 	// HostsRefused: new hosts refused past max_hosts; EngineErrors:
 	// observations the engine refused.
 	HostsRefused uint64 `json:"hosts_refused"`
@@ -61,7 +64,7 @@ func (f *Fleet) Stats() Stats {
 		Datagrams: c.datagrams.Load(), HTB: c.htb.Load(), PLG: c.plg.Load(), UnknownID: c.unknownID.Load(),
 		TooLarge: c.tooLarge.Load(), Inflate: c.inflate.Load(), TooManyFields: c.tooManyFields.Load(),
 		Malformed: c.malformed.Load(), BadFields: c.badFields.Load(), BadSignature: c.badSig.Load(),
-		Unsigned: c.unsigned.Load(), Stale: c.stale.Load(), ACKs: c.acks.Load(), Commands: c.cmds.Load(),
+		Unsigned: c.unsigned.Load(), Stale: c.stale.Load(), ACKs: c.acks.Load(), ACKsLimited: c.acksLimited.Load(), Commands: c.cmds.Load(),
 		SendErrors: c.sendErrors.Load(), HostsRefused: c.hostsRefused.Load(), EngineErrors: c.engineErrors.Load(),
 		Registrations: c.registrations.Load(), RegisterRefused: c.registerRefused.Load(),
 		Polls: c.polls.Load(), PollErrors: c.pollErrors.Load(),

@@ -1,10 +1,13 @@
 package service
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mbvm/mb/monitor/fleet"
 )
@@ -21,17 +24,17 @@ func isFleetPath(p string) bool {
 		p == "/install.sh" || strings.HasPrefix(p, "/download/")
 }
 
-// tcpHandler is what the TCP listener serves: the fleet's endpoints, and
-// everything else behind the users' authentication.
-func (s *Service) tcpHandler() http.Handler {
-	authed := s.authenticate(s.handler)
+// withFleet puts the fleet's open endpoints in front of the TCP
+// listener's handler (everything else goes to next, behind the users'
+// authentication).
+func (s *Service) withFleet(next http.Handler) http.Handler {
 	open := s.fleet.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isFleetPath(r.URL.Path) {
 			open.ServeHTTP(w, r)
 			return
 		}
-		authed.ServeHTTP(w, r)
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -121,4 +124,26 @@ func (s *Service) getFleet(w http.ResponseWriter, r *http.Request) {
 		out.HeartbeatListen = a.String()
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+var descFleet = prometheus.NewDesc("mb_monitor_fleet_events_total",
+	"The fleet receivers' counters since the monitor started (event is a key of GET /api/0/fleet's stats: datagrams, htb, plg, malformed, inflate_limit, hosts_refused, registrations, socktop_errors, dns_failures, ...).", []string{"event"}, nil)
+
+// fleetCollector exposes the fleet's counters.
+type fleetCollector struct{ s *Service }
+
+func (c fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descFleet }
+
+func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	b, err := json.Marshal(c.s.fleet.Stats())
+	if err != nil {
+		return
+	}
+	var m map[string]uint64
+	if json.Unmarshal(b, &m) != nil {
+		return
+	}
+	for k, v := range m {
+		ch <- prometheus.MustNewConstMetric(descFleet, prometheus.CounterValue, float64(v), k)
+	}
 }

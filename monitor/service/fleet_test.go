@@ -129,6 +129,10 @@ func TestFleetOnTheListener(t *testing.T) {
 	if code != 200 || !bytes.Contains(b, []byte(`"commands": 1`)) || !bytes.Contains(b, []byte(`"registrations": 1`)) {
 		t.Errorf("/api/0/fleet: %d %s", code, b)
 	}
+	code, b = httpDo(t, s, "GET", "/metrics", "alice", "a-pass", "", "")
+	if code != 200 || !bytes.Contains(b, []byte(`mb_monitor_fleet_events_total{event="registrations"} 1`)) {
+		t.Errorf("/metrics lacks the fleet counters: %d", code)
+	}
 }
 
 // TestFleetSlowloris: connections that trickle their headers hold the TCP

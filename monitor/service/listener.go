@@ -43,7 +43,7 @@ func (s *Service) listen(addr string) (*listener, error) {
 	l := &listener{
 		ln: &limitListener{Listener: ln, sem: make(chan struct{}, MaxConns)},
 		srv: &http.Server{
-			Handler:           s.tcpHandler(),
+			Handler:           s.withFleet(s.authenticate(s.handler)),
 			ReadHeaderTimeout: ReadHeaderTimeout,
 			ReadTimeout:       ReadTimeout,
 			WriteTimeout:      WriteTimeout,

@@ -69,6 +69,7 @@ func newMetrics(s *Service) *metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collector{s},
+		fleetCollector{s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
