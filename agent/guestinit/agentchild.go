@@ -77,6 +77,9 @@ func (in *initProc) reap() {
 		if err != nil || pid <= 0 {
 			return
 		}
+		if in.reporterExited(pid, ws) {
+			continue
+		}
 		if pid != in.agentPID || in.agentPID == 0 {
 			continue
 		}

@@ -54,3 +54,22 @@ func TestCmdlineSocktopAgentArgs(t *testing.T) {
 		t.Errorf("without mb.socktop: args %q env %q", args, env)
 	}
 }
+
+func TestCmdlineReporters(t *testing.T) {
+	c := ParseCmdline("console=ttyS0 mb.register=http://10.0.2.2:8080 mb.register_interval=2 mb.register_token=tok " +
+		"mb.heartbeat=10.0.2.2:50003,monitor mb.heartbeat_interval=1s mb.heartbeat_key=k mb.heartbeat_name=hb1")
+	rs := c.Reporters("ens3")
+	want := []Reporter{
+		{Name: "register", Args: []string{"register", "--api", "http://10.0.2.2:8080", "--interface", "ens3", "--interval", "2"}, Env: []string{"MB_REGISTER_TOKEN=tok"}},
+		{Name: "heartbeat", Args: []string{"heartbeat", "-b", "--interval", "1s", "-n", "hb1", "10.0.2.2:50003", "monitor"}, Env: []string{"MB_HEARTBEAT_KEY=k"}},
+	}
+	if !reflect.DeepEqual(rs, want) {
+		t.Errorf("Reporters:\n got %+v\nwant %+v", rs, want)
+	}
+	if rs := ParseCmdline("mb.register=http://h").Reporters(""); len(rs) != 1 || rs[0].Args[4] != "eth0" {
+		t.Errorf("without a configured interface: %+v", rs)
+	}
+	if rs := ParseCmdline("console=ttyS0").Reporters("eth0"); rs != nil {
+		t.Errorf("without mb.register/mb.heartbeat: %+v", rs)
+	}
+}

@@ -62,6 +62,15 @@
 //	mb.selftest=panic     right after the ready line, crash the kernel
 //	                      (echo c > /proc/sysrq-trigger), for pvpanic tests
 //
+// # Reporters
+//
+// mb.register=URL and mb.heartbeat=HOST[:PORT] on the kernel command line
+// start mb-agent register (the interface is the one init configured) and
+// mb-agent heartbeat -b as further children of PID 1 (see
+// [Cmdline.Reporters] for their other parameters). A reporter that fails
+// or is killed is restarted with the agent's backoff; one that exits 0,
+// having been asked to stop with SIGTERM, stays stopped.
+//
 // When mb-agent is not PID 1 none of this runs: it is an ordinary agent
 // service of the distribution's own init.
 //

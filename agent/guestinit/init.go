@@ -27,6 +27,13 @@ type initProc struct {
 	backoff      time.Duration
 	restart      *time.Timer
 	shuttingDown bool
+
+	// iface is the interface the boot configured.
+	iface string
+	// reporters are the register/heartbeat children (mb.register=,
+	// mb.heartbeat=); reporterDue delivers those due for a restart.
+	reporters   []*reporterProc
+	reporterDue chan *reporterProc
 }
 
 // Run is PID 1: it prepares the guest, starts the agent child, prints the
@@ -69,6 +76,7 @@ func Run(opts Options) {
 	pressed := make(chan struct{}, 1)
 	watchPowerButton(context.Background(), in.log, pressed)
 	in.startAgent()
+	in.startReporters(cmdline.Reporters(in.iface))
 	fmt.Fprintln(in.console, ReadyLine)
 
 	switch cmdline.Selftest {
@@ -115,6 +123,7 @@ func (in *initProc) boot(cmdline Cmdline) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	iface, how, err := nc.up(ctx)
 	cancel()
+	in.iface = iface
 	if err != nil {
 		in.log.Error("network setup", "iface", iface, "err", err)
 	}
@@ -149,6 +158,10 @@ func (in *initProc) loop(sigs <-chan os.Signal, pressed <-chan struct{}) {
 			in.restart = nil
 			if !in.shuttingDown {
 				in.startAgent()
+			}
+		case r := <-in.reporterDue:
+			if !in.shuttingDown && r.pid == 0 {
+				in.startReporter(r)
 			}
 		}
 	}

@@ -47,13 +47,19 @@ func run(args []string) int {
 			return runSend(args[1:], os.Stdin, os.Stdout, os.Stderr)
 		case "socktop":
 			return runSocktop(args[1:])
+		case "register":
+			return runRegister(args[1:], os.Stderr)
+		case "heartbeat":
+			return runHeartbeat(args[1:], os.Stderr)
 		}
 	}
 	fs := flag.NewFlagSet("mb-agent", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mb-agent [flags]          the guest agent (QGA), the command socket, optionally socktop\n"+
 			"       mb-agent send JSON|-      send one request to the command socket, exit with its Status\n"+
-			"       mb-agent socktop [flags]  serve socktop's metrics protocol only\n\nflags:\n")
+			"       mb-agent socktop [flags]  serve socktop's metrics protocol only\n"+
+			"       mb-agent register --api URL [flags]  register with a VM Tracker server (mb's monitor) every interval\n"+
+			"       mb-agent heartbeat [flags] SERVER...  send hbd heartbeats and plugin data (hbc's command line)\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	role := fs.String("role", "agent", "agent (the guest agent service); the init role runs automatically when mb-agent is PID 1")
