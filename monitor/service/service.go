@@ -291,6 +291,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
+// flushSettle is how long after a minute's end its rollups are written:
+// samples stamped in it may still arrive (a poll that took a while).
+const flushSettle = 10 * time.Second
+
 // housekeeping flushes rollups and prunes old rows until ctx ends, then
 // flushes once more.
 func (s *Service) housekeeping(ctx context.Context) {
@@ -307,7 +311,10 @@ func (s *Service) housekeeping(ctx context.Context) {
 			}
 			return
 		case <-flush.C:
-			if err := s.rollups.Flush(ctx); err != nil && ctx.Err() == nil {
+			// Minutes that are over (allowing reports that arrive a little
+			// late) are written once each; the minute in progress stays in
+			// memory.
+			if err := s.rollups.FlushBefore(ctx, s.clock().Add(-flushSettle)); err != nil && ctx.Err() == nil {
 				s.log.Error("monitor: writing rollups", "err", err)
 			}
 		case <-prune.C:
@@ -318,7 +325,8 @@ func (s *Service) housekeeping(ctx context.Context) {
 
 func (s *Service) prune(ctx context.Context) {
 	now := s.clock()
-	if _, err := s.store.PruneRollups(ctx, now, 0, 0); err != nil && ctx.Err() == nil {
+	cfg := s.cur.Load().cfg
+	if _, err := s.store.PruneRollups(ctx, now, cfg.RollupMinuteRetention, cfg.RollupRetention); err != nil && ctx.Err() == nil {
 		s.log.Error("monitor: pruning rollups", "err", err)
 	}
 	if _, err := s.store.PruneOutbox(ctx, now.Add(-DefaultOutboxKeep)); err != nil && ctx.Err() == nil {
