@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +70,10 @@ type Engine struct {
 	sets     map[string]*threshold.Set // compiled per profile list
 	hosts    map[string]*host
 	silences []alert.Silence
+	// schemas interns the field lists of plugin reports; leaves is
+	// Observe's scratch space.
+	schemas map[string]*schema
+	leaves  []leaf
 }
 
 // New makes an engine. Call Load to restore durable state from the Store.
@@ -81,6 +87,7 @@ func New(opts Options) (*Engine, error) {
 		log:     opts.Logger,
 		newID:   opts.NewID,
 		hosts:   map[string]*host{},
+		schemas: map[string]*schema{},
 	}
 	if e.clock == nil {
 		e.clock = time.Now
@@ -342,7 +349,8 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 			h.srtt += (o.RTT - h.srtt) / 8
 		}
 		ms := float64(o.RTT) / float64(time.Millisecond)
-		e.sample(h, threshold.RTTPlugin, now, ms)
+		e.leaves = append(e.leaves[:0], leaf{v: ms})
+		e.record(h, threshold.RTTPlugin, e.leaves, now)
 		if r, ok := set.RTT(h.rec.Name); ok {
 			e.evaluate(h, threshold.RTTPlugin, "", threshold.Match{Rule: r}, ms, nil, now, fx)
 		} else if st := h.alerts[threshold.RTTPlugin][""]; st != nil {
@@ -365,19 +373,26 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		}
 		h.plugins[o.Plugin] = o.Fields
 		h.pluginTime[o.Plugin] = now
+		leaves := e.leaves[:0]
 		threshold.Walk(o.Fields, func(path string, x any) {
 			v, ok := threshold.ToFloat(x)
 			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
 				return // not a number: kept as data, not sampled
 			}
-			e.stats.samples.Add(1)
-			e.sample(h, o.Plugin+"."+path, now, v)
-			if m, ok := set.Lookup(o.Plugin, path); ok {
-				e.evaluate(h, o.Plugin, path, m, v, o.Fields, now, fx)
-			} else if st := h.alerts[o.Plugin][path]; st != nil {
+			leaves = append(leaves, leaf{path: path, v: v})
+		})
+		e.stats.samples.Add(uint64(len(leaves)))
+		e.record(h, o.Plugin, leaves, now)
+		fields := h.alerts[o.Plugin]
+		for _, lf := range leaves {
+			if m, ok := set.Lookup(o.Plugin, lf.path); ok {
+				e.evaluate(h, o.Plugin, lf.path, m, lf.v, o.Fields, now, fx)
+			} else if st := fields[lf.path]; st != nil {
 				e.retire(h, st, now, fx)
 			}
-		})
+		}
+		clear(leaves)
+		e.leaves = leaves[:0]
 	}
 	if e.journal != nil {
 		fx.journal = append([]journalEntry{{t: now, source: o.Address, msg: msg}}, fx.journal...)
@@ -390,17 +405,75 @@ func (e *Engine) Heartbeat(ctx context.Context, host, source, address string, rt
 	return e.Observe(ctx, Observation{Host: host, Source: source, Address: address, RTT: rtt})
 }
 
-// sample adds a value to the field's ring and the sample sink (e.mu held).
-func (e *Engine) sample(h *host, key string, now time.Time, v float64) {
-	r := h.rings[key]
+// leaf is one numeric field of a report: its path, value and column.
+type leaf struct {
+	path string
+	v    float64
+	col  int
+}
+
+// record adds a report's numeric fields (in path order) to the host's
+// sample history of the plugin, and to the sample sink (e.mu held).
+func (e *Engine) record(h *host, plugin string, leaves []leaf, now time.Time) {
+	r := h.series[plugin]
 	if r == nil {
-		r = &ring{}
-		h.rings[key] = r
+		r = &series{}
+		h.series[plugin] = r
 	}
-	r.add(now, v, e.set.SamplesPerField)
-	if e.samples != nil {
-		e.samples.AddSample(h.rec.Name, key, now, v)
+	fits := r.sch != nil && r.size == e.set.SamplesPerField
+	if fits {
+		cur := 0
+		for i := range leaves {
+			c := r.sch.col(leaves[i].path, &cur)
+			if c < 0 {
+				fits = false
+				break
+			}
+			leaves[i].col = c
+		}
 	}
+	if !fits {
+		if len(leaves) == 0 && r.sch == nil {
+			delete(h.series, plugin)
+			return
+		}
+		r.relayout(e.schemaFor(plugin, r.sch, leaves), e.set.SamplesPerField)
+		cur := 0
+		for i := range leaves {
+			leaves[i].col = r.sch.col(leaves[i].path, &cur)
+		}
+	}
+	slot := r.slot(now)
+	for _, lf := range leaves {
+		r.set(lf.col, slot, lf.v)
+		if e.samples != nil {
+			e.samples.AddSample(h.rec.Name, r.sch.names[lf.col], now, lf.v)
+		}
+	}
+}
+
+// schemaFor returns the interned schema of a plugin with the paths of old
+// and of leaves (e.mu held).
+func (e *Engine) schemaFor(plugin string, old *schema, leaves []leaf) *schema {
+	var paths []string
+	if old != nil {
+		paths = append(paths, old.paths...)
+	}
+	for _, lf := range leaves {
+		paths = append(paths, lf.path)
+	}
+	sort.Strings(paths)
+	paths = slices.Compact(paths)
+	key := plugin + "\x00" + strings.Join(paths, "\x00")
+	if sch := e.schemas[key]; sch != nil {
+		return sch
+	}
+	sch := &schema{plugin: plugin, paths: paths, names: make([]string, len(paths))}
+	for i, p := range paths {
+		sch.names[i] = fieldName(plugin, p)
+	}
+	e.schemas[key] = sch
+	return sch
 }
 
 // env builds the transition environment of an alert (e.mu held). fresh
@@ -444,7 +517,7 @@ func (e *Engine) evaluate(h *host, plugin, field string, m threshold.Match, v fl
 // why (e.mu held).
 func (e *Engine) retire(h *host, st *alert.State, now time.Time, fx *effects) {
 	old := *st
-	delete(h.alerts[old.Key.Plugin], old.Key.Field)
+	h.dropAlert(st)
 	fx.delAlerts = append(fx.delAlerts, old.Key)
 	if old.Notified == alert.OK {
 		return
@@ -741,16 +814,14 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 			h.savedSeen = h.rec.LastSeen
 			fx.hosts = append(fx.hosts, h.rec)
 		}
-		for _, fields := range h.alerts {
-			for _, st := range fields {
-				if st.Level == alert.OK && st.Notified == alert.OK && !st.Flapping && st.Ack == nil {
-					continue
-				}
-				old := *st
-				ns, d := alert.Reconcile(old, e.env(h, st, now, false))
-				*st = ns
-				e.after(h, old, ns, d, now, fx)
+		for _, st := range h.alertList {
+			if st.Level == alert.OK && st.Notified == alert.OK && !st.Flapping && st.Ack == nil {
+				continue
 			}
+			old := *st
+			ns, d := alert.Reconcile(old, e.env(h, st, now, false))
+			*st = ns
+			e.after(h, old, ns, d, now, fx)
 		}
 	}
 	kept := e.silences[:0]

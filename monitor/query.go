@@ -122,11 +122,31 @@ func (e *Engine) History(hostName, field string, since time.Time) ([]Sample, boo
 	if h == nil {
 		return nil, false
 	}
-	r := h.rings[field]
+	r, c := h.column(field)
 	if r == nil {
 		return nil, false
 	}
-	return r.since(since), true
+	return r.since(c, since), true
+}
+
+// column finds a field's series and column (e.mu held); nil when the
+// host has no samples of it.
+func (h *host) column(field string) (*series, int) {
+	for plugin, r := range h.series {
+		path := ""
+		switch {
+		case field == plugin:
+		case len(field) > len(plugin) && field[len(plugin)] == '.' && field[:len(plugin)] == plugin:
+			path = field[len(plugin)+1:]
+		default:
+			continue
+		}
+		cur := 0
+		if c := r.sch.col(path, &cur); c >= 0 && r.has(c) {
+			return r, c
+		}
+	}
+	return nil, 0
 }
 
 // Fields lists the fields of a host that have sample history, sorted.
@@ -137,7 +157,16 @@ func (e *Engine) Fields(hostName string) []string {
 	if h == nil {
 		return nil
 	}
-	return sortedNames(h.rings)
+	var out []string
+	for _, r := range h.series {
+		for c, name := range r.sch.names {
+			if r.has(c) {
+				out = append(out, name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Silences returns the silences not yet ended, sorted by start.
