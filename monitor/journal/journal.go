@@ -133,16 +133,10 @@ func (w *Writer) Write(e Entry) error {
 		return errors.New("journal: closed")
 	}
 	w.buf.Reset()
-	enc := json.NewEncoder(&w.buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		// JSON has no NaN or infinity (and no channels or functions):
-		// keep the entry, with the message as text.
-		w.buf.Reset()
-		e.Message = map[string]any{"unencodable": fmt.Sprintf("%v", e.Message), "error": err.Error()}
-		if err := enc.Encode(e); err != nil {
-			return fmt.Errorf("journal: encode: %w", err)
-		}
+	if line, err := appendEntry(w.buf.AvailableBuffer(), &e); err == nil {
+		w.buf.Write(line)
+	} else if err := w.encodeSlow(e); err != nil {
+		return err
 	}
 	line := w.buf.Bytes()
 	if w.size > 0 && w.size+int64(len(line)) > w.maxSize {
@@ -154,6 +148,23 @@ func (w *Writer) Write(e Entry) error {
 	w.size += int64(n)
 	if err != nil {
 		return fmt.Errorf("journal: write: %w", err)
+	}
+	return nil
+}
+
+// encodeSlow encodes an entry with encoding/json into w.buf (w.mu held).
+func (w *Writer) encodeSlow(e Entry) error {
+	w.buf.Reset()
+	enc := json.NewEncoder(&w.buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		// JSON has no NaN or infinity (and no channels or functions):
+		// keep the entry, with the message as text.
+		w.buf.Reset()
+		e.Message = map[string]any{"unencodable": fmt.Sprintf("%v", e.Message), "error": err.Error()}
+		if err := enc.Encode(e); err != nil {
+			return fmt.Errorf("journal: encode: %w", err)
+		}
 	}
 	return nil
 }
