@@ -487,8 +487,24 @@ func (e *Engine) env(h *host, st *alert.State, now time.Time, fresh bool) alert.
 	}
 	if st.Key.Plugin != alert.ReachabilityPlugin {
 		env.Held = h.rec.Reach != Up || (!fresh && st.Stale)
+	} else {
+		env.Calm = e.reachCalm(h)
 	}
 	return env
+}
+
+// Reachability flap damping: a host that was up for reachCalm before it
+// went down again has a new outage, told at once; one that goes down
+// sooner is flapping and is told at most once per renotify window.
+const (
+	reachCalmIntervals = 10
+	minReachCalm       = 5 * time.Minute
+)
+
+// reachCalm is ten expected intervals with their grace, at least
+// minReachCalm (e.mu held).
+func (e *Engine) reachCalm(h *host) time.Duration {
+	return max(reachCalmIntervals*(e.interval(h)+e.grace(h)), minReachCalm)
 }
 
 func (e *Engine) watched(h *host) bool {
