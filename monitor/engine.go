@@ -350,7 +350,7 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		}
 		ms := float64(o.RTT) / float64(time.Millisecond)
 		e.leaves = append(e.leaves[:0], leaf{v: ms})
-		e.record(h, threshold.RTTPlugin, e.leaves, now)
+		e.record(h, threshold.RTTPlugin, e.leaves, now, nil)
 		if r, ok := set.RTT(h.rec.Name); ok {
 			e.evaluate(h, threshold.RTTPlugin, "", threshold.Match{Rule: r}, ms, nil, now, fx)
 		} else if st := h.alerts[threshold.RTTPlugin][""]; st != nil {
@@ -371,18 +371,28 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		if e.journal != nil {
 			msg = map[string]any{"ID": "PLG", "name": o.Host, "source": o.Source, "plugin": o.Plugin, "data": o.Fields}
 		}
-		h.plugins[o.Plugin] = o.Fields
 		h.pluginTime[o.Plugin] = now
+		compact := compactable(o.Fields)
 		leaves := e.leaves[:0]
 		threshold.Walk(o.Fields, func(path string, x any) {
 			v, ok := threshold.ToFloat(x)
 			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
 				return // not a number: kept as data, not sampled
 			}
-			leaves = append(leaves, leaf{path: path, v: v})
+			kind, bits := rawOf(x)
+			leaves = append(leaves, leaf{path: path, v: v, kind: kind, bits: bits})
 		})
 		e.stats.samples.Add(uint64(len(leaves)))
-		e.record(h, o.Plugin, leaves, now)
+		e.record(h, o.Plugin, leaves, now, o.Fields)
+		if r := h.series[o.Plugin]; compact && r != nil {
+			r.keepLast(leaves)
+			delete(h.plugins, o.Plugin)
+		} else {
+			if r != nil {
+				r.dropLast()
+			}
+			h.plugins[o.Plugin] = o.Fields
+		}
 		fields := h.alerts[o.Plugin]
 		for _, lf := range leaves {
 			if m, ok := set.Lookup(o.Plugin, lf.path); ok {
@@ -410,11 +420,14 @@ type leaf struct {
 	path string
 	v    float64
 	col  int
+	// kind and bits are the value exactly (kindNone: not a Go number).
+	kind uint8
+	bits uint64
 }
 
 // record adds a report's numeric fields (in path order) to the host's
 // sample history of the plugin, and to the sample sink (e.mu held).
-func (e *Engine) record(h *host, plugin string, leaves []leaf, now time.Time) {
+func (e *Engine) record(h *host, plugin string, leaves []leaf, now time.Time, data map[string]any) {
 	r := h.series[plugin]
 	if r == nil {
 		r = &series{}
@@ -437,7 +450,7 @@ func (e *Engine) record(h *host, plugin string, leaves []leaf, now time.Time) {
 			delete(h.series, plugin)
 			return
 		}
-		r.relayout(e.schemaFor(plugin, r.sch, leaves), e.set.SamplesPerField)
+		r.relayout(e.schemaFor(plugin, r.sch, leaves, data), e.set.SamplesPerField)
 		cur := 0
 		for i := range leaves {
 			leaves[i].col = r.sch.col(leaves[i].path, &cur)
@@ -453,8 +466,8 @@ func (e *Engine) record(h *host, plugin string, leaves []leaf, now time.Time) {
 }
 
 // schemaFor returns the interned schema of a plugin with the paths of old
-// and of leaves (e.mu held).
-func (e *Engine) schemaFor(plugin string, old *schema, leaves []leaf) *schema {
+// and of leaves, which come from data (e.mu held).
+func (e *Engine) schemaFor(plugin string, old *schema, leaves []leaf, data map[string]any) *schema {
 	var paths []string
 	if old != nil {
 		paths = append(paths, old.paths...)
@@ -468,9 +481,22 @@ func (e *Engine) schemaFor(plugin string, old *schema, leaves []leaf) *schema {
 	if sch := e.schemas[key]; sch != nil {
 		return sch
 	}
-	sch := &schema{plugin: plugin, paths: paths, names: make([]string, len(paths))}
+	sch := &schema{plugin: plugin, paths: paths, names: make([]string, len(paths)), segs: make([][]string, len(paths))}
+	segs := map[string][]string{}
+	segments(data, "", nil, segs)
+	cur := 0
 	for i, p := range paths {
 		sch.names[i] = fieldName(plugin, p)
+		if s, ok := segs[p]; ok {
+			sch.segs[i] = s
+		} else if old != nil {
+			if c := old.col(p, &cur); c >= 0 {
+				sch.segs[i] = old.segs[c]
+			}
+		}
+		if sch.segs[i] == nil {
+			sch.segs[i] = []string{p}
+		}
 	}
 	e.schemas[key] = sch
 	return sch

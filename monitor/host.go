@@ -107,6 +107,7 @@ type schema struct {
 	plugin string
 	paths  []string // sorted field paths ("" for a plugin that is one value: rtt)
 	names  []string // plugin.path (plugin alone for ""), for samples
+	segs   [][]string // the keys of each path in the report's nested maps
 }
 
 // col finds a path's column, trying *cur first (paths come sorted, so
@@ -134,6 +135,11 @@ type series struct {
 	times []uint32  // ring of report times (Unix seconds)
 	vals  []float32 // column c's ring is vals[c*size : (c+1)*size]
 	next  int       // the slot the next report takes
+	// compact: the last report is kept in last and kinds (latest.go)
+	// instead of as its map.
+	compact bool
+	last    []uint64
+	kinds   []uint8
 }
 
 // slot starts a report at t and returns its slot, every field NaN.
@@ -189,6 +195,7 @@ func (r *series) relayout(sch *schema, size int) {
 	}
 	r.sch, r.size, r.times, r.vals = sch, size, times, vals
 	r.next = len(times) % size
+	r.dropLast()
 }
 
 // since returns column c's samples at or after t, oldest first.

@@ -45,7 +45,7 @@ func (e *Engine) info(h *host, now time.Time) HostInfo {
 		Grace:           e.grace(h),
 		RTT:             h.rtt,
 		RTTSmoothed:     h.srtt,
-		Plugins:         make(map[string]map[string]any, len(h.plugins)),
+		Plugins:         make(map[string]map[string]any, len(h.pluginTime)),
 		PluginTimes:     make(map[string]time.Time, len(h.pluginTime)),
 		Managers:        append([]string(nil), hs.Managers...),
 		Monitors:        append([]string(nil), hs.Monitors...),
@@ -53,8 +53,10 @@ func (e *Engine) info(h *host, now time.Time) HostInfo {
 		ThresholdConfig: append([]string(nil), hs.ThresholdConfig...),
 	}
 	hi.Owner = e.ownerOf(h)
-	for k, v := range h.plugins {
-		hi.Plugins[k] = v
+	for k := range h.pluginTime {
+		if d := h.pluginData(k); d != nil {
+			hi.Plugins[k] = d
+		}
 	}
 	for k, v := range h.pluginTime {
 		hi.PluginTimes[k] = v
