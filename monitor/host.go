@@ -105,8 +105,8 @@ func (h *host) setSource(src string) bool {
 // host whose reports have the same fields (interned by the engine).
 type schema struct {
 	plugin string
-	paths  []string // sorted field paths ("" for a plugin that is one value: rtt)
-	names  []string // plugin.path (plugin alone for ""), for samples
+	paths  []string   // sorted field paths ("" for a plugin that is one value: rtt)
+	names  []string   // plugin.path (plugin alone for ""), for samples
 	segs   [][]string // the keys of each path in the report's nested maps
 }
 
