@@ -69,6 +69,8 @@ type Engine struct {
 	set      Settings
 	sets     map[string]*threshold.Set // compiled per profile list
 	hosts    map[string]*host
+	list     []*host // the same hosts, for Tick
+	gen      uint64  // counts Reloads (host.gen)
 	silences []alert.Silence
 	// schemas interns the field lists of plugin reports; leaves is
 	// Observe's scratch space.
@@ -142,10 +144,11 @@ func (e *Engine) Reload(s Settings) error {
 	}
 	e.mu.Lock()
 	e.set, e.sets = s, sets
+	e.gen++
 	for name := range s.Hosts {
 		if e.hosts[name] == nil {
 			// Known from the config, not heard from yet: unknown.
-			e.hosts[name] = newHost(name)
+			e.addHost(newHost(name))
 		}
 	}
 	e.mu.Unlock()
@@ -284,8 +287,24 @@ func (e *Engine) hostFor(name string) (*host, error) {
 		return nil, fmt.Errorf("host %q: %w", name, ErrTooManyHosts)
 	}
 	h := newHost(name)
-	e.hosts[name] = h
+	e.addHost(h)
 	return h, nil
+}
+
+// addHost adds a new host (e.mu held).
+func (e *Engine) addHost(h *host) {
+	e.hosts[h.rec.Name] = h
+	h.idx = len(e.list)
+	e.list = append(e.list, h)
+}
+
+// dropHost forgets a host (e.mu held).
+func (e *Engine) dropHost(h *host) {
+	delete(e.hosts, h.rec.Name)
+	last := e.list[len(e.list)-1]
+	e.list[h.idx], last.idx = last, h.idx
+	e.list[len(e.list)-1] = nil
+	e.list = e.list[:len(e.list)-1]
 }
 
 // Observe records one observation: the host is seen (and up, or stopped
@@ -318,8 +337,9 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	if o.Address != "" {
 		changed = h.setAddress(o.Address, now) || changed
 	}
-	if o.Interval > 0 {
+	if o.Interval > 0 && o.Interval != h.announced {
 		h.announced = o.Interval
+		h.gen = 0 // its interval changed
 	}
 	if o.Owner != "" {
 		h.owner = o.Owner
@@ -459,9 +479,16 @@ func (e *Engine) record(h *host, plugin string, leaves []leaf, now time.Time, da
 	slot := r.slot(now)
 	for _, lf := range leaves {
 		r.set(lf.col, slot, lf.v)
-		if e.samples != nil {
-			e.samples.AddSample(h.rec.Name, r.sch.names[lf.col], now, lf.v)
-		}
+	}
+	if e.samples == nil {
+		return
+	}
+	if rs, ok := e.samples.(ReportSink); ok {
+		rs.AddReport(h.rec.Name, now, r.sch.names, r.row(slot))
+		return
+	}
+	for _, lf := range leaves {
+		e.samples.AddSample(h.rec.Name, r.sch.names[lf.col], now, lf.v)
 	}
 }
 
@@ -738,20 +765,35 @@ func (e *Engine) setReach(h *host, r Reachability, reason string, now time.Time,
 
 // interval is the host's expected interval (e.mu held).
 func (e *Engine) interval(h *host) time.Duration {
-	if h.announced > 0 {
-		return h.announced
-	}
-	if hs := e.set.Hosts[h.rec.Name]; hs.Interval > 0 {
-		return hs.Interval
-	}
-	return e.set.Interval
+	e.cache(h)
+	return h.iv
 }
 
 func (e *Engine) grace(h *host) time.Duration {
-	if hs := e.set.Hosts[h.rec.Name]; hs.Grace > 0 {
-		return hs.Grace
+	e.cache(h)
+	return h.grace
+}
+
+// cache computes the host's interval and grace once per settings (e.mu
+// held): Tick asks for them every second for every host.
+func (e *Engine) cache(h *host) {
+	if h.gen == e.gen {
+		return
 	}
-	return e.set.Grace
+	h.gen = e.gen
+	hs := e.set.Hosts[h.rec.Name]
+	switch {
+	case h.announced > 0:
+		h.iv = h.announced
+	case hs.Interval > 0:
+		h.iv = hs.Interval
+	default:
+		h.iv = e.set.Interval
+	}
+	h.grace = e.set.Grace
+	if hs.Grace > 0 {
+		h.grace = hs.Grace
+	}
 }
 
 // reachAt computes a host's reachability at now from its last report
@@ -792,11 +834,12 @@ func (e *Engine) reachAt(h *host, now time.Time) Reachability {
 // it too.
 func (e *Engine) RemoveHost(ctx context.Context, name string) error {
 	e.mu.Lock()
-	if e.hosts[name] == nil {
+	h := e.hosts[name]
+	if h == nil {
 		e.mu.Unlock()
 		return fmt.Errorf("%q: %w", name, ErrNoHost)
 	}
-	delete(e.hosts, name)
+	e.dropHost(h)
 	fx := &effects{delHost: []string{name}}
 	fx.journal = append(fx.journal, journalEntry{t: e.clock(), msg: map[string]any{"ID": "REMOVE", "name": name}})
 	return e.commit(ctx, fx)
@@ -847,7 +890,7 @@ func (e *Engine) mark(ctx context.Context, name string, r Reachability, reason s
 func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 	fx := &effects{}
 	e.mu.Lock()
-	for _, h := range e.hosts {
+	for _, h := range e.list {
 		if r := e.reachAt(h, now); r != h.rec.Reach {
 			e.setReach(h, r, "", now, fx)
 		}
@@ -895,7 +938,7 @@ func (e *Engine) Load(ctx context.Context) error {
 		h := e.hosts[rec.Name]
 		if h == nil {
 			h = newHost(rec.Name)
-			e.hosts[rec.Name] = h
+			e.addHost(h)
 		}
 		h.rec = rec
 		if h.rec.Reach == Down && h.rec.ReachReason != "" {
@@ -906,7 +949,7 @@ func (e *Engine) Load(ctx context.Context) error {
 		h := e.hosts[st.Key.Host]
 		if h == nil {
 			h = newHost(st.Key.Host)
-			e.hosts[st.Key.Host] = h
+			e.addHost(h)
 		}
 		s := st
 		ptr := h.alert(st.Key.Plugin, st.Key.Field)

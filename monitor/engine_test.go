@@ -799,3 +799,24 @@ func TestReachabilityFlapping(t *testing.T) {
 	down(end + 2*3600)
 	h.expect("an outage after the flapping settled", "vm1 reachability OK->CRITICAL")
 }
+
+// TestTickAfterRemoveHost: Tick keeps checking every host that is left
+// after hosts are removed (the engine keeps them in a list too).
+func TestTickAfterRemoveHost(t *testing.T) {
+	s := cpuSettings()
+	s.Interval = 10 * time.Second
+	h := newHarness(t, s)
+	for _, name := range []string{"a", "b", "c", "d"} {
+		h.cpu(name, 0, 10)
+	}
+	for _, name := range []string{"a", "c"} {
+		if err := h.e.RemoveHost(h.ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.tick(100)
+	h.expect("the hosts left go down", "b reachability OK->CRITICAL", "d reachability OK->CRITICAL")
+	if got := len(h.e.Hosts()); got != 3 { // b, d and the configured db
+		t.Errorf("%d hosts", got)
+	}
+}

@@ -15,6 +15,11 @@ const maxAddresses = 16
 // host is the engine's mutable model of one host (guarded by Engine.mu).
 type host struct {
 	rec HostRecord
+	// idx is the host's index in Engine.list; iv and grace its interval
+	// and grace, computed for the settings of generation gen.
+	idx       int
+	gen       uint64
+	iv, grace time.Duration
 	// announced is the interval the source announced (0: none).
 	announced time.Duration
 	// forcedDown: a source reported it down (crash); cleared by the next
@@ -133,7 +138,7 @@ type series struct {
 	sch   *schema
 	size  int
 	times []uint32  // ring of report times (Unix seconds)
-	vals  []float32 // column c's ring is vals[c*size : (c+1)*size]
+	vals  []float32 // slot s holds vals[s*n : (s+1)*n], n the schema's fields
 	next  int       // the slot the next report takes
 	// compact: the last report is kept in last and kinds (latest.go)
 	// instead of as its map.
@@ -151,8 +156,10 @@ func (r *series) slot(t time.Time) int {
 	s := r.next
 	r.times[s] = uint32(t.Unix())
 	nan := float32(math.NaN())
-	for c := range r.sch.paths {
-		r.vals[c*r.size+s] = nan
+	n := len(r.sch.paths)
+	row := r.vals[s*n : (s+1)*n]
+	for c := range row {
+		row[c] = nan
 	}
 	r.next = s + 1
 	if r.next >= r.size {
@@ -161,8 +168,14 @@ func (r *series) slot(t time.Time) int {
 	return s
 }
 
+// row returns slot s's values, in schema order.
+func (r *series) row(s int) []float32 {
+	n := len(r.sch.paths)
+	return r.vals[s*n : (s+1)*n]
+}
+
 // set stores a value of column c in slot s.
-func (r *series) set(c, s int, v float64) { r.vals[c*r.size+s] = float32(v) }
+func (r *series) set(c, s int, v float64) { r.vals[s*len(r.sch.paths)+c] = float32(v) }
 
 // relayout moves the values to a new schema (a superset of the old one)
 // and ring size.
@@ -189,7 +202,7 @@ func (r *series) relayout(sch *schema, size int) {
 		}
 		for oc, p := range r.sch.paths {
 			if nc := sort.SearchStrings(sch.paths, p); nc < len(sch.paths) && sch.paths[nc] == p {
-				vals[nc*size+to] = r.vals[oc*r.size+from]
+				vals[to*len(sch.paths)+nc] = r.vals[from*len(r.sch.paths)+oc]
 			}
 		}
 	}
@@ -209,7 +222,7 @@ func (r *series) since(c int, t time.Time) []Sample {
 	}
 	for i := 0; i < n; i++ {
 		s := (start + i) % r.size
-		v := r.vals[c*r.size+s]
+		v := r.vals[s*len(r.sch.paths)+c]
 		if v != v { // NaN: the report lacked the field
 			continue
 		}
@@ -225,7 +238,7 @@ func (r *series) since(c int, t time.Time) []Sample {
 // has reports whether column c has any sample.
 func (r *series) has(c int) bool {
 	for s := range r.times {
-		if v := r.vals[c*r.size+s]; v == v {
+		if v := r.vals[s*len(r.sch.paths)+c]; v == v {
 			return true
 		}
 	}

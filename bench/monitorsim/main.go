@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -30,7 +31,9 @@ func main() {
 	state := flag.String("state", "", "state directory")
 	hosts := flag.Int("hosts", 10000, "simulated hosts")
 	interval := flag.Duration("interval", 10*time.Second, "reporting interval of each host")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the steady state (from 30 s after ready until exit) to this file")
 	flag.Parse()
+	profile = *cpuProfile
 	if err := run(*cfg, *state, *hosts, *interval); err != nil {
 		fmt.Fprintln(os.Stderr, "monitorsim:", err)
 		os.Exit(1)
@@ -83,8 +86,25 @@ func run(cfg, state string, hosts int, interval time.Duration) error {
 			if round++; round == 1 {
 				fmt.Println("ready")
 			}
+			if round == 4 && profile != "" {
+				if err := startProfile(profile); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 		}
 	}
+}
+
+// profile is the -cpuprofile file.
+var profile string
+
+func startProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return pprof.StartCPUProfile(f)
 }
 
 // observations is one interval of a VM's metrics in hbd's plugin shapes.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/mbvm/mb/monitor"
 )
@@ -126,6 +127,10 @@ type Rollups struct {
 	// names interns field names: a field's in-memory number is its index.
 	names   []string
 	nameIdx map[string]int32
+	// lists caches the field numbers of the engine's field lists by their
+	// address (AddReport); keep holds those lists so no address is reused.
+	lists map[*string][]int32
+	keep  [][]string
 
 	// Flush state (flushMu held): field and host ids in the database.
 	flushMu  sync.Mutex
@@ -134,11 +139,11 @@ type Rollups struct {
 	loaded   bool
 }
 
-var _ monitor.SampleSink = (*Rollups)(nil)
+var _ monitor.ReportSink = (*Rollups)(nil)
 
 // NewRollups makes an aggregator writing to s.
 func (s *Store) NewRollups() *Rollups {
-	return &Rollups{store: s, hosts: map[string]*hostAggs{}, nameIdx: map[string]int32{}, hostIDs: map[string]int64{}}
+	return &Rollups{store: s, hosts: map[string]*hostAggs{}, nameIdx: map[string]int32{}, hostIDs: map[string]int64{}, lists: map[*string][]int32{}}
 }
 
 // AddSample adds one sample (NaN and infinities are ignored).
@@ -149,6 +154,60 @@ func (r *Rollups) AddSample(host, field string, t time.Time, v float64) {
 	sec := t.Unix()
 	start := sec - mod(sec, 60)
 	r.mu.Lock()
+	m := r.minute(host, start)
+	id := r.intern(field)
+	before := len(m.aggs)
+	m.find(id).add(float32(v), uint32(sec-start))
+	r.pending += len(m.aggs) - before
+	r.mu.Unlock()
+}
+
+// AddReport adds every field of one report (monitor.ReportSink): names
+// is the engine's shared field list, and its field numbers are looked up
+// once per list.
+func (r *Rollups) AddReport(host string, t time.Time, names []string, values []float32) {
+	if len(names) == 0 {
+		return
+	}
+	sec := t.Unix()
+	start := sec - mod(sec, 60)
+	at := uint32(sec - start)
+	r.mu.Lock()
+	ids := r.lists[unsafe.SliceData(names)]
+	if len(ids) != len(names) {
+		ids = make([]int32, len(names))
+		for i, name := range names {
+			ids[i] = r.intern(name)
+		}
+		r.lists[unsafe.SliceData(names)] = ids
+		r.keep = append(r.keep, names)
+	}
+	m := r.minute(host, start)
+	for i, v := range values {
+		if v != v || math.IsInf(float64(v), 0) {
+			continue
+		}
+		before := len(m.aggs)
+		m.find(ids[i]).add(v, at)
+		r.pending += len(m.aggs) - before
+	}
+	r.mu.Unlock()
+}
+
+// intern returns a field name's number (r.mu held).
+func (r *Rollups) intern(field string) int32 {
+	id, ok := r.nameIdx[field]
+	if !ok {
+		id = int32(len(r.names))
+		r.names = append(r.names, field)
+		r.nameIdx[field] = id
+	}
+	return id
+}
+
+// minute returns a host's aggregates of the minute starting at start,
+// adding them (r.mu held).
+func (r *Rollups) minute(host string, start int64) *minuteAggs {
 	h := r.last
 	if h == nil || h.name != host {
 		h = r.hosts[host]
@@ -158,30 +217,17 @@ func (r *Rollups) AddSample(host, field string, t time.Time, v float64) {
 		}
 		r.last = h
 	}
-	var m *minuteAggs
 	for _, x := range h.mins {
 		if x.start == start {
-			m = x
-			break
+			return x
 		}
 	}
-	if m == nil {
-		m = &minuteAggs{start: start}
-		if n := len(h.mins); n > 0 {
-			m.aggs = make([]agg, 0, len(h.mins[n-1].aggs))
-		}
-		h.mins = append(h.mins, m)
+	m := &minuteAggs{start: start}
+	if n := len(h.mins); n > 0 {
+		m.aggs = make([]agg, 0, len(h.mins[n-1].aggs))
 	}
-	id, ok := r.nameIdx[field]
-	if !ok {
-		id = int32(len(r.names))
-		r.names = append(r.names, field)
-		r.nameIdx[field] = id
-	}
-	before := len(m.aggs)
-	m.find(id).add(float32(v), uint32(sec-start))
-	r.pending += len(m.aggs) - before
-	r.mu.Unlock()
+	h.mins = append(h.mins, m)
+	return m
 }
 
 func mod(a, b int64) int64 {

@@ -766,3 +766,40 @@ func TestMigrateV1Rollups(t *testing.T) {
 		t.Errorf("after a flush %+v", got)
 	}
 }
+
+// TestRollupsAddReport: a report given whole (the engine's way) rolls up
+// as its fields given one by one do; NaN means absent.
+func TestRollupsAddReport(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	r := s.NewRollups()
+	names := []string{"cpu_monitor.cpu_percent", "cpu_monitor.load_1", "cpu_monitor.cpu_core_count"}
+	nan := float32(math.NaN())
+	rows := [][]float32{{10, 0.5, 4}, {30, nan, 4}, {20, 1.5, 4}}
+	for i, row := range rows {
+		at := t0.Add(time.Duration(10*i) * time.Second)
+		r.AddReport("a", at, names, row)
+		for j, v := range row {
+			if v == v {
+				r.AddSample("b", names[j], at, float64(v))
+			}
+		}
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range names {
+		a, err1 := s.Rollups(ctx, "a", f, Minute, t0)
+		b, err2 := s.Rollups(ctx, "b", f, Minute, t0)
+		if err1 != nil || err2 != nil || len(a) != 1 || len(b) != 1 {
+			t.Fatalf("%s: %v %v %v %v", f, a, b, err1, err2)
+		}
+		a[0].Host = "b"
+		if a[0] != b[0] {
+			t.Errorf("%s: report %+v, samples %+v", f, a[0], b[0])
+		}
+	}
+	if load, _ := s.Rollups(ctx, "a", "cpu_monitor.load_1", Minute, t0); load[0].Count != 2 || load[0].Mean != 1 {
+		t.Errorf("load_1 with one report lacking it: %+v", load[0])
+	}
+}
