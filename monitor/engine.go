@@ -318,6 +318,10 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	}
 	now := e.now(o.Time)
 	fx := &effects{}
+	if e.journal != nil {
+		// The observation's own entry goes first; it is filled in below.
+		fx.journal = make([]journalEntry, 1, 4)
+	}
 	e.mu.Lock()
 	h, err := e.hostFor(o.Host)
 	if err != nil {
@@ -425,7 +429,7 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		e.leaves = leaves[:0]
 	}
 	if e.journal != nil {
-		fx.journal = append([]journalEntry{{t: now, source: o.Address, msg: msg}}, fx.journal...)
+		fx.journal[0] = journalEntry{t: now, source: o.Address, msg: msg}
 	}
 	return e.commit(ctx, fx)
 }

@@ -72,10 +72,11 @@ type Writer struct {
 	maxSize    int64
 	maxBackups int
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
-	buf  bytes.Buffer
+	mu      sync.Mutex
+	f       *os.File
+	size    int64
+	buf     bytes.Buffer
+	pending []byte // entries not written yet (WriteLater)
 }
 
 // Open opens (creating it) the journal for appending.
@@ -125,8 +126,30 @@ func (w *Writer) open() error {
 // Path is the current journal file.
 func (w *Writer) Path() string { return w.path }
 
-// Write appends one entry, rotating first when it would pass MaxSize.
-func (w *Writer) Write(e Entry) error {
+// Write appends one entry (after any entries WriteLater holds), rotating
+// first when it would pass MaxSize.
+func (w *Writer) Write(e Entry) error { return w.write(e, false) }
+
+// laterMax is how much WriteLater holds before writing.
+const laterMax = 64 << 10
+
+// WriteLater appends one entry to a buffer that the next Write or Flush,
+// or the buffer reaching 64 KiB, writes out: one write for many entries.
+// The caller flushes it regularly (the monitor every second); entries
+// still in it when the process is killed are lost.
+func (w *Writer) WriteLater(e Entry) error { return w.write(e, true) }
+
+// Flush writes what WriteLater holds.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	return w.flushLocked()
+}
+
+func (w *Writer) write(e Entry, later bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
@@ -139,13 +162,32 @@ func (w *Writer) Write(e Entry) error {
 		return err
 	}
 	line := w.buf.Bytes()
-	if w.size > 0 && w.size+int64(len(line)) > w.maxSize {
+	if size := w.size + int64(len(w.pending)); size > 0 && size+int64(len(line)) > w.maxSize {
+		if err := w.flushLocked(); err != nil {
+			return err
+		}
 		if err := w.rotate(); err != nil {
 			return err
 		}
 	}
-	n, err := w.f.Write(line)
+	w.pending = append(w.pending, line...)
+	if later && len(w.pending) < laterMax {
+		return nil
+	}
+	return w.flushLocked()
+}
+
+// flushLocked writes the pending entries (w.mu held).
+func (w *Writer) flushLocked() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	n, err := w.f.Write(w.pending)
 	w.size += int64(n)
+	w.pending = w.pending[:0]
+	if cap(w.pending) > 4*laterMax {
+		w.pending = nil
+	}
 	if err != nil {
 		return fmt.Errorf("journal: write: %w", err)
 	}
@@ -201,14 +243,18 @@ func (w *Writer) rotate() error {
 
 func (w *Writer) backup(i int) string { return w.path + "." + strconv.Itoa(i) }
 
-// Close closes the journal.
+// Close writes what WriteLater holds and closes the journal.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
 		return nil
 	}
+	ferr := w.flushLocked()
 	err := w.f.Close()
+	if err == nil {
+		err = ferr
+	}
 	w.f = nil
 	return err
 }
@@ -221,6 +267,9 @@ const tailWindow = 1 << 20
 // skipped.
 func (w *Writer) Tail(n int) ([]Entry, error) {
 	w.mu.Lock()
+	if w.f != nil {
+		_ = w.flushLocked()
+	}
 	path := w.path
 	w.mu.Unlock()
 	return TailFile(path, n)

@@ -287,6 +287,7 @@ func (s *Service) Run(ctx context.Context) error {
 			if err := s.engine.Tick(ctx, s.clock()); err != nil && ctx.Err() == nil {
 				s.log.Error("monitor: tick", "err", err)
 			}
+			s.journal.flush()
 		}
 	}
 }

@@ -331,26 +331,33 @@ func (r *Rollups) flush(ctx context.Context, end int64) error {
 		return nil
 	}
 	fieldIDs := append([]int64(nil), r.fieldIDs...)
-	hostIDs := map[string]int64{}
+	added := map[string]int64{} // host ids new in this flush
 	err := r.store.tx(ctx, func(tx *sql.Tx) error {
-		if err := r.resolve(ctx, tx, batch, names, &fieldIDs, hostIDs); err != nil {
+		if err := r.resolve(ctx, tx, batch, names, &fieldIDs, added); err != nil {
 			return err
 		}
-		return writeMinutes(ctx, tx, batch, fieldIDs, hostIDs)
+		hostID := func(name string) int64 {
+			if id, ok := r.hostIDs[name]; ok {
+				return id
+			}
+			return added[name]
+		}
+		return writeMinutes(ctx, tx, batch, fieldIDs, hostID)
 	})
 	if err != nil {
 		r.putBack(batch)
 		return fmt.Errorf("rollups: write %d host minutes: %w", len(batch), err)
 	}
 	r.fieldIDs = fieldIDs
-	for k, v := range hostIDs {
+	for k, v := range added {
 		r.hostIDs[k] = v
 	}
 	return nil
 }
 
-// resolve finds (or adds) the ids of the batch's hosts and fields.
-func (r *Rollups) resolve(ctx context.Context, tx *sql.Tx, batch []hostMinute, names []string, fieldIDs *[]int64, hostIDs map[string]int64) error {
+// resolve finds (or adds) the ids of the batch's fields, and of its hosts
+// not in r.hostIDs (into added).
+func (r *Rollups) resolve(ctx context.Context, tx *sql.Tx, batch []hostMinute, names []string, fieldIDs *[]int64, added map[string]int64) error {
 	if !r.loaded {
 		ids, err := loadNames(ctx, tx, "rollup_hosts")
 		if err != nil {
@@ -386,7 +393,7 @@ func (r *Rollups) resolve(ctx context.Context, tx *sql.Tx, batch []hostMinute, n
 		if _, ok := r.hostIDs[hm.host]; ok {
 			continue
 		}
-		if _, ok := hostIDs[hm.host]; ok {
+		if _, ok := added[hm.host]; ok {
 			continue
 		}
 		if hostByName == nil {
@@ -396,12 +403,7 @@ func (r *Rollups) resolve(ctx context.Context, tx *sql.Tx, batch []hostMinute, n
 		if err != nil {
 			return err
 		}
-		hostIDs[hm.host] = id
-	}
-	for k, v := range r.hostIDs {
-		if _, ok := hostIDs[k]; !ok {
-			hostIDs[k] = v
-		}
+		added[hm.host] = id
 	}
 	return nil
 }
@@ -441,7 +443,7 @@ func nameID(ctx context.Context, tx *sql.Tx, table string, known map[string]int6
 
 // writeMinutes writes the minute rows of a batch (merging into rows
 // already there) and the hour rows that became due, in tx.
-func writeMinutes(ctx context.Context, tx *sql.Tx, batch []hostMinute, fieldIDs []int64, hostIDs map[string]int64) error {
+func writeMinutes(ctx context.Context, tx *sql.Tx, batch []hostMinute, fieldIDs []int64, hostID func(string) int64) error {
 	ins, err := tx.PrepareContext(ctx, "INSERT INTO rollups (res, bucket, host, data) VALUES (60, ?, ?, ?) ON CONFLICT DO NOTHING")
 	if err != nil {
 		return err
@@ -459,7 +461,7 @@ func writeMinutes(ctx context.Context, tx *sql.Tx, batch []hostMinute, fieldIDs 
 			rowAggs = append(rowAggs, a)
 		}
 		buf = encodeRow(buf[:0], rowAggs)
-		hid := hostIDs[hm.host]
+		hid := hostID(hm.host)
 		res, err := ins.ExecContext(ctx, hm.start, hid, buf)
 		if err != nil {
 			return err
