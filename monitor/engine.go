@@ -377,7 +377,7 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		e.record(h, threshold.RTTPlugin, e.leaves, now, nil)
 		if r, ok := set.RTT(h.rec.Name); ok {
 			e.evaluate(h, threshold.RTTPlugin, "", threshold.Match{Rule: r}, ms, nil, now, fx)
-		} else if st := h.alerts[threshold.RTTPlugin][""]; st != nil {
+		} else if st := h.findAlert(threshold.RTTPlugin, ""); st != nil {
 			e.retire(h, st, now, fx)
 		}
 	}
@@ -417,11 +417,10 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 			}
 			h.plugins[o.Plugin] = o.Fields
 		}
-		fields := h.alerts[o.Plugin]
 		for _, lf := range leaves {
 			if m, ok := set.Lookup(o.Plugin, lf.path); ok {
 				e.evaluate(h, o.Plugin, lf.path, m, lf.v, o.Fields, now, fx)
-			} else if st := fields[lf.path]; st != nil {
+			} else if st := h.findAlert(o.Plugin, lf.path); st != nil {
 				e.retire(h, st, now, fx)
 			}
 		}
@@ -606,7 +605,16 @@ func (e *Engine) retire(h *host, st *alert.State, now time.Time, fx *effects) {
 }
 
 // after records the side effects of one alert transition (e.mu held).
+// quiet reports whether Tick has nothing to do for an alert: OK, told so,
+// not flapping, not acknowledged.
+func quiet(st *alert.State) bool {
+	return st.Level == alert.OK && st.Notified == alert.OK && !st.Flapping && st.Ack == nil
+}
+
 func (e *Engine) after(h *host, old, ns alert.State, d alert.Decision, now time.Time, fx *effects) {
+	if !quiet(&ns) {
+		h.calm = false
+	}
 	if durableChange(old, ns) {
 		fx.alerts = append(fx.alerts, ns)
 	}
@@ -735,16 +743,11 @@ func (e *Engine) setReach(h *host, r Reachability, reason string, now time.Time,
 	}
 	if r != Up && prev == Up {
 		// Topology: the host's metric values are stale until it reports again.
-		for plugin, fields := range h.alerts {
-			if plugin == alert.ReachabilityPlugin {
-				continue
-			}
-			for _, st := range fields {
-				if !st.Stale {
-					old := *st
-					st.Stale = true
-					e.after(h, old, *st, alert.Decision{}, now, fx)
-				}
+		for _, st := range h.alertList {
+			if st.Key.Plugin != alert.ReachabilityPlugin && !st.Stale {
+				old := *st
+				st.Stale = true
+				e.after(h, old, *st, alert.Decision{}, now, fx)
 			}
 		}
 	}
@@ -903,15 +906,21 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 			h.savedSeen = h.rec.LastSeen
 			fx.hosts = append(fx.hosts, h.rec)
 		}
+		if h.calm {
+			continue
+		}
+		calm := true
 		for _, st := range h.alertList {
-			if st.Level == alert.OK && st.Notified == alert.OK && !st.Flapping && st.Ack == nil {
+			if quiet(st) {
 				continue
 			}
 			old := *st
 			ns, d := alert.Reconcile(old, e.env(h, st, now, false))
 			*st = ns
 			e.after(h, old, ns, d, now, fx)
+			calm = calm && quiet(st)
 		}
+		h.calm = calm
 	}
 	kept := e.silences[:0]
 	for _, s := range e.silences {
@@ -958,6 +967,7 @@ func (e *Engine) Load(ctx context.Context) error {
 		s := st
 		ptr := h.alert(st.Key.Plugin, st.Key.Field)
 		*ptr = s
+		h.calm = false
 	}
 	e.silences = append(e.silences[:0], snap.Silences...)
 	return nil
@@ -1010,10 +1020,11 @@ func (e *Engine) lookupAlert(k alert.Key) (*alert.State, error) {
 	if h == nil {
 		return nil, fmt.Errorf("%q: %w", k.Host, ErrNoHost)
 	}
-	st := h.alerts[k.Plugin][k.Field]
+	st := h.findAlert(k.Plugin, k.Field)
 	if st == nil {
 		return nil, fmt.Errorf("%s: %w", k, ErrNoAlert)
 	}
+	h.calm = false // the caller changes it
 	return st, nil
 }
 

@@ -32,10 +32,11 @@ type host struct {
 	pluginTime map[string]time.Time
 	// series holds the sample history by plugin ("rtt" for the RTT).
 	series map[string]*series
-	// alertList holds the same states as alerts, for quick scans.
+	// calm: every alert is quiet (Tick skips them); cleared by any change
+	// that leaves one that is not.
+	calm bool
+	// alertList holds the host's alert states.
 	alertList []*alert.State
-	// alerts by plugin, then field.
-	alerts map[string]map[string]*alert.State
 }
 
 func newHost(name string) *host {
@@ -44,21 +45,25 @@ func newHost(name string) *host {
 		plugins:    map[string]map[string]any{},
 		pluginTime: map[string]time.Time{},
 		series:     map[string]*series{},
-		alerts:     map[string]map[string]*alert.State{},
 	}
+}
+
+// findAlert returns the state of an alert, nil when there is none. A host
+// has a few alerts (its fields with rules): a scan beats a map.
+func (h *host) findAlert(plugin, field string) *alert.State {
+	for _, st := range h.alertList {
+		if st.Key.Field == field && st.Key.Plugin == plugin {
+			return st
+		}
+	}
+	return nil
 }
 
 // alert returns the state of an alert, creating it.
 func (h *host) alert(plugin, field string) *alert.State {
-	m := h.alerts[plugin]
-	if m == nil {
-		m = map[string]*alert.State{}
-		h.alerts[plugin] = m
-	}
-	st := m[field]
+	st := h.findAlert(plugin, field)
 	if st == nil {
 		st = &alert.State{Key: alert.Key{Host: h.rec.Name, Plugin: plugin, Field: field}}
-		m[field] = st
 		h.alertList = append(h.alertList, st)
 	}
 	return st
@@ -66,7 +71,6 @@ func (h *host) alert(plugin, field string) *alert.State {
 
 // dropAlert forgets an alert state.
 func (h *host) dropAlert(st *alert.State) {
-	delete(h.alerts[st.Key.Plugin], st.Key.Field)
 	for i, x := range h.alertList {
 		if x == st {
 			h.alertList = append(h.alertList[:i], h.alertList[i+1:]...)

@@ -68,22 +68,20 @@ func (e *Engine) info(h *host, now time.Time) HostInfo {
 // alertsOf lists a host's alerts passing f (e.mu held), sorted.
 func (e *Engine) alertsOf(h *host, now time.Time, f AlertFilter) []AlertInfo {
 	var out []AlertInfo
-	for _, fields := range h.alerts {
-		for _, st := range fields {
-			if !f.All && st.Level == alert.OK {
-				continue
-			}
-			if threshold.Severity(st.Level) < threshold.Severity(f.MinLevel) {
-				continue
-			}
-			s := *st
-			if s.Ack != nil {
-				a := *s.Ack
-				s.Ack = &a
-			}
-			env := e.env(h, st, now, false)
-			out = append(out, AlertInfo{State: s, Silenced: env.Silenced, Held: env.Held})
+	for _, st := range h.alertList {
+		if !f.All && st.Level == alert.OK {
+			continue
 		}
+		if threshold.Severity(st.Level) < threshold.Severity(f.MinLevel) {
+			continue
+		}
+		s := *st
+		if s.Ack != nil {
+			a := *s.Ack
+			s.Ack = &a
+		}
+		env := e.env(h, st, now, false)
+		out = append(out, AlertInfo{State: s, Silenced: env.Silenced, Held: env.Held})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].Key, out[j].Key

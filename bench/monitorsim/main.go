@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -32,15 +33,16 @@ func main() {
 	hosts := flag.Int("hosts", 10000, "simulated hosts")
 	interval := flag.Duration("interval", 10*time.Second, "reporting interval of each host")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the steady state (from 30 s after ready until exit) to this file")
+	memProfile := flag.String("memprofile", "", "write a heap profile to this file on exit")
 	flag.Parse()
 	profile = *cpuProfile
-	if err := run(*cfg, *state, *hosts, *interval); err != nil {
+	if err := run(*cfg, *state, *hosts, *interval, *memProfile); err != nil {
 		fmt.Fprintln(os.Stderr, "monitorsim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfg, state string, hosts int, interval time.Duration) error {
+func run(cfg, state string, hosts int, interval time.Duration, memProfile string) error {
 	if cfg == "" || state == "" || hosts <= 0 || interval <= 0 {
 		return fmt.Errorf("give -c FILE -state DIR, and positive -hosts and -interval")
 	}
@@ -66,6 +68,13 @@ func run(cfg, state string, hosts int, interval time.Duration) error {
 	for {
 		select {
 		case <-ctx.Done():
+			if memProfile != "" {
+				if f, err := os.Create(memProfile); err == nil {
+					runtime.GC()
+					_ = pprof.WriteHeapProfile(f)
+					f.Close()
+				}
+			}
 			err := <-done
 			if cerr := s.Close(); err == nil {
 				err = cerr

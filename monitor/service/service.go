@@ -38,8 +38,10 @@ import (
 const (
 	// DefaultTick is how often the engine's time-driven checks run.
 	DefaultTick = time.Second
-	// DefaultFlush is how often sample rollups are written to the store.
-	DefaultFlush = 30 * time.Second
+	// DefaultFlush is how often finished minutes of sample rollups are
+	// written to the store (each minute is written once; checking more
+	// often keeps fewer minutes in memory).
+	DefaultFlush = 10 * time.Second
 	// DefaultOutboxKeep is how long sent and failed notifications stay
 	// in the outbox for the API before they are pruned.
 	DefaultOutboxKeep = 7 * 24 * time.Hour
