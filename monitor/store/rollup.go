@@ -500,9 +500,14 @@ func writeMinutes(ctx context.Context, tx *sql.Tx, batch []hostMinute, fieldIDs 
 	return rollHours(ctx, tx, touched, newest-mod(newest, 3600))
 }
 
-// mergeAggs merges b into a (aggregates keyed by field).
+// mergeAggs merges b into a (aggregates keyed by field). Rows of one
+// host usually list the same fields in the same order: a[i] is tried first.
 func mergeAggs(a, b []agg) []agg {
 	for i := range b {
+		if i < len(a) && a[i].field == b[i].field {
+			a[i].merge(&b[i])
+			continue
+		}
 		found := false
 		for j := range a {
 			if a[j].field == b[i].field {
@@ -563,45 +568,66 @@ func rollHours(ctx context.Context, tx *sql.Tx, touched map[int64]bool, current 
 	return nil
 }
 
+// hourChunk is how many hosts (by id) rollHour merges at a time, which
+// bounds its memory: about 2 KB a host.
+const hourChunk = 1000
+
 // rollHour computes the hour rows of the hour starting at h from its
-// minute rows, replacing any earlier ones.
+// minute rows, replacing any earlier ones. It goes through the hosts a
+// chunk at a time, reading each minute's rows of the chunk's hosts.
 func rollHour(ctx context.Context, tx *sql.Tx, h int64) error {
-	rows, err := tx.QueryContext(ctx, "SELECT bucket, host, data FROM rollups WHERE res = 60 AND bucket >= ? AND bucket < ?", h, h+3600)
+	var top sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT max(id) FROM rollup_hosts").Scan(&top); err != nil {
+		return err
+	}
+	if !top.Valid {
+		return nil
+	}
+	get, err := tx.PrepareContext(ctx, "SELECT host, data FROM rollups WHERE res = 60 AND bucket = ? AND host >= ? AND host < ?")
 	if err != nil {
 		return err
 	}
-	byHost := map[int64][]agg{}
-	var scratch []agg
-	for rows.Next() {
-		var bucket, host int64
-		var data []byte
-		if err := rows.Scan(&bucket, &host, &data); err != nil {
-			rows.Close()
-			return err
-		}
-		scratch, err = decodeRow(data, scratch[:0])
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("minute row %d of host %d: %w", bucket, host, err)
-		}
-		for i := range scratch { // times relative to the hour
-			scratch[i].lastAt += uint32(bucket - h)
-		}
-		byHost[host] = mergeAggs(byHost[host], scratch)
-	}
-	if err := rows.Close(); err != nil {
-		return err
-	}
+	defer get.Close()
 	put, err := tx.PrepareContext(ctx, "INSERT OR REPLACE INTO rollups (res, bucket, host, data) VALUES (3600, ?, ?, ?)")
 	if err != nil {
 		return err
 	}
 	defer put.Close()
+	var scratch []agg
 	var buf []byte
-	for host, aggs := range byHost {
-		buf = encodeRow(buf[:0], aggs)
-		if _, err := put.ExecContext(ctx, h, host, buf); err != nil {
-			return err
+	for lo := int64(0); lo <= top.Int64; lo += hourChunk {
+		byHost := map[int64][]agg{}
+		for b := h; b < h+3600; b += 60 {
+			rows, err := get.QueryContext(ctx, b, lo, lo+hourChunk)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var host int64
+				var data []byte
+				if err := rows.Scan(&host, &data); err != nil {
+					rows.Close()
+					return err
+				}
+				scratch, err = decodeRow(data, scratch[:0])
+				if err != nil {
+					rows.Close()
+					return fmt.Errorf("minute row %d of host %d: %w", b, host, err)
+				}
+				for i := range scratch { // times relative to the hour
+					scratch[i].lastAt += uint32(b - h)
+				}
+				byHost[host] = mergeAggs(byHost[host], scratch)
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+		}
+		for host, aggs := range byHost {
+			buf = encodeRow(buf[:0], aggs)
+			if _, err := put.ExecContext(ctx, h, host, buf); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

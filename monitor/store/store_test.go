@@ -803,3 +803,31 @@ func TestRollupsAddReport(t *testing.T) {
 		t.Errorf("load_1 with one report lacking it: %+v", load[0])
 	}
 }
+
+// TestRollupHoursManyHosts: hour rows are right for every host when the
+// hour is rolled up a chunk of hosts at a time.
+func TestRollupHoursManyHosts(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	r := s.NewRollups()
+	names := []string{"p.a", "p.b"}
+	const n = 2*hourChunk + 100
+	for m, at := range []time.Time{t0, t0.Add(30 * time.Minute), t0.Add(time.Hour)} {
+		for i := 0; i < n; i++ {
+			r.AddReport(fmt.Sprintf("h%04d", i), at, names, []float32{float32(i + m), float32(-i)})
+		}
+		if err := r.FlushBefore(ctx, at.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rows int
+	if err := s.DB().QueryRow("SELECT count(*) FROM rollups WHERE res = 3600").Scan(&rows); err != nil || rows != n {
+		t.Fatalf("%d hour rows (%v), want %d", rows, err, n)
+	}
+	for _, i := range []int{0, hourChunk - 1, hourChunk, 2 * hourChunk, n - 1} {
+		hs, err := s.Rollups(ctx, fmt.Sprintf("h%04d", i), "p.a", Hour, t0)
+		if err != nil || len(hs) != 1 || hs[0].Count != 2 || hs[0].Min != float64(i) || hs[0].Max != float64(i+1) || hs[0].Last != float64(i+1) {
+			t.Errorf("host %d: %+v %v", i, hs, err)
+		}
+	}
+}
