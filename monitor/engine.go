@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -396,16 +395,7 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 			msg = map[string]any{"ID": "PLG", "name": o.Host, "source": o.Source, "plugin": o.Plugin, "data": o.Fields}
 		}
 		h.pluginTime[o.Plugin] = now
-		compact := compactable(o.Fields)
-		leaves := e.leaves[:0]
-		threshold.Walk(o.Fields, func(path string, x any) {
-			v, ok := threshold.ToFloat(x)
-			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
-				return // not a number: kept as data, not sampled
-			}
-			kind, bits := rawOf(x)
-			leaves = append(leaves, leaf{path: path, v: v, kind: kind, bits: bits})
-		})
+		leaves, compact := collect("", o.Fields, e.leaves[:0])
 		e.stats.samples.Add(uint64(len(leaves)))
 		e.record(h, o.Plugin, leaves, now, o.Fields)
 		if r := h.series[o.Plugin]; compact && r != nil {

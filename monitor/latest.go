@@ -1,6 +1,11 @@
 package monitor
 
-import "math"
+import (
+	"math"
+	"slices"
+
+	"github.com/mbvm/mb/monitor/threshold"
+)
 
 // A plugin report whose leaves are all Go numbers or booleans (every
 // report mb's daemon maps from a VM) is not kept as its map: its values
@@ -77,39 +82,46 @@ func valueOf(kind uint8, bits uint64) any {
 	return nil
 }
 
-// compactable walks a report: it returns false when a leaf is not a Go
-// number or boolean (or is NaN or infinite), or a map is empty.
-func compactable(data map[string]any) bool {
+// collect appends the numeric leaves of data to leaves in path order
+// (threshold.Walk's order and paths; a leaf that is not a number, or is NaN
+// or infinite, is data, not a sample) and reports whether the report can
+// be kept compactly: every leaf a finite Go number or a boolean, and no map
+// empty.
+func collect(prefix string, data map[string]any, leaves []leaf) ([]leaf, bool) {
 	if len(data) == 0 {
-		return false
+		return leaves, false
 	}
-	for _, x := range data {
+	var buf [32]string // no allocation for the usual few keys
+	keys := buf[:0]
+	for k := range data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	compact := true
+	for _, k := range keys {
+		p := k
+		if prefix != "" {
+			p = prefix + "." + k
+		}
+		x := data[k]
 		if sub, ok := x.(map[string]any); ok {
-			if !compactable(sub) {
-				return false
-			}
+			var c bool
+			leaves, c = collect(p, sub, leaves)
+			compact = compact && c
+			continue
+		}
+		v, ok := threshold.ToFloat(x)
+		if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
+			compact = false
 			continue
 		}
 		kind, bits := rawOf(x)
 		if kind == kindNone {
-			return false
+			compact = false
 		}
-		if (kind == kindFloat64 || kind == kindFloat32) && !finite(valueOf(kind, bits)) {
-			return false
-		}
+		leaves = append(leaves, leaf{path: p, v: v, kind: kind, bits: bits})
 	}
-	return true
-}
-
-func finite(x any) bool {
-	var f float64
-	switch t := x.(type) {
-	case float64:
-		f = t
-	case float32:
-		f = float64(t)
-	}
-	return !math.IsNaN(f) && !math.IsInf(f, 0)
+	return leaves, compact
 }
 
 // segments returns the key path of every leaf of data by its joined path

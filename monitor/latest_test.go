@@ -2,10 +2,13 @@ package monitor
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/mbvm/mb/monitor/threshold"
 )
 
 // TestPluginDataKeptExactly: the latest report of a plugin reads back
@@ -41,5 +44,31 @@ func TestPluginDataKeptExactly(t *testing.T) {
 	}
 	if hist, ok := e.History("web", "p.cpu_percent", time.Time{}); !ok || len(hist) != 6 {
 		t.Errorf("history %v %v (the NaN is not a sample)", hist, ok)
+	}
+}
+
+// TestCollectMatchesWalk: collect yields the numeric leaves threshold.Walk
+// yields, in its order and with its paths.
+func TestCollectMatchesWalk(t *testing.T) {
+	data := map[string]any{
+		"b": 1, "a": map[string]any{"z": 2.5, "y": "text", "x": map[string]any{"w": true}, "e": map[string]any{}},
+		"c.d": uint64(3), "n": math.Inf(1), "s": "12",
+	}
+	var want []string
+	threshold.Walk(data, func(path string, x any) {
+		if v, ok := threshold.ToFloat(x); ok && !math.IsInf(v, 0) && !math.IsNaN(v) {
+			want = append(want, fmt.Sprintf("%s=%v", path, v))
+		}
+	})
+	leaves, compact := collect("", data, nil)
+	var got []string
+	for _, lf := range leaves {
+		got = append(got, fmt.Sprintf("%s=%v", lf.path, lf.v))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || compact {
+		t.Errorf("collect %v (compact %v), want %v and not compact", got, compact, want)
+	}
+	if _, compact := collect("", map[string]any{"a": 1, "b": map[string]any{"c": false}}, nil); !compact {
+		t.Error("numbers and booleans are compact")
 	}
 }
