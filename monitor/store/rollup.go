@@ -245,6 +245,9 @@ func (r *Rollups) Pending() int {
 	return r.pending
 }
 
+// maxOpen is how many minutes of one host are kept in memory at most.
+const maxOpen = 3
+
 // hostMinute is one row to write.
 type hostMinute struct {
 	host string
@@ -258,9 +261,13 @@ func (r *Rollups) take(end int64) ([]hostMinute, []string) {
 	defer r.mu.Unlock()
 	var out []hostMinute
 	for name, h := range r.hosts {
+		// A host whose clock runs ahead would keep its minutes in memory
+		// until the real time catches up: beyond maxOpen minutes, the
+		// oldest go out anyway.
+		extra := len(h.mins) - maxOpen
 		kept := h.mins[:0]
-		for _, m := range h.mins {
-			if end == 0 || m.start+60 <= end {
+		for i, m := range h.mins {
+			if end == 0 || m.start+60 <= end || i < extra {
 				out = append(out, hostMinute{name, m})
 				r.pending -= len(m.aggs)
 			} else {

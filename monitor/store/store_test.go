@@ -831,3 +831,24 @@ func TestRollupHoursManyHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestRollupsClockAhead: a host stamping its samples minutes ahead of the
+// flush time keeps at most three minutes in memory.
+func TestRollupsClockAhead(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	r := s.NewRollups()
+	for m := 1; m <= 5; m++ {
+		r.AddSample("ahead", "p.f", t0.Add(time.Duration(m)*time.Hour), float64(m))
+	}
+	if err := r.FlushBefore(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if r.Pending() != 3 {
+		t.Errorf("%d aggregates in memory, want 3", r.Pending())
+	}
+	mins, err := s.Rollups(ctx, "ahead", "p.f", Minute, t0)
+	if err != nil || len(mins) != 2 || mins[0].Last != 1 || mins[1].Last != 2 {
+		t.Errorf("written: %+v %v, want the two oldest minutes", mins, err)
+	}
+}
