@@ -2,7 +2,7 @@
 // the monitor service exactly as `mb monitor serve -c FILE` does (same
 // package, options, Run loop, store, journal and housekeeping) and feeds it,
 // in the same process, the reports of N simulated hosts every interval
-// (cpu, memory, disk and network plugins, 37 numeric fields, as the daemon
+// (cpu, memory, disk and network plugins, 33 numeric fields and the RTT, as the daemon
 // maps a VM's metrics), spread evenly over the interval. It prints "ready"
 // once every host has reported, then runs until SIGTERM; the bench measures
 // its CPU and memory from /proc. Building the report maps in the same
