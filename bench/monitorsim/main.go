@@ -2,11 +2,12 @@
 // the monitor service exactly as `mb monitor serve -c FILE` does (same
 // package, options, Run loop, store, journal and housekeeping) and feeds it,
 // in the same process, the reports of N simulated hosts every interval
-// (cpu, memory, disk and network plugins, 33 numeric fields and the RTT, as the daemon
-// maps a VM's metrics), spread evenly over the interval. It prints "ready"
-// once every host has reported, then runs until SIGTERM; the bench measures
-// its CPU and memory from /proc. Building the report maps in the same
-// process stands in for decoding them from the network.
+// (cpu, memory, disk and network plugins as the daemon maps a VM's
+// metrics: 33 numeric fields and the RTT), spread evenly over the
+// interval. It prints "ready" once every host has reported, then runs
+// until SIGTERM or SIGINT; the bench measures its CPU and memory from
+// /proc. Building the report maps in the same process stands in for
+// decoding them from the network.
 //
 //	monitorsim -c monitor.yaml -state DIR -hosts 10000 -interval 10s
 package main
