@@ -134,7 +134,7 @@ type part struct {
 }
 
 func allParts() []part {
-	return []part{startStopPart(), controlPart(), scalePart(), densityPart(), agentPart(), fleetPart(), fleetAgentPart(), dashboardPart()}
+	return []part{startStopPart(), controlPart(), scalePart(), densityPart(), agentPart(), fleetPart(), fleetAgentPart(), dashboardPart(), monitorPart()}
 }
 
 // run builds the binaries and runs every part, in order.

@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +68,13 @@ type Engine struct {
 	set      Settings
 	sets     map[string]*threshold.Set // compiled per profile list
 	hosts    map[string]*host
+	list     []*host // the same hosts, for Tick
+	gen      uint64  // counts Reloads (host.gen)
 	silences []alert.Silence
+	// schemas interns the field lists of plugin reports; leaves is
+	// Observe's scratch space.
+	schemas map[string]*schema
+	leaves  []leaf
 }
 
 // New makes an engine. Call Load to restore durable state from the Store.
@@ -81,6 +88,7 @@ func New(opts Options) (*Engine, error) {
 		log:     opts.Logger,
 		newID:   opts.NewID,
 		hosts:   map[string]*host{},
+		schemas: map[string]*schema{},
 	}
 	if e.clock == nil {
 		e.clock = time.Now
@@ -135,10 +143,11 @@ func (e *Engine) Reload(s Settings) error {
 	}
 	e.mu.Lock()
 	e.set, e.sets = s, sets
+	e.gen++
 	for name := range s.Hosts {
 		if e.hosts[name] == nil {
 			// Known from the config, not heard from yet: unknown.
-			e.hosts[name] = newHost(name)
+			e.addHost(newHost(name))
 		}
 	}
 	e.mu.Unlock()
@@ -281,8 +290,24 @@ func (e *Engine) hostFor(name string) (*host, error) {
 		return nil, fmt.Errorf("host %q: %w", name, ErrTooManyHosts)
 	}
 	h := newHost(name)
-	e.hosts[name] = h
+	e.addHost(h)
 	return h, nil
+}
+
+// addHost adds a new host (e.mu held).
+func (e *Engine) addHost(h *host) {
+	e.hosts[h.rec.Name] = h
+	h.idx = len(e.list)
+	e.list = append(e.list, h)
+}
+
+// dropHost forgets a host (e.mu held).
+func (e *Engine) dropHost(h *host) {
+	delete(e.hosts, h.rec.Name)
+	last := e.list[len(e.list)-1]
+	e.list[h.idx], last.idx = last, h.idx
+	e.list[len(e.list)-1] = nil
+	e.list = e.list[:len(e.list)-1]
 }
 
 // Observe records one observation: the host is seen (and up, or stopped
@@ -296,6 +321,10 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	}
 	now := e.now(o.Time)
 	fx := &effects{}
+	if e.journal != nil {
+		// The observation's own entry goes first; it is filled in below.
+		fx.journal = make([]journalEntry, 1, 4)
+	}
 	e.mu.Lock()
 	h, err := e.hostFor(o.Host)
 	if err != nil {
@@ -315,8 +344,9 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 	if o.Address != "" {
 		changed = h.setAddress(o.Address, now) || changed
 	}
-	if o.Interval > 0 {
+	if o.Interval > 0 && o.Interval != h.announced {
 		h.announced = o.Interval
+		h.gen = 0 // its interval changed
 	}
 	if o.Owner != "" {
 		h.owner = o.Owner
@@ -346,10 +376,11 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 			h.srtt += (o.RTT - h.srtt) / 8
 		}
 		ms := float64(o.RTT) / float64(time.Millisecond)
-		e.sample(h, threshold.RTTPlugin, now, ms)
+		e.leaves = append(e.leaves[:0], leaf{v: ms})
+		e.record(h, threshold.RTTPlugin, e.leaves, now, nil)
 		if r, ok := set.RTT(h.rec.Name); ok {
 			e.evaluate(h, threshold.RTTPlugin, "", threshold.Match{Rule: r}, ms, nil, now, fx)
-		} else if st := h.alerts[threshold.RTTPlugin][""]; st != nil {
+		} else if st := h.findAlert(threshold.RTTPlugin, ""); st != nil {
 			e.retire(h, st, now, fx)
 		}
 	}
@@ -367,24 +398,31 @@ func (e *Engine) Observe(ctx context.Context, o Observation) error {
 		if e.journal != nil {
 			msg = map[string]any{"ID": "PLG", "name": o.Host, "source": o.Source, "plugin": o.Plugin, "data": o.Fields}
 		}
-		h.plugins[o.Plugin] = o.Fields
 		h.pluginTime[o.Plugin] = now
-		threshold.Walk(o.Fields, func(path string, x any) {
-			v, ok := threshold.ToFloat(x)
-			if !ok || math.IsNaN(v) || math.IsInf(v, 0) {
-				return // not a number: kept as data, not sampled
+		leaves, compact := collect("", o.Fields, e.leaves[:0])
+		e.stats.samples.Add(uint64(len(leaves)))
+		e.record(h, o.Plugin, leaves, now, o.Fields)
+		if r := h.series[o.Plugin]; compact && r != nil {
+			r.keepLast(leaves)
+			delete(h.plugins, o.Plugin)
+		} else {
+			if r != nil {
+				r.dropLast()
 			}
-			e.stats.samples.Add(1)
-			e.sample(h, o.Plugin+"."+path, now, v)
-			if m, ok := set.Lookup(o.Plugin, path); ok {
-				e.evaluate(h, o.Plugin, path, m, v, o.Fields, now, fx)
-			} else if st := h.alerts[o.Plugin][path]; st != nil {
+			h.plugins[o.Plugin] = o.Fields
+		}
+		for _, lf := range leaves {
+			if m, ok := set.Lookup(o.Plugin, lf.path); ok {
+				e.evaluate(h, o.Plugin, lf.path, m, lf.v, o.Fields, now, fx)
+			} else if st := h.findAlert(o.Plugin, lf.path); st != nil {
 				e.retire(h, st, now, fx)
 			}
-		})
+		}
+		clear(leaves)
+		e.leaves = leaves[:0]
 	}
 	if e.journal != nil {
-		fx.journal = append([]journalEntry{{t: now, source: o.Address, msg: msg}}, fx.journal...)
+		fx.journal[0] = journalEntry{t: now, source: o.Address, msg: msg}
 	}
 	return e.commit(ctx, fx)
 }
@@ -394,17 +432,98 @@ func (e *Engine) Heartbeat(ctx context.Context, host, source, address string, rt
 	return e.Observe(ctx, Observation{Host: host, Source: source, Address: address, RTT: rtt})
 }
 
-// sample adds a value to the field's ring and the sample sink (e.mu held).
-func (e *Engine) sample(h *host, key string, now time.Time, v float64) {
-	r := h.rings[key]
+// leaf is one numeric field of a report: its path, value and column.
+type leaf struct {
+	path string
+	v    float64
+	col  int
+	// kind and bits are the value exactly (kindNone: not a Go number).
+	kind uint8
+	bits uint64
+}
+
+// record adds a report's numeric fields (in path order) to the host's
+// sample history of the plugin, and to the sample sink (e.mu held).
+func (e *Engine) record(h *host, plugin string, leaves []leaf, now time.Time, data map[string]any) {
+	r := h.series[plugin]
 	if r == nil {
-		r = &ring{}
-		h.rings[key] = r
+		r = &series{}
+		h.series[plugin] = r
 	}
-	r.add(now, v, e.set.SamplesPerField)
-	if e.samples != nil {
-		e.samples.AddSample(h.rec.Name, key, now, v)
+	fits := r.sch != nil && r.size == e.set.SamplesPerField
+	if fits {
+		cur := 0
+		for i := range leaves {
+			c := r.sch.col(leaves[i].path, &cur)
+			if c < 0 {
+				fits = false
+				break
+			}
+			leaves[i].col = c
+		}
 	}
+	if !fits {
+		if len(leaves) == 0 && r.sch == nil {
+			delete(h.series, plugin)
+			return
+		}
+		r.relayout(e.schemaFor(plugin, r.sch, leaves, data), e.set.SamplesPerField)
+		cur := 0
+		for i := range leaves {
+			leaves[i].col = r.sch.col(leaves[i].path, &cur)
+		}
+	}
+	slot := r.slot(now)
+	for _, lf := range leaves {
+		r.set(lf.col, slot, lf.v)
+	}
+	if e.samples == nil {
+		return
+	}
+	if rs, ok := e.samples.(ReportSink); ok {
+		rs.AddReport(h.rec.Name, now, r.sch.names, r.row(slot))
+		return
+	}
+	for _, lf := range leaves {
+		e.samples.AddSample(h.rec.Name, r.sch.names[lf.col], now, lf.v)
+	}
+}
+
+// schemaFor returns the interned schema of a plugin with the paths of old
+// and of leaves, which come from data (e.mu held).
+func (e *Engine) schemaFor(plugin string, old *schema, leaves []leaf, data map[string]any) *schema {
+	var paths []string
+	if old != nil {
+		paths = append(paths, old.paths...)
+	}
+	for _, lf := range leaves {
+		paths = append(paths, lf.path)
+	}
+	sort.Strings(paths)
+	paths = slices.Compact(paths)
+	key := plugin + "\x00" + strings.Join(paths, "\x00")
+	if sch := e.schemas[key]; sch != nil {
+		return sch
+	}
+	sch := &schema{plugin: plugin, paths: paths, names: make([]string, len(paths)), segs: make([][]string, len(paths))}
+	segs := map[string][]string{}
+	segments(data, "", nil, segs)
+	cur := 0
+	for i, p := range paths {
+		sch.names[i] = fieldName(plugin, p)
+		if s, ok := segs[p]; ok {
+			sch.segs[i] = s
+		} else if old != nil {
+			if c := old.col(p, &cur); c >= 0 {
+				sch.segs[i] = old.segs[c]
+			}
+		}
+		if sch.segs[i] == nil {
+			sch.segs[i] = []string{p}
+		}
+	}
+	e.schemas[key] = sch
+	return sch
 }
 
 // env builds the transition environment of an alert (e.mu held). fresh
@@ -418,8 +537,24 @@ func (e *Engine) env(h *host, st *alert.State, now time.Time, fresh bool) alert.
 	}
 	if st.Key.Plugin != alert.ReachabilityPlugin {
 		env.Held = h.rec.Reach != Up || (!fresh && st.Stale)
+	} else {
+		env.Calm = e.reachCalm(h)
 	}
 	return env
+}
+
+// Reachability flap damping: a host that was up for reachCalm before it
+// went down again has a new outage, told at once; one that goes down
+// sooner is flapping and is told at most once per renotify window.
+const (
+	reachCalmIntervals = 10
+	minReachCalm       = 5 * time.Minute
+)
+
+// reachCalm is ten expected intervals with their grace, at least
+// minReachCalm (e.mu held).
+func (e *Engine) reachCalm(h *host) time.Duration {
+	return max(reachCalmIntervals*(e.interval(h)+e.grace(h)), minReachCalm)
 }
 
 func (e *Engine) watched(h *host) bool {
@@ -448,7 +583,7 @@ func (e *Engine) evaluate(h *host, plugin, field string, m threshold.Match, v fl
 // why (e.mu held).
 func (e *Engine) retire(h *host, st *alert.State, now time.Time, fx *effects) {
 	old := *st
-	delete(h.alerts[old.Key.Plugin], old.Key.Field)
+	h.dropAlert(st)
 	fx.delAlerts = append(fx.delAlerts, old.Key)
 	if old.Notified == alert.OK {
 		return
@@ -464,7 +599,16 @@ func (e *Engine) retire(h *host, st *alert.State, now time.Time, fx *effects) {
 }
 
 // after records the side effects of one alert transition (e.mu held).
+// quiet reports whether Tick has nothing to do for an alert: OK, told so,
+// not flapping, not acknowledged.
+func quiet(st *alert.State) bool {
+	return st.Level == alert.OK && st.Notified == alert.OK && !st.Flapping && st.Ack == nil
+}
+
 func (e *Engine) after(h *host, old, ns alert.State, d alert.Decision, now time.Time, fx *effects) {
+	if !quiet(&ns) {
+		h.calm = false
+	}
 	if durableChange(old, ns) {
 		fx.alerts = append(fx.alerts, ns)
 	}
@@ -593,16 +737,11 @@ func (e *Engine) setReach(h *host, r Reachability, reason string, now time.Time,
 	}
 	if r != Up && prev == Up {
 		// Topology: the host's metric values are stale until it reports again.
-		for plugin, fields := range h.alerts {
-			if plugin == alert.ReachabilityPlugin {
-				continue
-			}
-			for _, st := range fields {
-				if !st.Stale {
-					old := *st
-					st.Stale = true
-					e.after(h, old, *st, alert.Decision{}, now, fx)
-				}
+		for _, st := range h.alertList {
+			if st.Key.Plugin != alert.ReachabilityPlugin && !st.Stale {
+				old := *st
+				st.Stale = true
+				e.after(h, old, *st, alert.Decision{}, now, fx)
 			}
 		}
 	}
@@ -627,20 +766,35 @@ func (e *Engine) setReach(h *host, r Reachability, reason string, now time.Time,
 
 // interval is the host's expected interval (e.mu held).
 func (e *Engine) interval(h *host) time.Duration {
-	if h.announced > 0 {
-		return h.announced
-	}
-	if hs := e.set.Hosts[h.rec.Name]; hs.Interval > 0 {
-		return hs.Interval
-	}
-	return e.set.Interval
+	e.cache(h)
+	return h.iv
 }
 
 func (e *Engine) grace(h *host) time.Duration {
-	if hs := e.set.Hosts[h.rec.Name]; hs.Grace > 0 {
-		return hs.Grace
+	e.cache(h)
+	return h.grace
+}
+
+// cache computes the host's interval and grace once per settings (e.mu
+// held): Tick asks for them every second for every host.
+func (e *Engine) cache(h *host) {
+	if h.gen == e.gen {
+		return
 	}
-	return e.set.Grace
+	h.gen = e.gen
+	hs := e.set.Hosts[h.rec.Name]
+	switch {
+	case h.announced > 0:
+		h.iv = h.announced
+	case hs.Interval > 0:
+		h.iv = hs.Interval
+	default:
+		h.iv = e.set.Interval
+	}
+	h.grace = e.set.Grace
+	if hs.Grace > 0 {
+		h.grace = hs.Grace
+	}
 }
 
 // reachAt computes a host's reachability at now from its last report
@@ -681,11 +835,12 @@ func (e *Engine) reachAt(h *host, now time.Time) Reachability {
 // it too.
 func (e *Engine) RemoveHost(ctx context.Context, name string) error {
 	e.mu.Lock()
-	if e.hosts[name] == nil {
+	h := e.hosts[name]
+	if h == nil {
 		e.mu.Unlock()
 		return fmt.Errorf("%q: %w", name, ErrNoHost)
 	}
-	delete(e.hosts, name)
+	e.dropHost(h)
 	fx := &effects{delHost: []string{name}}
 	fx.journal = append(fx.journal, journalEntry{t: e.clock(), msg: map[string]any{"ID": "REMOVE", "name": name}})
 	return e.commit(ctx, fx)
@@ -736,7 +891,7 @@ func (e *Engine) mark(ctx context.Context, name string, r Reachability, reason s
 func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 	fx := &effects{}
 	e.mu.Lock()
-	for _, h := range e.hosts {
+	for _, h := range e.list {
 		if r := e.reachAt(h, now); r != h.rec.Reach {
 			e.setReach(h, r, "", now, fx)
 		}
@@ -745,17 +900,21 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 			h.savedSeen = h.rec.LastSeen
 			fx.hosts = append(fx.hosts, h.rec)
 		}
-		for _, fields := range h.alerts {
-			for _, st := range fields {
-				if st.Level == alert.OK && st.Notified == alert.OK && !st.Flapping && st.Ack == nil {
-					continue
-				}
-				old := *st
-				ns, d := alert.Reconcile(old, e.env(h, st, now, false))
-				*st = ns
-				e.after(h, old, ns, d, now, fx)
-			}
+		if h.calm {
+			continue
 		}
+		calm := true
+		for _, st := range h.alertList {
+			if quiet(st) {
+				continue
+			}
+			old := *st
+			ns, d := alert.Reconcile(old, e.env(h, st, now, false))
+			*st = ns
+			e.after(h, old, ns, d, now, fx)
+			calm = calm && quiet(st)
+		}
+		h.calm = calm
 	}
 	kept := e.silences[:0]
 	for _, s := range e.silences {
@@ -786,7 +945,7 @@ func (e *Engine) Load(ctx context.Context) error {
 		h := e.hosts[rec.Name]
 		if h == nil {
 			h = newHost(rec.Name)
-			e.hosts[rec.Name] = h
+			e.addHost(h)
 		}
 		h.rec = rec
 		if h.rec.Reach == Down && h.rec.ReachReason != "" {
@@ -797,11 +956,12 @@ func (e *Engine) Load(ctx context.Context) error {
 		h := e.hosts[st.Key.Host]
 		if h == nil {
 			h = newHost(st.Key.Host)
-			e.hosts[st.Key.Host] = h
+			e.addHost(h)
 		}
 		s := st
 		ptr := h.alert(st.Key.Plugin, st.Key.Field)
 		*ptr = s
+		h.calm = false
 	}
 	e.silences = append(e.silences[:0], snap.Silences...)
 	return nil
@@ -854,10 +1014,11 @@ func (e *Engine) lookupAlert(k alert.Key) (*alert.State, error) {
 	if h == nil {
 		return nil, fmt.Errorf("%q: %w", k.Host, ErrNoHost)
 	}
-	st := h.alerts[k.Plugin][k.Field]
+	st := h.findAlert(k.Plugin, k.Field)
 	if st == nil {
 		return nil, fmt.Errorf("%s: %w", k, ErrNoAlert)
 	}
+	h.calm = false // the caller changes it
 	return st, nil
 }
 

@@ -737,3 +737,86 @@ func TestNotifiedBeforeStateSaved(t *testing.T) {
 		t.Error(p)
 	}
 }
+
+// TestReachabilityFlapping: a VM that crashes and comes back every few
+// seconds sends at most one reachability notification per renotify window
+// after the first pair, while a real outage after the host was up for a
+// while (the calm period: ten intervals with grace, at least 5 minutes) is
+// told at once.
+func TestReachabilityFlapping(t *testing.T) {
+	s := cpuSettings()
+	s.Interval = 20 * time.Second
+	s.Renotify = time.Hour
+	h := newHarness(t, s)
+	down := func(sec int) {
+		h.t.Helper()
+		h.c.Set(time.Duration(sec) * time.Second)
+		if err := h.e.MarkDown(h.ctx, "vm1", "crashed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.cpu("vm1", 0, 10)
+	down(100)
+	h.expect("first outage", "vm1 reachability OK->CRITICAL")
+	h.cpu("vm1", 120, 10)
+	h.expect("back up", "vm1 reachability CRITICAL->OK")
+	// Up for 30 minutes, reporting every 20 s.
+	for sec := 140; sec <= 120+1800; sec += 20 {
+		h.cpu("vm1", sec, 10)
+		h.tick(sec)
+	}
+	down(1930)
+	h.expect("a second real outage, within the renotify window", "vm1 reachability OK->CRITICAL")
+	h.cpu("vm1", 1940, 10)
+	h.expect("back up again", "vm1 reachability CRITICAL->OK")
+	// Flapping: down and up every 5 s for two hours, with ticks.
+	var got []string
+	start := 2000
+	for sec := start; sec < start+7200; sec += 10 {
+		down(sec)
+		h.tick(sec + 1)
+		h.cpu("vm1", sec+5, 10)
+		h.tick(sec + 6)
+		got = append(got, h.box.take()...)
+	}
+	if len(got) > 2 {
+		t.Errorf("%d notifications in two hours of flapping (at most one per hour wanted): %q", len(got), got)
+	}
+	// It settles: up for good; the damped recovery goes out within a
+	// window, and a calm period later an outage is news again.
+	end := start + 7200
+	for sec := end; sec < end+2*3600; sec += 20 {
+		h.cpu("vm1", sec, 10)
+		h.tick(sec)
+	}
+	h.box.take()
+	hi, _ := h.e.Host("vm1")
+	for _, a := range hi.Alerts {
+		if a.Key.Plugin == alert.ReachabilityPlugin && (a.Notified != alert.OK || a.Flapping) {
+			t.Fatalf("after settling: %+v", a)
+		}
+	}
+	down(end + 2*3600)
+	h.expect("an outage after the flapping settled", "vm1 reachability OK->CRITICAL")
+}
+
+// TestTickAfterRemoveHost: Tick keeps checking every host that is left
+// after hosts are removed (the engine keeps them in a list too).
+func TestTickAfterRemoveHost(t *testing.T) {
+	s := cpuSettings()
+	s.Interval = 10 * time.Second
+	h := newHarness(t, s)
+	for _, name := range []string{"a", "b", "c", "d"} {
+		h.cpu(name, 0, 10)
+	}
+	for _, name := range []string{"a", "c"} {
+		if err := h.e.RemoveHost(h.ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.tick(100)
+	h.expect("the hosts left go down", "b reachability OK->CRITICAL", "d reachability OK->CRITICAL")
+	if got := len(h.e.Hosts()); got != 3 { // b, d and the configured db
+		t.Errorf("%d hosts", got)
+	}
+}

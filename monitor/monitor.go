@@ -164,6 +164,17 @@ type SampleSink interface {
 	AddSample(host, field string, t time.Time, v float64)
 }
 
+// ReportSink is an optional SampleSink capability: every numeric field of
+// one report in one call. names is the same slice (not to be changed) for
+// every report of the same field list, so a sink may cache what it derives
+// from it by its address; values[i] is the value of names[i], NaN when the
+// report lacked it. values is only valid during the call. It is called
+// under the engine's lock and must be quick and never call back.
+type ReportSink interface {
+	SampleSink
+	AddReport(host string, t time.Time, names []string, values []float32)
+}
+
 // Journal records observations and alert transitions (hbd's message
 // journal). source is the report's address, "" for none.
 type Journal interface {

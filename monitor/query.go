@@ -45,7 +45,7 @@ func (e *Engine) info(h *host, now time.Time) HostInfo {
 		Grace:           e.grace(h),
 		RTT:             h.rtt,
 		RTTSmoothed:     h.srtt,
-		Plugins:         make(map[string]map[string]any, len(h.plugins)),
+		Plugins:         make(map[string]map[string]any, len(h.pluginTime)),
 		PluginTimes:     make(map[string]time.Time, len(h.pluginTime)),
 		Managers:        append([]string(nil), hs.Managers...),
 		Monitors:        append([]string(nil), hs.Monitors...),
@@ -53,8 +53,10 @@ func (e *Engine) info(h *host, now time.Time) HostInfo {
 		ThresholdConfig: append([]string(nil), hs.ThresholdConfig...),
 	}
 	hi.Owner = e.ownerOf(h)
-	for k, v := range h.plugins {
-		hi.Plugins[k] = v
+	for k := range h.pluginTime {
+		if d := h.pluginData(k); d != nil {
+			hi.Plugins[k] = d
+		}
 	}
 	for k, v := range h.pluginTime {
 		hi.PluginTimes[k] = v
@@ -66,22 +68,20 @@ func (e *Engine) info(h *host, now time.Time) HostInfo {
 // alertsOf lists a host's alerts passing f (e.mu held), sorted.
 func (e *Engine) alertsOf(h *host, now time.Time, f AlertFilter) []AlertInfo {
 	var out []AlertInfo
-	for _, fields := range h.alerts {
-		for _, st := range fields {
-			if !f.All && st.Level == alert.OK {
-				continue
-			}
-			if threshold.Severity(st.Level) < threshold.Severity(f.MinLevel) {
-				continue
-			}
-			s := *st
-			if s.Ack != nil {
-				a := *s.Ack
-				s.Ack = &a
-			}
-			env := e.env(h, st, now, false)
-			out = append(out, AlertInfo{State: s, Silenced: env.Silenced, Held: env.Held})
+	for _, st := range h.alertList {
+		if !f.All && st.Level == alert.OK {
+			continue
 		}
+		if threshold.Severity(st.Level) < threshold.Severity(f.MinLevel) {
+			continue
+		}
+		s := *st
+		if s.Ack != nil {
+			a := *s.Ack
+			s.Ack = &a
+		}
+		env := e.env(h, st, now, false)
+		out = append(out, AlertInfo{State: s, Silenced: env.Silenced, Held: env.Held})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].Key, out[j].Key
@@ -122,11 +122,31 @@ func (e *Engine) History(hostName, field string, since time.Time) ([]Sample, boo
 	if h == nil {
 		return nil, false
 	}
-	r := h.rings[field]
+	r, c := h.column(field)
 	if r == nil {
 		return nil, false
 	}
-	return r.since(since), true
+	return r.since(c, since), true
+}
+
+// column finds a field's series and column (e.mu held); nil when the
+// host has no samples of it.
+func (h *host) column(field string) (*series, int) {
+	for plugin, r := range h.series {
+		path := ""
+		switch {
+		case field == plugin:
+		case len(field) > len(plugin) && field[len(plugin)] == '.' && field[:len(plugin)] == plugin:
+			path = field[len(plugin)+1:]
+		default:
+			continue
+		}
+		cur := 0
+		if c := r.sch.col(path, &cur); c >= 0 && r.has(c) {
+			return r, c
+		}
+	}
+	return nil, 0
 }
 
 // Fields lists the fields of a host that have sample history, sorted.
@@ -137,7 +157,16 @@ func (e *Engine) Fields(hostName string) []string {
 	if h == nil {
 		return nil
 	}
-	return sortedNames(h.rings)
+	var out []string
+	for _, r := range h.series {
+		for c, name := range r.sch.names {
+			if r.has(c) {
+				out = append(out, name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Silences returns the silences not yet ended, sorted by start.

@@ -106,6 +106,12 @@ type Env struct {
 	// overdue (topology). Muted: the host has watch: false. Any of them
 	// keeps notifications back; they go out once it no longer applies.
 	Silenced, Held, Muted bool
+	// Calm is how long an alert must have been OK for a new alert to be
+	// news rather than the same alert flapping (0, or more than Renotify:
+	// the renotify window). The engine shortens it for reachability, so a
+	// second real outage after the host was up a while is told at once,
+	// while a host going down and up every few seconds is damped.
+	Calm time.Duration
 }
 
 func (e Env) every() time.Duration {
@@ -158,6 +164,16 @@ func Observe(s State, raw Level, count int, value float64, text string, env Env)
 	level, streak := threshold.Confirm(raw, s.Level, s.Streak, count)
 	if s.Since.IsZero() {
 		s.Since = env.Now
+	}
+	if s.Level == OK && level != OK {
+		calm := env.Calm
+		if every := env.every(); calm <= 0 || calm > every {
+			calm = every
+		}
+		if env.Now.Sub(s.Since) >= calm {
+			// OK long enough: this alert is news, not flapping.
+			s.Flapping, s.AlertedAt, s.Peak = false, time.Time{}, OK
+		}
 	}
 	if level != s.Level {
 		if level == OK || threshold.Severity(level) > threshold.Severity(s.Level) {

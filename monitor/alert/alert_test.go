@@ -2,6 +2,8 @@ package alert
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -296,5 +298,120 @@ func TestGlob(t *testing.T) {
 		if got := Glob(tc.p, tc.n); got != tc.want {
 			t.Errorf("Glob(%q, %q) = %v", tc.p, tc.n, got)
 		}
+	}
+}
+
+// TestFlapDampingTable: how many notifications oscillating values and
+// reachability get, per renotify window (1 h), with and without a calm
+// period shorter than the window (the engine's reachability setting).
+func TestFlapDampingTable(t *testing.T) {
+	type event struct {
+		sec   int
+		level Level
+	}
+	// flap alternates level and OK every period seconds for total seconds.
+	flap := func(from, total, period int, level Level) []event {
+		var out []event
+		for s, i := from, 0; s < from+total; s, i = s+period, i+1 {
+			l := OK
+			if i%2 == 0 {
+				l = level
+			}
+			out = append(out, event{s, l})
+		}
+		return out
+	}
+	cat := func(parts ...[]event) []event {
+		var out []event
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		calm   time.Duration
+		events []event
+		// want lists the notifications sent, as "sec:kind".
+		want []string
+		// maxPerWindow bounds the notifications in any hour after the
+		// first alert and its recovery (0: not checked).
+		maxPerWindow int
+		// wantLast is the last notification, when set.
+		wantLast string
+	}{
+		{
+			name:   "value oscillating every 10 s, hysteresis 0: the first alert and recovery, then one per window",
+			events: flap(0, 3*3600, 10, Warning),
+			// After the first pair, alerts at each window's end while
+			// the value is up; recoveries are damped as well.
+			maxPerWindow: 1,
+		},
+		{
+			name:         "host down and up every 5 s for 3 h, calm 5 min: no storm",
+			calm:         5 * time.Minute,
+			events:       flap(0, 3*3600, 5, Critical),
+			maxPerWindow: 1,
+		},
+		{
+			name:   "a real outage, up 30 min, a second outage: with a calm of 5 min it is told at once",
+			calm:   5 * time.Minute,
+			events: []event{{0, Critical}, {600, OK}, {600 + 1800, Critical}, {600 + 1800 + 300, OK}},
+			want:   []string{"0:alert", "600:recovery", "2400:alert", "2700:recovery"},
+		},
+		{
+			name:   "the same without a calm period: flapping, told when the window ends",
+			events: []event{{0, Critical}, {600, OK}, {600 + 1800, Critical}, {4200, Critical}},
+			want:   []string{"0:alert", "600:recovery", "4200:alert"},
+		},
+		{
+			name:   "a second outage an hour after the first: told at once either way",
+			events: []event{{0, Critical}, {300, OK}, {3900, Critical}, {4200, OK}},
+			want:   []string{"0:alert", "300:recovery", "3900:alert", "4200:recovery"},
+		},
+		{
+			name:     "down and up every 5 s for 10 min, then up 20 min, then a real outage: told at once",
+			calm:     5 * time.Minute,
+			events:   cat(flap(0, 600, 5, Critical), []event{{600, OK}, {1800, OK}, {1800 + 1200, Critical}}),
+			wantLast: "3000:alert",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := State{Key: Key{"web", ReachabilityPlugin, ""}}
+			var got []string
+			var times []int
+			for _, ev := range c.events {
+				var d Decision
+				s, d = Observe(s, ev.level, 0, 0, "", Env{Now: t0.Add(time.Duration(ev.sec) * time.Second), Renotify: time.Hour, Calm: c.calm})
+				if d.Notify() {
+					got = append(got, fmt.Sprintf("%d:%s", ev.sec, d.Kind))
+					times = append(times, ev.sec)
+				}
+			}
+			if c.want != nil && strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Errorf("sent %v, want %v", got, c.want)
+			}
+			if c.maxPerWindow > 0 {
+				if len(got) < 3 || got[0] != "0:alert" || !strings.HasSuffix(got[1], ":recovery") {
+					t.Fatalf("sent %v: want the first alert, its recovery and later notifications", got)
+				}
+				for i := 2; i < len(times); i++ {
+					n := 0
+					for j := i; j < len(times) && times[j] < times[i]+3600; j++ {
+						n++
+					}
+					if n > c.maxPerWindow {
+						t.Errorf("%d notifications within an hour from %ds: %v", n, times[i], got)
+					}
+				}
+				if len(got) > 2+3 {
+					t.Errorf("%d notifications in 3 hours: %v", len(got), got)
+				}
+			}
+			if c.wantLast != "" && (len(got) == 0 || got[len(got)-1] != c.wantLast) {
+				t.Errorf("sent %v, want the last to be %s", got, c.wantLast)
+			}
+		})
 	}
 }

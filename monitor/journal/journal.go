@@ -72,10 +72,11 @@ type Writer struct {
 	maxSize    int64
 	maxBackups int
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
-	buf  bytes.Buffer
+	mu      sync.Mutex
+	f       *os.File
+	size    int64
+	buf     bytes.Buffer
+	pending []byte // entries not written yet (WriteLater)
 }
 
 // Open opens (creating it) the journal for appending.
@@ -125,13 +126,76 @@ func (w *Writer) open() error {
 // Path is the current journal file.
 func (w *Writer) Path() string { return w.path }
 
-// Write appends one entry, rotating first when it would pass MaxSize.
-func (w *Writer) Write(e Entry) error {
+// Write appends one entry (after any entries WriteLater holds), rotating
+// first when it would pass MaxSize.
+func (w *Writer) Write(e Entry) error { return w.write(e, false) }
+
+// laterMax is how much WriteLater holds before writing.
+const laterMax = 64 << 10
+
+// WriteLater appends one entry to a buffer that the next Write or Flush,
+// or the buffer reaching 64 KiB, writes out: one write for many entries.
+// The caller flushes it regularly (the monitor every second); entries
+// still in it when the process is killed are lost.
+func (w *Writer) WriteLater(e Entry) error { return w.write(e, true) }
+
+// Flush writes what WriteLater holds.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	return w.flushLocked()
+}
+
+func (w *Writer) write(e Entry, later bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
 		return errors.New("journal: closed")
 	}
+	w.buf.Reset()
+	if line, err := appendEntry(w.buf.AvailableBuffer(), &e); err == nil {
+		w.buf.Write(line)
+	} else if err := w.encodeSlow(e); err != nil {
+		return err
+	}
+	line := w.buf.Bytes()
+	if size := w.size + int64(len(w.pending)); size > 0 && size+int64(len(line)) > w.maxSize {
+		if err := w.flushLocked(); err != nil {
+			return err
+		}
+		if err := w.rotate(); err != nil {
+			return err
+		}
+	}
+	w.pending = append(w.pending, line...)
+	if later && len(w.pending) < laterMax {
+		return nil
+	}
+	return w.flushLocked()
+}
+
+// flushLocked writes the pending entries (w.mu held).
+func (w *Writer) flushLocked() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	n, err := w.f.Write(w.pending)
+	w.size += int64(n)
+	w.pending = w.pending[:0]
+	if cap(w.pending) > 4*laterMax {
+		w.pending = nil
+	}
+	if err != nil {
+		return fmt.Errorf("journal: write: %w", err)
+	}
+	return nil
+}
+
+// encodeSlow encodes an entry with encoding/json into w.buf (w.mu held).
+func (w *Writer) encodeSlow(e Entry) error {
 	w.buf.Reset()
 	enc := json.NewEncoder(&w.buf)
 	enc.SetEscapeHTML(false)
@@ -143,17 +207,6 @@ func (w *Writer) Write(e Entry) error {
 		if err := enc.Encode(e); err != nil {
 			return fmt.Errorf("journal: encode: %w", err)
 		}
-	}
-	line := w.buf.Bytes()
-	if w.size > 0 && w.size+int64(len(line)) > w.maxSize {
-		if err := w.rotate(); err != nil {
-			return err
-		}
-	}
-	n, err := w.f.Write(line)
-	w.size += int64(n)
-	if err != nil {
-		return fmt.Errorf("journal: write: %w", err)
 	}
 	return nil
 }
@@ -190,14 +243,18 @@ func (w *Writer) rotate() error {
 
 func (w *Writer) backup(i int) string { return w.path + "." + strconv.Itoa(i) }
 
-// Close closes the journal.
+// Close writes what WriteLater holds and closes the journal.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
 		return nil
 	}
+	ferr := w.flushLocked()
 	err := w.f.Close()
+	if err == nil {
+		err = ferr
+	}
 	w.f = nil
 	return err
 }
@@ -210,6 +267,9 @@ const tailWindow = 1 << 20
 // skipped.
 func (w *Writer) Tail(n int) ([]Entry, error) {
 	w.mu.Lock()
+	if w.f != nil {
+		_ = w.flushLocked()
+	}
 	path := w.path
 	w.mu.Unlock()
 	return TailFile(path, n)

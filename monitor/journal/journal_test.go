@@ -209,3 +209,77 @@ func TestEngineJournal(t *testing.T) {
 	}
 	w.Close()
 }
+
+// TestWriteLater: held entries reach the file with the next Write (in
+// order), Flush, Tail or Close, and rotation cuts between the same entries
+// as without holding.
+func TestWriteLater(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(Options{Dir: dir, File: "m.journal", MaxSize: 400, MaxBackups: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	lines := func(name string) []string {
+		data, _ := os.ReadFile(filepath.Join(dir, name))
+		var ids []string
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var e struct{ Message map[string]any }
+			if l != "" && json.Unmarshal([]byte(l), &e) == nil {
+				ids = append(ids, e.Message["n"].(string))
+			}
+		}
+		return ids
+	}
+	msg := func(n string) map[string]any { return map[string]any{"ID": "PLG", "n": n} }
+	if err := w.WriteLater(NewEntry(at, "", msg("1"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines("m.journal"); len(got) != 0 {
+		t.Errorf("held entry written at once: %v", got)
+	}
+	if err := w.Write(NewEntry(at, "", msg("2"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(lines("m.journal"), ","); got != "1,2" {
+		t.Errorf("after a Write: %s", got)
+	}
+	w.WriteLater(NewEntry(at, "", msg("3")))
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(lines("m.journal"), ","); got != "1,2,3" {
+		t.Errorf("after Flush: %s", got)
+	}
+	// Entries of about 100 bytes: the 400-byte file rotates after 3.
+	for _, n := range []string{"4", "5", "6"} {
+		w.WriteLater(NewEntry(at, "", msg(n)))
+	}
+	if tail, err := w.Tail(10); err != nil || len(tail) != 3 {
+		t.Errorf("Tail sees %d entries (%v), want the 3 since the rotation", len(tail), err)
+	}
+	w.WriteLater(NewEntry(at, "", msg("7")))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The same entries written at once rotate at the same places.
+	ref := t.TempDir()
+	rw, err := Open(Options{Dir: ref, File: "m.journal", MaxSize: 400, MaxBackups: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"1", "2", "3", "4", "5", "6", "7"} {
+		rw.Write(NewEntry(at, "", msg(n)))
+	}
+	rw.Close()
+	for _, name := range []string{"m.journal", "m.journal.1", "m.journal.2"} {
+		a, _ := os.ReadFile(filepath.Join(dir, name))
+		b, _ := os.ReadFile(filepath.Join(ref, name))
+		if string(a) != string(b) {
+			t.Errorf("%s differs from writing at once:\n%s\nwant\n%s", name, a, b)
+		}
+	}
+	if got := lines("m.journal.1"); len(got) == 0 {
+		t.Error("no rotation happened")
+	}
+}

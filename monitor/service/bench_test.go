@@ -139,7 +139,7 @@ thresholds:
 		observeWall += time.Since(t0)
 		if round%6 == 0 { // a simulated minute
 			t1 := time.Now()
-			if err := s.rollups.Flush(ctx); err != nil {
+			if err := s.rollups.FlushBefore(ctx, clock()); err != nil {
 				b.Fatal(err)
 			}
 			flushWall += time.Since(t1)

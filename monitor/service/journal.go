@@ -60,11 +60,29 @@ func (r *recorder) Record(t time.Time, source string, message any) error {
 	if r.w == nil {
 		return nil
 	}
-	if err := r.w.Write(e); err != nil {
+	write := r.w.Write
+	if m, ok := message.(map[string]any); ok && (m["ID"] == "PLG" || m["ID"] == "HTB") {
+		// Observations, thousands a second with many hosts, are written
+		// in batches, at most a second late (Run flushes); everything else
+		// at once.
+		write = r.w.WriteLater
+	}
+	if err := write(e); err != nil {
 		r.writeErrors.Add(1)
 		return err
 	}
 	return nil
+}
+
+// flush writes the observations held back.
+func (r *recorder) flush() {
+	if r.w == nil {
+		return
+	}
+	if err := r.w.Flush(); err != nil {
+		r.writeErrors.Add(1)
+		r.log.Error("monitor: journal", "err", err)
+	}
 }
 
 // recent returns the newest messages, oldest first.

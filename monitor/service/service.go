@@ -39,8 +39,10 @@ import (
 const (
 	// DefaultTick is how often the engine's time-driven checks run.
 	DefaultTick = time.Second
-	// DefaultFlush is how often sample rollups are written to the store.
-	DefaultFlush = 30 * time.Second
+	// DefaultFlush is how often finished minutes of sample rollups are
+	// written to the store (each minute is written once; checking more
+	// often keeps fewer minutes in memory).
+	DefaultFlush = 10 * time.Second
 	// DefaultOutboxKeep is how long sent and failed notifications stay
 	// in the outbox for the API before they are pruned.
 	DefaultOutboxKeep = 7 * 24 * time.Hour
@@ -309,9 +311,14 @@ func (s *Service) Run(ctx context.Context) error {
 			if err := s.engine.Tick(ctx, s.clock()); err != nil && ctx.Err() == nil {
 				s.log.Error("monitor: tick", "err", err)
 			}
+			s.journal.flush()
 		}
 	}
 }
+
+// flushSettle is how long after a minute's end its rollups are written:
+// samples stamped in it may still arrive (a poll that took a while).
+const flushSettle = 10 * time.Second
 
 // housekeeping flushes rollups and prunes old rows until ctx ends, then
 // flushes once more.
@@ -329,7 +336,10 @@ func (s *Service) housekeeping(ctx context.Context) {
 			}
 			return
 		case <-flush.C:
-			if err := s.rollups.Flush(ctx); err != nil && ctx.Err() == nil {
+			// Minutes that are over (allowing reports that arrive a little
+			// late) are written once each; the minute in progress stays in
+			// memory.
+			if err := s.rollups.FlushBefore(ctx, s.clock().Add(-flushSettle)); err != nil && ctx.Err() == nil {
 				s.log.Error("monitor: writing rollups", "err", err)
 			}
 		case <-prune.C:
@@ -340,7 +350,8 @@ func (s *Service) housekeeping(ctx context.Context) {
 
 func (s *Service) prune(ctx context.Context) {
 	now := s.clock()
-	if _, err := s.store.PruneRollups(ctx, now, 0, 0); err != nil && ctx.Err() == nil {
+	cfg := s.cur.Load().cfg
+	if _, err := s.store.PruneRollups(ctx, now, cfg.RollupMinuteRetention, cfg.RollupRetention); err != nil && ctx.Err() == nil {
 		s.log.Error("monitor: pruning rollups", "err", err)
 	}
 	if _, err := s.store.PruneOutbox(ctx, now.Add(-DefaultOutboxKeep)); err != nil && ctx.Err() == nil {

@@ -29,11 +29,18 @@ type Store struct {
 	path string
 }
 
+// migration is one schema step: SQL, then an optional Go step in the same
+// transaction.
+type migration struct {
+	sql string
+	fn  func(ctx context.Context, tx *sql.Tx) error
+}
+
 // migrations are the schema steps; step i moves user_version from i to
 // i+1. Append only: never change a step that has shipped.
-var migrations = []string{
+var migrations = []migration{
 	// 1: the first schema.
-	`
+	{sql: `
 CREATE TABLE hosts (
 	name         TEXT PRIMARY KEY,
 	source       TEXT NOT NULL DEFAULT '',
@@ -118,11 +125,11 @@ CREATE TABLE rollups (
 	PRIMARY KEY (host, field, res, bucket)
 ) WITHOUT ROWID;
 CREATE INDEX rollups_age ON rollups (res, bucket);
-`,
+`},
 	// 2: rollups refer to a series (host, field) by id: rows of about 80
 	// bytes instead of 145 (existing rows are carried over); the channels
 	// each ongoing alert went to, for its recovery.
-	`
+	{sql: `
 CREATE TABLE alert_channels (
 	host    TEXT NOT NULL,
 	plugin  TEXT NOT NULL,
@@ -156,7 +163,29 @@ INSERT INTO rollups (series, res, bucket, min, max, sum, count, last, last_at)
 	FROM rollups_v1 r JOIN series s ON s.host = r.host AND s.field = r.field;
 DROP TABLE rollups_v1;
 CREATE INDEX rollups_age ON rollups (res, bucket);
-`,
+`},
+	// 3: one rollup row per host and bucket, holding all its fields in a
+	// blob (rowcodec.go): 10,000 hosts write 10,000 rows a minute instead
+	// of 370,000, and a field takes about 20 bytes a minute instead of 80.
+	// Rows are keyed by time first, so writes append and pruning cuts the
+	// front. Existing rollups are carried over.
+	{sql: `
+CREATE TABLE rollup_hosts (
+	id   INTEGER PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE rollup_fields (
+	id   INTEGER PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE   -- plugin.path, or rtt
+);
+CREATE TABLE rollups_v3 (
+	res    INTEGER NOT NULL,  -- bucket length in seconds: 60 or 3600
+	bucket INTEGER NOT NULL,  -- bucket start, Unix seconds
+	host   INTEGER NOT NULL,  -- rollup_hosts.id
+	data   BLOB NOT NULL,     -- every field's min, max, mean, count, last
+	PRIMARY KEY (res, bucket, host)
+) WITHOUT ROWID;
+`, fn: migrateRollupsV3},
 }
 
 // SchemaVersion is the schema version this code writes.
@@ -222,8 +251,13 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for ; v < len(migrations); v++ {
 		err := s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			if _, err := tx.ExecContext(ctx, migrations[v].sql); err != nil {
 				return err
+			}
+			if fn := migrations[v].fn; fn != nil {
+				if err := fn(ctx, tx); err != nil {
+					return err
+				}
 			}
 			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1))
 			return err

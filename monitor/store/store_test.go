@@ -102,7 +102,7 @@ func TestMigrateForward(t *testing.T) {
 	s.Close()
 	saved := migrations
 	t.Cleanup(func() { migrations = saved })
-	migrations = append(append([]string(nil), saved...), `ALTER TABLE silences ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'`)
+	migrations = append(append([]migration(nil), saved...), migration{sql: `ALTER TABLE silences ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'`})
 	for i := 0; i < 2; i++ { // the second open finds nothing to do
 		s2, err := Open(ctx, path)
 		if err != nil {
@@ -117,12 +117,12 @@ func TestMigrateForward(t *testing.T) {
 		s2.Close()
 	}
 	// A failing step leaves the database at the last good version.
-	migrations = append(append([]string(nil), migrations...), `THIS IS NOT SQL`)
+	migrations = append(append([]migration(nil), migrations...), migration{sql: `THIS IS NOT SQL`})
 	if _, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("migrate to schema %d", len(saved)+2)) {
 		t.Errorf("bad step: %v", err)
 	}
 	migrations = saved[:len(saved):len(saved)]
-	migrations = append(migrations, `ALTER TABLE silences ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'`)
+	migrations = append(migrations, migration{sql: `ALTER TABLE silences ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'`})
 	s3, err := Open(ctx, path)
 	if err != nil {
 		t.Fatalf("after a failed step: %v", err)
@@ -413,11 +413,72 @@ func TestRollups(t *testing.T) {
 		t.Errorf("since 12:01:30: %+v", since)
 	}
 	n, err := s.PruneRollups(ctx, t0.Add(7*24*time.Hour+30*time.Minute), 0, 0)
-	if err != nil || n != 5 {
-		t.Errorf("prune after 7 days: removed %d %v (want the two cpu and one rtt minute rows before 12:30 and both 12:00 hour rows)", n, err)
+	if err != nil || n != 3 {
+		t.Errorf("prune after 7 days: removed %d %v (want the host's two minute rows before 12:30, cpu and rtt sharing the first, and its 12:00 hour row)", n, err)
 	}
 	if left, _ := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, time.Time{}); len(left) != 1 || left[0].Start != at(3660) {
 		t.Errorf("left after prune: %+v", left)
+	}
+}
+
+// TestRollupsFlushBefore: a timed flush writes each minute once it is
+// over, and keeps the minute in progress in memory.
+func TestRollupsFlushBefore(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	r := s.NewRollups()
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	for i := 0; i < 12; i++ { // 12:00:00 to 12:01:50, every 10 s
+		r.AddSample("web", "cpu_monitor.cpu_percent", at(10*i), float64(i))
+		r.AddSample("web", "memory_monitor.memory_total", at(10*i), 4e9)
+		r.AddSample("db", "cpu_monitor.cpu_percent", at(10*i), 1)
+	}
+	if err := r.FlushBefore(ctx, at(119)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Pending() != 3 {
+		t.Errorf("pending after flushing 12:00: %d, want the three fields of 12:01", r.Pending())
+	}
+	var rows int
+	if err := s.DB().QueryRow("SELECT count(*) FROM rollups").Scan(&rows); err != nil || rows != 2 {
+		t.Errorf("%d rows (%v), want one per host for 12:00", rows, err)
+	}
+	if err := r.FlushBefore(ctx, at(120)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Pending() != 0 {
+		t.Errorf("pending after 12:02: %d", r.Pending())
+	}
+	mins, err := s.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, t0)
+	if err != nil || len(mins) != 2 || mins[0].Count != 6 || mins[0].Min != 0 || mins[0].Max != 5 || mins[0].Mean != 2.5 || mins[0].Last != 5 ||
+		mins[1].Count != 6 || mins[1].Last != 11 || !mins[1].LastAt.Equal(at(110)) {
+		t.Errorf("cpu minutes %+v %v", mins, err)
+	}
+	mem, err := s.Rollups(ctx, "web", "memory_monitor.memory_total", Minute, t0)
+	if err != nil || len(mem) != 2 || mem[1].Min != 4e9 || mem[1].Mean != 4e9 || mem[1].Count != 6 {
+		t.Errorf("memory minutes %+v %v", mem, err)
+	}
+	if none, err := s.Rollups(ctx, "nohost", "cpu_monitor.cpu_percent", Minute, t0); err != nil || len(none) != 0 {
+		t.Errorf("unknown host: %+v %v", none, err)
+	}
+}
+
+func TestRowCodec(t *testing.T) {
+	in := []agg{
+		{field: 1, count: 6, lastAt: 50, min: 1, max: 9, last: 4, sum: 30},
+		{field: 300, count: 1, lastAt: 0, min: 4e9, max: 4e9, last: 4e9, sum: 4e9},
+		{field: 2, count: 0},
+	}
+	data := encodeRow(nil, in)
+	if len(data) != 1+1+1+16+2+1+1+4 {
+		t.Errorf("encoded %d bytes", len(data))
+	}
+	out, err := decodeRow(data, nil)
+	if err != nil || len(out) != 2 || out[0] != in[0] || out[1] != in[1] {
+		t.Errorf("decoded %+v %v", out, err)
+	}
+	if _, err := decodeRow(data[:len(data)-1], nil); err == nil {
+		t.Error("a truncated row decoded")
 	}
 }
 
@@ -703,5 +764,91 @@ func TestMigrateV1Rollups(t *testing.T) {
 	}
 	if got, _ := s2.Rollups(ctx, "web", "cpu_monitor.cpu_percent", Minute, t0); len(got) != 2 {
 		t.Errorf("after a flush %+v", got)
+	}
+}
+
+// TestRollupsAddReport: a report given whole (the engine's way) rolls up
+// as its fields given one by one do; NaN means absent.
+func TestRollupsAddReport(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	r := s.NewRollups()
+	names := []string{"cpu_monitor.cpu_percent", "cpu_monitor.load_1", "cpu_monitor.cpu_core_count"}
+	nan := float32(math.NaN())
+	rows := [][]float32{{10, 0.5, 4}, {30, nan, 4}, {20, 1.5, 4}}
+	for i, row := range rows {
+		at := t0.Add(time.Duration(10*i) * time.Second)
+		r.AddReport("a", at, names, row)
+		for j, v := range row {
+			if v == v {
+				r.AddSample("b", names[j], at, float64(v))
+			}
+		}
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range names {
+		a, err1 := s.Rollups(ctx, "a", f, Minute, t0)
+		b, err2 := s.Rollups(ctx, "b", f, Minute, t0)
+		if err1 != nil || err2 != nil || len(a) != 1 || len(b) != 1 {
+			t.Fatalf("%s: %v %v %v %v", f, a, b, err1, err2)
+		}
+		a[0].Host = "b"
+		if a[0] != b[0] {
+			t.Errorf("%s: report %+v, samples %+v", f, a[0], b[0])
+		}
+	}
+	if load, _ := s.Rollups(ctx, "a", "cpu_monitor.load_1", Minute, t0); load[0].Count != 2 || load[0].Mean != 1 {
+		t.Errorf("load_1 with one report lacking it: %+v", load[0])
+	}
+}
+
+// TestRollupHoursManyHosts: hour rows are right for every host when the
+// hour is rolled up a chunk of hosts at a time.
+func TestRollupHoursManyHosts(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	r := s.NewRollups()
+	names := []string{"p.a", "p.b"}
+	const n = 2*hourChunk + 100
+	for m, at := range []time.Time{t0, t0.Add(30 * time.Minute), t0.Add(time.Hour)} {
+		for i := 0; i < n; i++ {
+			r.AddReport(fmt.Sprintf("h%04d", i), at, names, []float32{float32(i + m), float32(-i)})
+		}
+		if err := r.FlushBefore(ctx, at.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rows int
+	if err := s.DB().QueryRow("SELECT count(*) FROM rollups WHERE res = 3600").Scan(&rows); err != nil || rows != n {
+		t.Fatalf("%d hour rows (%v), want %d", rows, err, n)
+	}
+	for _, i := range []int{0, hourChunk - 1, hourChunk, 2 * hourChunk, n - 1} {
+		hs, err := s.Rollups(ctx, fmt.Sprintf("h%04d", i), "p.a", Hour, t0)
+		if err != nil || len(hs) != 1 || hs[0].Count != 2 || hs[0].Min != float64(i) || hs[0].Max != float64(i+1) || hs[0].Last != float64(i+1) {
+			t.Errorf("host %d: %+v %v", i, hs, err)
+		}
+	}
+}
+
+// TestRollupsClockAhead: a host stamping its samples minutes ahead of the
+// flush time keeps at most three minutes in memory.
+func TestRollupsClockAhead(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"))
+	r := s.NewRollups()
+	for m := 1; m <= 5; m++ {
+		r.AddSample("ahead", "p.f", t0.Add(time.Duration(m)*time.Hour), float64(m))
+	}
+	if err := r.FlushBefore(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	if r.Pending() != 3 {
+		t.Errorf("%d aggregates in memory, want 3", r.Pending())
+	}
+	mins, err := s.Rollups(ctx, "ahead", "p.f", Minute, t0)
+	if err != nil || len(mins) != 2 || mins[0].Last != 1 || mins[1].Last != 2 {
+		t.Errorf("written: %+v %v, want the two oldest minutes", mins, err)
 	}
 }

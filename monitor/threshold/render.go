@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -227,11 +227,12 @@ func Walk(data map[string]any, fn func(path string, v any)) {
 }
 
 func walk(prefix string, data map[string]any, fn func(string, any)) {
-	keys := make([]string, 0, len(data))
+	var buf [32]string // no allocation for the usual few keys
+	keys := buf[:0]
 	for k := range data {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	for _, k := range keys {
 		p := k
 		if prefix != "" {
