@@ -161,6 +161,9 @@ func (s *server) cmdExecInput(_ context.Context, args json.RawMessage) (any, err
 	if p.stdin == nil {
 		return nil, genericError("command %d takes no more stdin (started without mb-stdin-stream, or stdin already closed)", a.PID)
 	}
+	if p.stream != nil {
+		return streamInput(p, a)
+	}
 	if len(a.Data) > 0 {
 		if err := writeStdin(p.stdin, a.Data); err != nil {
 			p.stdin.Close()

@@ -331,3 +331,28 @@ func (s *server) cmdExecResize(_ context.Context, args json.RawMessage) (any, er
 	}
 	return nil, nil
 }
+
+// streamInputWait is how long mb-exec-input of a streamed command waits
+// for the command to take its data.
+const streamInputWait = 20 * time.Millisecond
+
+// streamInput writes what the command's stdin takes now; the caller holds
+// p.stdinMu.
+func streamInput(p *execProc, a qgaproto.ExecInputArgs) (any, error) {
+	n := 0
+	if len(a.Data) > 0 {
+		p.stdin.SetWriteDeadline(time.Now().Add(streamInputWait))
+		var err error
+		n, err = p.stdin.Write(a.Data)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			p.stdin.Close()
+			p.stdin = nil
+			return nil, genericError("write stdin of command %d: %v", a.PID, err)
+		}
+	}
+	if a.EOF && n == len(a.Data) {
+		p.stdin.Close()
+		p.stdin = nil
+	}
+	return qgaproto.ExecInputResult{Written: n}, nil
+}

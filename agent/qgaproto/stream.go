@@ -52,3 +52,12 @@ type ExecResizeArgs struct {
 	PID int `json:"pid"`
 	WinSize
 }
+
+// ExecInputResult is the reply of ExecInputCommand for a streamed command:
+// the agent takes what the command's stdin takes without waiting, and the
+// host sends the rest again later, so a command that does not read never
+// holds the channel its output is read on. EOF applies only when all the
+// data was written.
+type ExecInputResult struct {
+	Written int `json:"written"`
+}
