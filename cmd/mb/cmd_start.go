@@ -126,6 +126,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 		return fmt.Errorf("VM %s exists with a different %s; to change it, remove the VM (mb rm %s) or edit %s/spec.yaml while it is stopped", name, joinDiffs(diffs), name, vm.Dir)
 	}
 	wasRunning := vm.State == api.StateRunning
+	portBefore := qemu.RememberedSSHPort(vm.Dir)
 	prog.set("starting")
 	vm, err = c.StartWith(ctx, name, api.StartRequest{TimeoutSeconds: int((o.timeout + time.Second - 1) / time.Second), Wait: o.wait})
 	if err != nil {
@@ -148,6 +149,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 	default:
 		fmt.Fprintf(a.stdout, "%s is ready (%.1fs)%s\n", name, time.Since(begin).Seconds(), vmSummary(vm))
 	}
+	a.noteSSHPortChange(name, vm.Dir, portBefore) // cmd_set.go
 	return nil
 }
 

@@ -8,8 +8,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -165,6 +167,96 @@ func TestQEMUDailyLoop(t *testing.T) {
 		}
 	})
 
+	sub("cp a big file in and out", func(t *testing.T, e *testEnv, _ func(string) bool) {
+		dir := t.TempDir()
+		data := make([]byte, 50<<20)
+		rand.Read(data)
+		src := filepath.Join(dir, "big")
+		if err := os.WriteFile(src, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		e.ok("cp", src, "demo:/tmp/big")
+		if got, _, _ := strings.Cut(e.ok("exec", "demo", "--", "sha256sum", "/tmp/big"), " "); got != hex.EncodeToString(sum[:]) {
+			t.Errorf("sha256 in the guest %q, want %x", got, sum)
+		}
+		back := filepath.Join(dir, "back")
+		e.ok("cp", "demo:/tmp/big", back)
+		got, err := os.ReadFile(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sha256.Sum256(got) != sum {
+			t.Errorf("the file copied back differs (%d bytes)", len(got))
+		}
+		if fi, err := os.Stat(back); err != nil || fi.Mode().Perm() != 0o640 {
+			t.Errorf("mode of the file copied back: %v %v, want 0640", fi.Mode(), err)
+		}
+		e.ok("exec", "demo", "--", "rm", "/tmp/big")
+	})
+
+	sub("cp a tree with modes, and an escaping link refused", func(t *testing.T, e *testEnv, _ func(string) bool) {
+		dir := t.TempDir()
+		tree := filepath.Join(dir, "tree")
+		for _, d := range []struct {
+			path string
+			mode os.FileMode
+		}{{"", 0o750}, {"sub", 0o700}} {
+			if err := os.MkdirAll(filepath.Join(tree, d.path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Chmod(filepath.Join(tree, d.path), d.mode)
+		}
+		files := map[string]os.FileMode{"run.sh": 0o755, "sub/secret": 0o600, "sub/shared": 0o644}
+		for name, mode := range files {
+			if err := os.WriteFile(filepath.Join(tree, name), []byte("content of "+name), mode); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(filepath.Join(tree, name), mode)
+		}
+		if err := os.Symlink("run.sh", filepath.Join(tree, "link")); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(tree, "sub"), 0o700)
+		os.Chmod(tree, 0o750)
+		if r := e.mb("cp", tree, "demo:/tmp/tree"); r.code != 2 || !strings.Contains(r.stderr, "-r") {
+			t.Errorf("mb cp of a directory without -r: %s", r)
+		}
+		e.ok("cp", "-r", tree, "demo:/tmp/")
+		if out := e.ok("exec", "demo", "--", "sh", "-c", "cd /tmp/tree && stat -c '%a %n' . run.sh sub sub/secret && readlink link && cat sub/shared"); out != "750 .\n755 run.sh\n700 sub\n600 sub/secret\nrun.sh\ncontent of sub/shared" {
+			t.Errorf("the tree in the guest:\n%s", out)
+		}
+		out := filepath.Join(dir, "out")
+		e.ok("cp", "-r", "demo:/tmp/tree", out)
+		for name, mode := range files {
+			fi, err := os.Stat(filepath.Join(out, name))
+			if err != nil || fi.Mode().Perm() != mode {
+				t.Errorf("%s copied out: %v %v, want mode %v", name, fi, err, mode)
+			}
+		}
+		for name, mode := range map[string]os.FileMode{"": 0o750, "sub": 0o700} {
+			if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Mode().Perm() != mode {
+				t.Errorf("directory %q copied out: %v %v, want mode %v", name, fi, err, mode)
+			}
+		}
+		if l, err := os.Readlink(filepath.Join(out, "link")); err != nil || l != "run.sh" {
+			t.Errorf("link copied out: %q %v", l, err)
+		}
+
+		for _, target := range []string{"/etc/passwd", "../../outside"} {
+			e.ok("exec", "demo", "--", "sh", "-c", "rm -rf /tmp/evil && mkdir -p /tmp/evil/d && echo x > /tmp/evil/a && ln -s "+target+" /tmp/evil/d/l")
+			evil := filepath.Join(dir, "evil")
+			r := e.mb("cp", "-r", "demo:/tmp/evil", evil)
+			if r.code == 0 || !strings.Contains(r.stderr, "refused") {
+				t.Errorf("mb cp of a tree with a link to %s: %s", target, r)
+			}
+			if _, err := os.Lstat(filepath.Join(evil, "d", "l")); err == nil {
+				t.Errorf("the link to %s was made on the host", target)
+			}
+			os.RemoveAll(evil)
+		}
+	})
+
 	sub("shell without a terminal", func(t *testing.T, e *testEnv, _ func(string) bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
@@ -181,6 +273,34 @@ func TestQEMUDailyLoop(t *testing.T) {
 			t.Errorf("mb shell with piped stdin printed %q", out.String())
 		}
 	})
+
+	// Last: it restarts the VM.
+	sub("set cpus and memory", func(t *testing.T, e *testEnv, _ func(string) bool) {
+		if r := e.mb("set", "demo", "--cpus", "2"); r.code == 0 || !strings.Contains(r.stderr, "mb stop demo") {
+			t.Errorf("mb set on a running VM: %s", r)
+		}
+		if r := e.mb("set", "demo", "--cpus", "0"); r.code != 2 {
+			t.Errorf("mb set --cpus 0: %s", r)
+		}
+		before := e.ok("exec", "demo", "--", "nproc")
+		e.ok("stop", "demo")
+		e.ok("set", "demo", "--cpus", "2", "--memory", "700M")
+		e.ok("start", "demo")
+		if got := strings.TrimSpace(e.ok("exec", "demo", "--", "nproc")); got != "2" {
+			t.Errorf("nproc after mb set --cpus 2: %q (before: %q)", got, before)
+		}
+		var kb int
+		for _, l := range strings.Split(e.ok("exec", "demo", "--", "cat", "/proc/meminfo"), "\n") {
+			if strings.HasPrefix(l, "MemTotal:") {
+				fmt.Sscan(strings.TrimPrefix(l, "MemTotal:"), &kb)
+			}
+		}
+		// 700 MiB less what the kernel keeps for itself; the default is 512M.
+		if kb < 600<<10 || kb > 700<<10 {
+			t.Errorf("MemTotal after mb set --memory 700M: %d kB", kb)
+		}
+	})
+
 }
 
 // shellSession is mb shell running on a pseudo-terminal of the test.
