@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -74,13 +75,34 @@ func (d *Daemon) handleExecStream(w http.ResponseWriter, r *http.Request, v *vm)
 	if err := brw.Flush(); err != nil {
 		return
 	}
+	relayStream(conn, brw.Reader, vconn)
+}
+
+// relayStream copies frames both ways between the client (conn, read
+// through fromClient) and vmhost (vconn) until vmhost closes its side
+// after its last frame. A client that hangs up closes vconn, which makes
+// vmhost kill the command. vmhost refusing the client's frames (it already
+// sent its last one) ends only that direction: the frames vmhost sent
+// still reach the client.
+func relayStream(conn net.Conn, fromClient io.Reader, vconn net.Conn) {
 	var once sync.Once
 	hangUp := func() { once.Do(func() { conn.Close(); vconn.Close() }) }
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(vconn, brw.Reader) // client -> vmhost
-		hangUp()
+		buf := make([]byte, 32<<10)
+		for {
+			n, rerr := fromClient.Read(buf)
+			if n > 0 {
+				if _, err := vconn.Write(buf[:n]); err != nil {
+					return // vmhost is done with input; its frames still flow
+				}
+			}
+			if rerr != nil {
+				hangUp() // the client went away
+				return
+			}
+		}
 	}()
 	_, _ = io.Copy(conn, vconn) // vmhost -> client, until its last frame
 	hangUp()
