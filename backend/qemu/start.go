@@ -131,7 +131,14 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 				return nil, err
 			}
 		}
+		stopShares, err := startShares(ctx, log, cfg)
+		if err != nil {
+			return nil, err
+		}
 		c, err := launch(ctx, log, cfg, accel, bin)
+		if err != nil {
+			stopShares()
+		}
 		if err == nil {
 			if s.SSHPort == 0 {
 				rememberSSHPort(log, cfg.Dir, cfg.SSHPort)

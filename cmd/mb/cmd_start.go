@@ -23,7 +23,7 @@ type startOptions struct {
 	backend, memory, accel, restart      string
 	file                                 string
 	cpus, sshPort                        int
-	forwards                             []string
+	forwards, shares                     []string
 	timeout                              time.Duration
 	noWait                               bool
 	wait                                 string
@@ -67,6 +67,7 @@ is stopped.`,
 	f.StringVar(&o.accel, "accel", "", "accelerator: auto, kvm, hvf or tcg (default auto)")
 	f.IntVar(&o.sshPort, "ssh-port", 0, "host port on 127.0.0.1 forwarded to guest port 22 (default: a free port)")
 	f.StringArrayVar(&o.forwards, "forward", nil, "forward HOST:GUEST[/udp] from 127.0.0.1 (repeatable)")
+	f.StringArrayVar(&o.shares, "share", nil, "share a host directory with the guest: HOST:GUEST[:ro] (repeatable)")
 	f.StringVar(&o.restart, "restart", "", "restart policy: no, on-failure or always (default no)")
 	f.StringVar(&o.backend, "backend", "", "backend: qemu or fake (default qemu)")
 	f.StringVarP(&o.file, "file", "f", "", "VM spec file (spec.yaml format); flags override its fields")
@@ -298,6 +299,7 @@ func (o *startOptions) spec(cmd *cobra.Command, name string) (*spec.Spec, []stri
 			}
 			return nil
 		}),
+		set("share", "shares", func() (err error) { s.Shares, err = parseShares(o.shares); return err }), // shares.go
 		set("restart", "restart", func() error {
 			p, err := spec.ParseRestartPolicy(o.restart)
 			s.Restart = p

@@ -26,7 +26,8 @@ import (
 // shell, copies and (last, since it restarts the VM) mb set.
 func TestQEMUDailyLoop(t *testing.T) {
 	parent := requireVM(t)
-	parent.ok("start", "demo")
+	rwDir, roDir := t.TempDir(), t.TempDir()
+	parent.ok("start", "demo", "--share", rwDir+":/mnt/rw", "--share", roDir+":/mnt/ro:ro")
 	// sub runs a subtest with the environment failing that subtest (not
 	// the parent, whose FailNow must not run on a subtest's goroutine).
 	sub := func(name string, f func(t *testing.T, e *testEnv, guestHas func(string) bool)) {
@@ -271,6 +272,29 @@ func TestQEMUDailyLoop(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), "no-tty") || !strings.Contains(out.String(), "piped-7") {
 			t.Errorf("mb shell with piped stdin printed %q", out.String())
+		}
+	})
+
+	sub("host folder shares", func(t *testing.T, e *testEnv, _ func(string) bool) {
+		if err := os.WriteFile(filepath.Join(rwDir, "from-host"), []byte("written on the host\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(roDir, "ro-file"), []byte("read-only share\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out := e.ok("exec", "demo", "--", "cat", "/mnt/rw/from-host", "/mnt/ro/ro-file"); out != "written on the host\nread-only share\n" {
+			t.Errorf("the guest read %q from the shares", out)
+		}
+		e.ok("exec", "demo", "--", "sh", "-c", "echo written in the guest > /mnt/rw/from-guest")
+		if b, err := os.ReadFile(filepath.Join(rwDir, "from-guest")); err != nil || string(b) != "written in the guest\n" {
+			t.Errorf("the host read %q, %v from the guest's write", b, err)
+		}
+		r := e.mb("exec", "demo", "--", "sh", "-c", "echo no > /mnt/ro/new")
+		if r.code == 0 || !strings.Contains(r.stderr, "Read-only") {
+			t.Errorf("a write to the read-only share: %s", r)
+		}
+		if _, err := os.Stat(filepath.Join(roDir, "new")); err == nil {
+			t.Errorf("the write to the read-only share reached the host")
 		}
 	})
 
