@@ -55,6 +55,8 @@ type execProc struct {
 	// pty the master of its pseudo-terminal when it has one.
 	stream *outStream
 	pty    *os.File
+	// inq is a streamed command's pending stdin.
+	inq *inQueue
 }
 
 // stdinWriteTimeout bounds the write of one stdin chunk: a command that

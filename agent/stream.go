@@ -199,7 +199,8 @@ func startStream(a qgaproto.ExecArgs, onExit func(pid int)) (*execProc, int, err
 		f.Close()
 	}
 	pid := cmd.Process.Pid
-	p := &execProc{done: make(chan struct{}), stream: newOutStream(), pty: pty, stdin: stdin}
+	p := &execProc{done: make(chan struct{}), stream: newOutStream(), pty: pty, stdin: stdin, inq: newInQueue()}
+	go p.inq.feed(stdin, p.done)
 	var wg sync.WaitGroup
 	for i, f := range readers {
 		wg.Add(1)
@@ -332,27 +333,73 @@ func (s *server) cmdExecResize(_ context.Context, args json.RawMessage) (any, er
 	return nil, nil
 }
 
-// streamInputWait is how long mb-exec-input of a streamed command waits
-// for the command to take its data.
-const streamInputWait = 20 * time.Millisecond
+// inQueueMax bounds the stdin a streamed command's queue holds; the host
+// sends again what did not fit.
+const inQueueMax = 1 << 20
 
-// streamInput writes what the command's stdin takes now; the caller holds
-// p.stdinMu.
-func streamInput(p *execProc, a qgaproto.ExecInputArgs) (any, error) {
-	n := 0
-	if len(a.Data) > 0 {
-		p.stdin.SetWriteDeadline(time.Now().Add(streamInputWait))
-		var err error
-		n, err = p.stdin.Write(a.Data)
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			p.stdin.Close()
-			p.stdin = nil
-			return nil, genericError("write stdin of command %d: %v", a.PID, err)
+// inQueue is a streamed command's pending stdin: mb-exec-input appends
+// without waiting, a feeder goroutine writes it to the command.
+type inQueue struct {
+	mu   sync.Mutex
+	buf  []byte
+	eof  bool
+	err  error // the command's stdin failed (it closed it, or exited)
+	wake chan struct{}
+}
+
+func newInQueue() *inQueue { return &inQueue{wake: make(chan struct{}, 1)} }
+
+// feed writes the queue to f until EOF, an error, or done.
+func (q *inQueue) feed(f *os.File, done <-chan struct{}) {
+	for {
+		q.mu.Lock()
+		data, eof := q.buf, q.eof
+		q.buf = nil
+		q.mu.Unlock()
+		if len(data) > 0 {
+			if _, err := f.Write(data); err != nil {
+				q.mu.Lock()
+				q.err = err
+				q.mu.Unlock()
+				f.Close()
+				return
+			}
+			continue
+		}
+		if eof {
+			f.Close()
+			return
+		}
+		select {
+		case <-q.wake:
+		case <-done:
+			return
 		}
 	}
-	if a.EOF && n == len(a.Data) {
-		p.stdin.Close()
+}
+
+// streamInput queues what fits of a chunk of a streamed command's stdin;
+// the caller holds p.stdinMu.
+func streamInput(p *execProc, a qgaproto.ExecInputArgs) (any, error) {
+	q := p.inq
+	q.mu.Lock()
+	if q.err != nil {
+		err := q.err
+		q.mu.Unlock()
 		p.stdin = nil
+		return nil, genericError("write stdin of command %d: %v", a.PID, err)
+	}
+	n := min(len(a.Data), max(inQueueMax-len(q.buf), 0))
+	q.buf = append(q.buf, a.Data[:n]...)
+	if a.EOF && n == len(a.Data) {
+		q.eof = true
+		// The feeder closes stdin once the queue is written.
+		p.stdin = nil
+	}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
 	return qgaproto.ExecInputResult{Written: n}, nil
 }

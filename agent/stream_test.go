@@ -2,6 +2,8 @@ package agent
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +80,33 @@ func TestExecStreamPty(t *testing.T) {
 	s := strings.ReplaceAll(string(out), "\r\n", "\n")
 	if !strings.Contains(s, "24 80\n") || !strings.Contains(s, "40 100\n") || !strings.Contains(s, "caught") || r.ExitCode == nil || *r.ExitCode != 5 {
 		t.Errorf("pty session: out %q exit %+v", s, r)
+	}
+}
+
+// Stdin larger than the agent's queue arrives whole when the host sends
+// again what was not taken.
+func TestExecStreamLargeStdin(t *testing.T) {
+	g := startGuest(t)
+	var pid qgaproto.ExecPID
+	g.mustCall("guest-exec", map[string]any{"path": "sha256sum", "mb-stream": true, "mb-stdin-stream": true}, &pid)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16)
+	rest := data
+	for len(rest) > 0 {
+		n := min(len(rest), qgaproto.MaxInputChunk)
+		var res qgaproto.ExecInputResult
+		g.mustCall(qgaproto.ExecInputCommand, qgaproto.ExecInputArgs{PID: pid.PID, Data: rest[:n], EOF: n == len(rest)}, &res)
+		if res.Written < n || n != len(rest) {
+			rest = rest[res.Written:]
+		} else {
+			rest = nil
+		}
+		if res.Written == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	out, _, r := g.readStream(pid.PID, nil)
+	sum := sha256.Sum256(data)
+	if !strings.HasPrefix(string(out), hex.EncodeToString(sum[:])) || r.ExitCode == nil || *r.ExitCode != 0 {
+		t.Errorf("sha256sum of 3 MiB: %q %+v", out, r)
 	}
 }

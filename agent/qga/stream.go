@@ -46,6 +46,10 @@ var ErrNoStreaming = errors.New("the guest agent cannot stream a command's outpu
 // channel is shared: input and other callers wait this long at most.
 const streamReadWait = 40 * time.Millisecond
 
+// inputActive is how long after stdin arrived reads do not wait for
+// output, so that stdin arriving piece by piece is not held up.
+const inputActive = 100 * time.Millisecond
+
 // streamInputChunk is the most stdin one mb-exec-input of a stream carries.
 const streamInputChunk = qgaproto.MaxInputChunk
 
@@ -91,16 +95,19 @@ func (c *Client) ExecStream(ctx context.Context, req StreamRequest, in <-chan St
 	// inputBusy is set while stdin waits for the channel: reads then do
 	// not wait for output, so stdin flows at the channel's pace.
 	var inputBusy atomic.Bool
+	// lastInput is when stdin last arrived (unix nanoseconds): more is
+	// likely to follow soon, so reads keep not waiting for a while.
+	var lastInput atomic.Int64
 	inputDone := make(chan struct{})
 	go func() {
 		defer close(inputDone)
-		c.pumpInput(ctx, pid.PID, in, &inputBusy)
+		c.pumpInput(ctx, pid.PID, in, &inputBusy, &lastInput)
 	}()
 	defer func() { cancel(nil); <-inputDone }()
 	for {
 		var r qgaproto.ExecRead
 		wait := int(streamReadWait / time.Millisecond)
-		if inputBusy.Load() {
+		if inputBusy.Load() || time.Since(time.Unix(0, lastInput.Load())) < inputActive {
 			wait = 0
 		}
 		err := c.do(ctx, c.opts.CallTimeout+streamReadWait, func(s *session) error {
@@ -133,7 +140,7 @@ func (c *Client) ExecStream(ctx context.Context, req StreamRequest, in <-chan St
 // pumpInput hands stdin and resizes from in to the agent until in is
 // closed or ctx ends. Stdin the command does not take yet is sent again;
 // failures after the command exited are expected and dropped.
-func (c *Client) pumpInput(ctx context.Context, pid int, in <-chan StreamInput, busy *atomic.Bool) {
+func (c *Client) pumpInput(ctx context.Context, pid int, in <-chan StreamInput, busy *atomic.Bool, last *atomic.Int64) {
 	for {
 		var ev StreamInput
 		var ok bool
@@ -147,6 +154,7 @@ func (c *Client) pumpInput(ctx context.Context, pid int, in <-chan StreamInput, 
 			}
 		}
 		busy.Store(true)
+		last.Store(time.Now().UnixNano())
 		if ev.Rows > 0 && ev.Cols > 0 {
 			err := c.Call(ctx, qgaproto.ExecResizeCommand, qgaproto.ExecResizeArgs{PID: pid, WinSize: qgaproto.WinSize{Rows: ev.Rows, Cols: ev.Cols}}, nil)
 			if err != nil {

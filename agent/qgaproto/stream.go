@@ -54,10 +54,10 @@ type ExecResizeArgs struct {
 }
 
 // ExecInputResult is the reply of ExecInputCommand for a streamed command:
-// the agent takes what the command's stdin takes without waiting, and the
-// host sends the rest again later, so a command that does not read never
-// holds the channel its output is read on. EOF applies only when all the
-// data was written.
+// the agent queues what fits (a bounded queue it writes to the command in
+// the background) without waiting, and the host sends the rest again
+// later, so a command that does not read never holds the channel its
+// output is read on. EOF applies only when all the data was taken.
 type ExecInputResult struct {
 	Written int `json:"written"`
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -137,7 +138,16 @@ func (a *app) copyIn(ctx context.Context, src, name, dst string, recursive bool)
 	})
 	base := filepath.Base(filepath.Clean(src))
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeTar(pw, src, base)) }()
+	go func() {
+		// Whole frames: each read of the pipe then carries up to a
+		// frame's worth, not one tar write's.
+		bw := bufio.NewWriterSize(pw, api.MaxStreamStdin)
+		err := writeTar(bw, src, base)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
 	bar := newCopyBar(a.stderr, "mb cp", total)
 	defer bar.stop()
 	code, msg, err := a.guestRun(ctx, name, []string{"sh", "-c", cpInScript, "sh", dst, base}, bar.reader(pr), io.Discard)
