@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/mbvm/mb/daemon/api"
 	"github.com/mbvm/mb/vm/spec"
+	"github.com/mbvm/mb/vm/sshkeys"
 )
 
 // The guest side of mb cp: tar through a streamed exec (the guest needs
@@ -53,7 +55,8 @@ symbolic links are copied as links. Copying out, a link in the guest that
 points outside the destination (an absolute target, or one climbing out
 with ..) is refused and the copy stops, so a guest cannot make mb write
 or point anywhere else on the host. Goes through mb-agent (as a tar
-stream); a progress line shows on a terminal.`,
+stream), or over SSH with the VM's key for a guest without mb-agent; a
+progress line shows on a terminal.`,
 		Example: `  mb cp ./build.tar.gz demo:/tmp/
   mb cp -r ./src demo:/root/src
   mb cp demo:/var/log/messages ./messages`,
@@ -112,10 +115,52 @@ func (a *app) guestRun(ctx context.Context, name string, argv []string, stdin io
 	var errb bytes.Buffer
 	sio := streamIO{stdin: stdin, stdinChunk: api.MaxStreamStdin, stdout: stdout, stderr: &errb}
 	code, err := a.runStream(ctx, name, api.ExecStreamRequest{Argv: argv}, sio)
-	if errors.Is(err, errNoStream) {
-		return 0, "", fmt.Errorf("mb cp needs mb-agent in the guest: %w", err)
+	if errors.Is(err, errNoStream) || api.HasCode(err, api.CodeNoAgent) {
+		// No mb-agent: over SSH, for a guest that has a key (nothing of
+		// stdin was read yet).
+		code, err = a.guestRunSSH(ctx, name, argv, stdin, stdout, &errb, err)
 	}
 	return code, strings.TrimSpace(errb.String()), err
+}
+
+// guestRunSSH runs argv in the VM through the system ssh with the VM's
+// key; why is the reason mb-agent could not.
+func (a *app) guestRunSSH(ctx context.Context, name string, argv []string, stdin io.Reader, stdout, stderr io.Writer, why error) (int, error) {
+	t, err := a.sshTarget(ctx, name, sshkeys.DefaultUser)
+	if err != nil {
+		return 0, fmt.Errorf("%w (and SSH: %v)", why, err)
+	}
+	if err := checkSSHKey(t); err != nil {
+		return 0, fmt.Errorf("%w; %v", why, err)
+	}
+	bin, err := exec.LookPath("ssh")
+	if err != nil {
+		return 0, fmt.Errorf("%w; ssh not found in PATH (apt-get install openssh-client)", why)
+	}
+	// ssh hands the remote shell one command line: quote every word.
+	words := make([]string, len(argv))
+	for i, w := range argv {
+		words[i] = shellQuote(w)
+	}
+	full := sshkeys.Argv(t, []string{strings.Join(words, " ")})
+	c := exec.CommandContext(ctx, bin, full[1:]...)
+	c.Stdin, c.Stdout, c.Stderr = stdin, stdout, stderr
+	err = c.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee) && ee.ExitCode() == 255:
+		return 0, fmt.Errorf("ssh to VM %s failed (exit 255): is sshd running in the guest? see mb ssh %s", name, name)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), nil
+	case err != nil:
+		return 0, fmt.Errorf("run %s: %w", bin, err)
+	}
+	return 0, nil
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // copyIn sends the host path src to dst in the VM.
@@ -240,7 +285,14 @@ func (a *app) copyOut(ctx context.Context, name, src, dst string, recursive bool
 	extracted := make(chan error, 1)
 	go func() {
 		err := extractTar(bar.reader(pr), root, base, top)
-		// Drain on failure, so the guest's tar is not stuck writing.
+		if err == nil {
+			// tar pads its archive to whole records (GNU tar: 10 KiB)
+			// after the end marker: take the padding, not more.
+			if n, _ := io.Copy(io.Discard, io.LimitReader(pr, maxTarPadding+1)); n > maxTarPadding {
+				err = fmt.Errorf("the guest sent over %d bytes after the end of its archive", maxTarPadding)
+			}
+		}
+		// On failure the guest's tar gets an error instead of waiting.
 		pr.CloseWithError(errors.New("extraction stopped"))
 		extracted <- err
 	}()
@@ -257,6 +309,9 @@ func (a *app) copyOut(ctx context.Context, name, src, dst string, recursive bool
 	}
 	return nil
 }
+
+// maxTarPadding is the most data taken after an archive's end marker.
+const maxTarPadding = 1 << 20
 
 // extractTar unpacks an archive whose top entry is named base into root,
 // under the name top. Nothing is written outside root: names are checked,

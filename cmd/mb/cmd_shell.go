@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -161,8 +162,23 @@ func (a *app) shellOverSSH(ctx context.Context, name string, argv []string, why 
 	if err != nil {
 		return 0, fmt.Errorf("%w; ssh not found in PATH (apt-get install openssh-client)", why)
 	}
-	full := sshkeys.Argv(t, argv)
-	c := exec.CommandContext(ctx, bin, full[1:]...)
+	// ssh hands the remote shell one command line: quote every word.
+	var remote []string
+	if len(argv) > 0 {
+		words := make([]string, len(argv))
+		for i, w := range argv {
+			words[i] = shellQuote(w) // cmd_cp.go
+		}
+		remote = []string{strings.Join(words, " ")}
+	}
+	full := sshkeys.Argv(t, remote)
+	opts := full[1:]
+	if f, ok := a.stdin.(*os.File); ok && isTerminal(f) {
+		opts = append([]string{"-t"}, opts...) // a terminal, as over mb-agent
+	} else {
+		opts = append([]string{"-T"}, opts...)
+	}
+	c := exec.CommandContext(ctx, bin, opts...)
 	c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
 	err = c.Run()
 	var ee *exec.ExitError

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"os/exec"
+	"testing"
+)
 
 // A link may point anywhere inside the copied tree, never out of it.
 func TestCopyLinkEscapes(t *testing.T) {
@@ -24,5 +27,15 @@ func TestCopyLinkEscapes(t *testing.T) {
 	}
 	if got, err := mapName("top/a/b", "top", "new"); err != nil || got != "new/a/b" {
 		t.Errorf("mapName(top/a/b) = %q, %v", got, err)
+	}
+}
+
+// Words quoted for the remote shell reach it unchanged.
+func TestShellQuote(t *testing.T) {
+	for _, w := range []string{"plain", "it's", `a "b" $c`, "", "x'y'z\n$(id)"} {
+		out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(w)).Output()
+		if err != nil || string(out) != w {
+			t.Errorf("%q came back as %q, %v", w, out, err)
+		}
 	}
 }
