@@ -7,6 +7,7 @@ require (
 	github.com/cheggaaa/pb/v3 v3.3.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/coder/websocket v1.8.15
+	github.com/creack/pty v1.1.24
 	github.com/digitalocean/go-qemu v0.0.0-20250212194115-ee9b0668d242
 	github.com/diskfs/go-diskfs v1.9.4
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6

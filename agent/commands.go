@@ -33,6 +33,8 @@ func (s *server) commandTable() map[string]command {
 		qgaproto.MetricsCommand:        {run: s.cmdMetrics},
 		qgaproto.ExecKillCommand:       {run: s.cmdExecKill},
 		qgaproto.ExecInputCommand:      {run: s.cmdExecInput},
+		qgaproto.ExecReadCommand:       {run: s.cmdExecRead},
+		qgaproto.ExecResizeCommand:     {run: s.cmdExecResize},
 	}
 	if s.messages != nil {
 		t[qgaproto.MessagesCommand] = command{run: s.cmdMessages}

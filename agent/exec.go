@@ -51,6 +51,12 @@ type execProc struct {
 	// discard: the host gave up on the command (mb-exec-kill); its entry
 	// goes once it exited.
 	discard bool
+	// stream holds the output of a command started with mb-stream, and
+	// pty the master of its pseudo-terminal when it has one.
+	stream *outStream
+	pty    *os.File
+	// inq is a streamed command's pending stdin.
+	inq *inQueue
 }
 
 // stdinWriteTimeout bounds the write of one stdin chunk: a command that
@@ -76,7 +82,13 @@ func (s *server) cmdExec(_ context.Context, args json.RawMessage) (any, error) {
 	if n := len(s.execs.procs); n >= maxExecs {
 		return nil, genericError("%d commands have not been collected with guest-exec-status; collect them first", n)
 	}
-	p, pid, err := startExec(a, func(pid int) { s.execs.exited(pid) })
+	start := startExec
+	if a.Stream {
+		start = startStream
+	} else if a.Pty != nil {
+		return nil, genericError("Parameter 'mb-pty' needs 'mb-stream': true")
+	}
+	p, pid, err := start(a, func(pid int) { s.execs.exited(pid) })
 	if err != nil {
 		return nil, execStartError(err)
 	}
@@ -124,6 +136,9 @@ func (s *server) cmdExecKill(_ context.Context, args json.RawMessage) (any, erro
 	default:
 	}
 	p.discard = true
+	if p.stream != nil {
+		p.stream.drop()
+	}
 	if err := unix.Kill(-a.PID, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 		return nil, genericError("kill process group %d: %v", a.PID, err)
 	}
@@ -147,6 +162,9 @@ func (s *server) cmdExecInput(_ context.Context, args json.RawMessage) (any, err
 	defer p.stdinMu.Unlock()
 	if p.stdin == nil {
 		return nil, genericError("command %d takes no more stdin (started without mb-stdin-stream, or stdin already closed)", a.PID)
+	}
+	if p.stream != nil {
+		return streamInput(p, a)
 	}
 	if len(a.Data) > 0 {
 		if err := writeStdin(p.stdin, a.Data); err != nil {

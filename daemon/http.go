@@ -43,6 +43,7 @@ func (d *Daemon) routes() http.Handler {
 	route("POST", "/v1/vms/{name}/stop", d.withVM(d.handleStop))
 	route("POST", "/v1/vms/{name}/kill", d.withVM(d.handleKill))
 	route("POST", "/v1/vms/{name}/exec", d.withVM(d.handleExec))
+	route("POST", "/v1/vms/{name}/exec/stream", d.withVM(d.handleExecStream)) // exec_stream.go
 	route("GET", "/v1/vms/{name}/metrics", d.withVM(d.handleMetrics))
 	route("GET", "/v1/vms/{name}/logs", d.withVM(d.handleLogs))
 	route("GET", "/v1/events", d.handleEvents)

@@ -187,7 +187,7 @@ fi
 # 3. The modules the guest loads, dependencies first.
 # "?" marks modules taken only when the kernel has them.
 WANTED=(virtio_pci virtio_console virtio_net virtio_rng virtio_blk button evdev
-	pvpanic_pci pvpanic_mmio vmw_vsock_virtio_transport)
+	pvpanic_pci pvpanic_mmio vmw_vsock_virtio_transport '?virtiofs')
 # arm64 without ACPI firmware reports the power button through gpio-keys.
 [ "$ARCH" = aarch64 ] && WANTED+=('?virtio_mmio' '?gpio_keys')
 (cd "$REPO" && go run ./scripts/mini-modorder -tree "$KDIR/modules" "${WANTED[@]}") >"$WORK/modules.order"

@@ -71,13 +71,18 @@ func validateExec(req *Request) error {
 	return nil
 }
 
-// handleConnLine answers one request line read from conn. An exec request
+// handleConnLine answers one request line read from conn; nil means the
+// request took over the connection, which is then closed. An exec request
 // reads the stdin chunks that follow it from r, and is cancelled when the
 // peer hangs up; every other request goes to Handle.
 func (s *Server) handleConnLine(ctx context.Context, conn net.Conn, r *bufio.Reader, line []byte) *Response {
 	req, err := DecodeRequest(line)
 	if err != nil {
 		return &Response{Error: err.Error(), Code: CodeBadRequest}
+	}
+	if req.Method == MethodExecStream {
+		s.execStream(ctx, conn, r, req)
+		return nil
 	}
 	if req.Method != MethodExec {
 		return s.Handle(ctx, req)

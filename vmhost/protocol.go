@@ -35,6 +35,9 @@ const (
 	// MethodMessages returns the messages guest programs sent through
 	// mb-agent's command socket (GuestMessenger).
 	MethodMessages Method = "messages"
+	// MethodExecStream runs a command with its output streamed; the
+	// connection then carries StreamFrame lines (StreamExecutor).
+	MethodExecStream Method = "exec_stream"
 )
 
 // Stop modes accepted in Request.Mode for MethodStop. ModeAuto runs every
@@ -92,6 +95,10 @@ type Request struct {
 	// stdin follow the request line, in StdinChunk lines (stdin over what
 	// one line can carry; see MaxExecStdin).
 	StdinFollows int64 `json:"stdin_follows,omitempty"`
+	// TTY, Rows and Cols: MethodExecStream on a pseudo-terminal.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 
 	// After asks MethodMessages for the messages numbered after it.
 	After uint64 `json:"after,omitempty"`

@@ -450,7 +450,11 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		}
 		// The read deadline stays for an exec's stdin chunks, which are
 		// part of the request; handleConnLine lifts it once they are in.
-		if err := s.reply(conn, s.handleConnLine(ctx, conn, r, line)); err != nil {
+		resp := s.handleConnLine(ctx, conn, r, line)
+		if resp == nil {
+			return // a streamed exec took the connection
+		}
+		if err := s.reply(conn, resp); err != nil {
 			return
 		}
 	}

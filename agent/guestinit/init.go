@@ -127,7 +127,8 @@ func (in *initProc) boot(cmdline Cmdline) {
 	if err != nil {
 		in.log.Error("network setup", "iface", iface, "err", err)
 	}
-	in.log.Info("guest initialised", "hostname", host, "modules", nmod,
+	nshares := mountShares(in.log, cmdline.Params[SharesParam]) // shares_linux.go
+	in.log.Info("guest initialised", "hostname", host, "modules", nmod, "shares", nshares,
 		"modules_took", modsDone.Sub(start).Round(time.Millisecond),
 		"iface", iface, "net", how, "took", time.Since(start).Round(time.Millisecond))
 }

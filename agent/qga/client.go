@@ -356,7 +356,7 @@ func parseReply(obj []byte) (json.RawMessage, error) {
 }
 
 // largeReplies are the commands whose replies may reach MaxReply.
-var largeReplies = map[string]bool{"guest-exec-status": true, "guest-file-read": true}
+var largeReplies = map[string]bool{"guest-exec-status": true, "guest-file-read": true, qgaproto.ExecReadCommand: true}
 
 // replyLimit sets the reply size limit for a command.
 func (s *session) replyLimit(execute string) {

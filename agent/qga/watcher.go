@@ -320,3 +320,9 @@ func (w *Watcher) Metrics(ctx context.Context) (json.RawMessage, error) {
 func (w *Watcher) Shutdown(ctx context.Context) error {
 	return w.c.Shutdown(ctx, "powerdown")
 }
+
+// ExecStream runs a command with its output streamed (see
+// Client.ExecStream).
+func (w *Watcher) ExecStream(ctx context.Context, req StreamRequest, in <-chan StreamInput, h StreamHandlers) (int, error) {
+	return w.c.ExecStream(ctx, req, in, h)
+}

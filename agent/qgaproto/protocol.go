@@ -192,6 +192,14 @@ type ExecArgs struct {
 	// InputData, and more comes with ExecInputCommand until a chunk with
 	// EOF set.
 	StdinStream bool `json:"mb-stdin-stream,omitempty"`
+	// Stream is mb's extension: output is not captured for
+	// guest-exec-status but kept in a small buffer the host drains with
+	// ExecReadCommand as it is produced (see stream.go).
+	Stream bool `json:"mb-stream,omitempty"`
+	// Pty is mb's extension (with Stream): the command runs on a new
+	// pseudo-terminal of this size, as its session leader; stdout and
+	// stderr are the terminal's output, read as out-data.
+	Pty *WinSize `json:"mb-pty,omitempty"`
 }
 
 // CaptureMode is guest-exec's capture-output: which output the agent

@@ -48,6 +48,8 @@ type bootConfig struct {
 
 	SSHPort  int
 	Forwards []spec.Forward
+	// Shares are the host folder shares (shares.go).
+	Shares []qemuShare
 
 	// AgentInterval is how often the guest agent is pinged (0: the
 	// default).
@@ -110,6 +112,7 @@ func buildArgs(c *bootConfig) []string {
 	if c.FirmwareCode != "" {
 		args = append(args, disk.PflashArgs(c.FirmwareCode, c.FirmwareVars)...)
 	}
+	args = append(args, shareArgs(c)...)
 	return append(args, disk.DriveArgs(c.Drives...)...)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/mbvm/mb/vm/cloudinit"
 	"github.com/mbvm/mb/vm/disk"
@@ -60,8 +61,13 @@ func resolveBoot(ctx context.Context, dir, mbHome string, s *spec.Spec, a arch) 
 			return nil, fmt.Errorf("%s file: %w", f.what, err)
 		}
 	}
+	shares, err := resolveShares(s)
+	if err != nil {
+		return nil, err
+	}
+	c.Shares = shares
 	if c.Kernel != "" {
-		c.Cmdline = kernelCmdline(a, cmdline, extra, s.Name)
+		c.Cmdline = kernelCmdline(a, cmdline, strings.TrimSpace(extra+" "+sharesCmdline(shares)), s.Name)
 	}
 	if err := resolveDisk(ctx, c, s, m); err != nil {
 		return nil, err

@@ -127,12 +127,22 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	}
 	for attempt := 1; ; attempt++ {
 		if s.SSHPort == 0 {
-			if cfg.SSHPort, err = pick(); err != nil {
+			if cfg.SSHPort, err = autoSSHPort(log, cfg.Dir, attempt, pick); err != nil {
 				return nil, err
 			}
 		}
+		stopShares, err := startShares(ctx, log, cfg)
+		if err != nil {
+			return nil, err
+		}
 		c, err := launch(ctx, log, cfg, accel, bin)
+		if err != nil {
+			stopShares()
+		}
 		if err == nil {
+			if s.SSHPort == 0 {
+				rememberSSHPort(log, cfg.Dir, cfg.SSHPort)
+			}
 			return c, nil
 		}
 		if s.SSHPort == 0 && errors.Is(err, errHostFwd) && attempt < maxPortAttempts {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,10 +24,11 @@ func (a *app) execCmd() *cobra.Command {
 		Use:   "exec NAME -- CMD [ARGS...]",
 		Short: "Run a command in a VM through its guest agent",
 		Long: `Runs CMD in the guest through its agent (mb-agent or qemu-guest-agent),
-prints its stdout and stderr, and exits with its exit code. stdin is passed
-to the command when it is not a terminal (up to 16 MiB with mb-agent; 512 KiB
-with qemu-guest-agent). Output is capped at 16 MiB per stream; mb exec warns
-when it was cut. When the guest cannot start the command, mb exec exits 127
+prints its stdout and stderr as they are produced, and exits with its exit
+code. stdin is passed to the command when it is not a terminal (any size
+with mb-agent; 512 KiB with qemu-guest-agent, whose output comes only at
+the end, capped at 16 MiB per stream; mb exec warns when it was cut, as
+with --timeout, which runs the command that way too). When the guest cannot start the command, mb exec exits 127
 (no such program) or 126 (not executable), as a shell does; a command killed
 at --timeout exits 124, as with timeout(1). There is no time limit unless
 --timeout gives one. Ctrl-C (or SIGTERM) kills the command's process group
@@ -55,8 +57,41 @@ in the guest (mb-agent; qemu-guest-agent cannot kill it) and exits 130 (143).`,
 			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 			defer signal.Stop(sigs)
 			ctx := cmd.Context()
+			interrupted := func() error {
+				code := 130
+				select {
+				case sig := <-sigs:
+					if sig == syscall.SIGTERM {
+						code = 143
+					}
+				default:
+				}
+				fmt.Fprintf(a.stderr, "mb: exec in VM %s interrupted: the command is killed in the guest (with qemu-guest-agent it runs on)\n", args[0])
+				return &exitError{code: code}
+			}
+			f, isFile := a.stdin.(*os.File)
+			stdinTerm := isFile && isTerminal(f)
+			if timeout == 0 {
+				// Output streams as it comes, stdin without a size limit.
+				sio := streamIO{stdout: a.stdout, stderr: a.stderr, stdinChunk: 64 << 10}
+				if !stdinTerm {
+					sio.stdin = a.stdin
+				}
+				code, err := a.runStream(ctx, args[0], api.ExecStreamRequest{Argv: args[1:], Env: env}, sio)
+				switch {
+				case err == nil && code != 0:
+					return &exitError{code: code}
+				case err == nil:
+					return nil
+				case ctx.Err() != nil:
+					return interrupted()
+				case !errors.Is(err, errNoStream):
+					return err
+				}
+				// A stock qemu-ga: the one-shot exec below.
+			}
 			req := api.ExecRequest{Argv: args[1:], Env: env, TimeoutSeconds: int(timeout / time.Second)}
-			if f, ok := a.stdin.(*os.File); !ok || !isTerminal(f) {
+			if !stdinTerm {
 				data, err := io.ReadAll(io.LimitReader(a.stdin, maxExecStdin+1))
 				if err != nil {
 					return fmt.Errorf("read stdin for the command: %w", err)
@@ -72,16 +107,7 @@ in the guest (mb-agent; qemu-guest-agent cannot kill it) and exits 130 (143).`,
 			}
 			res, err := c.Exec(ctx, args[0], req)
 			if err != nil && ctx.Err() != nil {
-				code := 130
-				select {
-				case sig := <-sigs:
-					if sig == syscall.SIGTERM {
-						code = 143
-					}
-				default:
-				}
-				fmt.Fprintf(a.stderr, "mb: exec in VM %s interrupted: the command is killed in the guest (with qemu-guest-agent it runs on)\n", args[0])
-				return &exitError{code: code}
+				return interrupted()
 			}
 			if err != nil {
 				return err

@@ -82,6 +82,9 @@ VMs (KillMode=process; AbandonProcessGroup on macOS).`,
 			}
 			err = m.Install(cmd.Context())
 			fmt.Fprintf(a.stdout, "wrote %s\n", m.Path())
+			if hint := service.LingerHint(); hint != "" {
+				fmt.Fprintf(a.stdout, "note: %s\n", hint)
+			}
 			if err != nil {
 				return fmt.Errorf("the service file is written but could not be loaded: %w (run this in a login session, or start the daemon with `mb daemon`)", err)
 			}

@@ -23,7 +23,7 @@ type startOptions struct {
 	backend, memory, accel, restart      string
 	file                                 string
 	cpus, sshPort                        int
-	forwards                             []string
+	forwards, shares                     []string
 	timeout                              time.Duration
 	noWait                               bool
 	wait                                 string
@@ -67,6 +67,7 @@ is stopped.`,
 	f.StringVar(&o.accel, "accel", "", "accelerator: auto, kvm, hvf or tcg (default auto)")
 	f.IntVar(&o.sshPort, "ssh-port", 0, "host port on 127.0.0.1 forwarded to guest port 22 (default: a free port)")
 	f.StringArrayVar(&o.forwards, "forward", nil, "forward HOST:GUEST[/udp] from 127.0.0.1 (repeatable)")
+	f.StringArrayVar(&o.shares, "share", nil, "share a host directory with the guest: HOST:GUEST[:ro] (repeatable)")
 	f.StringVar(&o.restart, "restart", "", "restart policy: no, on-failure or always (default no)")
 	f.StringVar(&o.backend, "backend", "", "backend: qemu or fake (default qemu)")
 	f.StringVarP(&o.file, "file", "f", "", "VM spec file (spec.yaml format); flags override its fields")
@@ -126,6 +127,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 		return fmt.Errorf("VM %s exists with a different %s; to change it, remove the VM (mb rm %s) or edit %s/spec.yaml while it is stopped", name, joinDiffs(diffs), name, vm.Dir)
 	}
 	wasRunning := vm.State == api.StateRunning
+	portBefore := qemu.RememberedSSHPort(vm.Dir)
 	prog.set("starting")
 	vm, err = c.StartWith(ctx, name, api.StartRequest{TimeoutSeconds: int((o.timeout + time.Second - 1) / time.Second), Wait: o.wait})
 	if err != nil {
@@ -148,6 +150,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 	default:
 		fmt.Fprintf(a.stdout, "%s is ready (%.1fs)%s\n", name, time.Since(begin).Seconds(), vmSummary(vm))
 	}
+	a.noteSSHPortChange(name, vm.Dir, portBefore) // cmd_set.go
 	return nil
 }
 
@@ -296,6 +299,7 @@ func (o *startOptions) spec(cmd *cobra.Command, name string) (*spec.Spec, []stri
 			}
 			return nil
 		}),
+		set("share", "shares", func() (err error) { s.Shares, err = parseShares(o.shares); return err }), // shares.go
 		set("restart", "restart", func() error {
 			p, err := spec.ParseRestartPolicy(o.restart)
 			s.Restart = p

@@ -136,6 +136,22 @@ user_data: |
 	if out := e.ok("exec", "deb", "--", "hostname"); strings.TrimSpace(out) != "deb" {
 		t.Errorf("mb exec deb -- hostname printed %q", out)
 	}
+	// mb cp and mb shell without mb-agent go over SSH (cmd_cp.go).
+	cpDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(cpDir, "f"), []byte("over ssh\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("cp", filepath.Join(cpDir, "f"), "deb:/tmp/f")
+	e.ok("cp", "deb:/tmp/f", filepath.Join(cpDir, "back"))
+	if b, err := os.ReadFile(filepath.Join(cpDir, "back")); err != nil || string(b) != "over ssh\n" {
+		t.Errorf("mb cp in and out over SSH: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(cpDir, "back")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode after mb cp over SSH: %v, %v", fi, err)
+	}
+	if r := e.mb("shell", "deb", "--", "sh", "-c", "exit 3"); r.code != 3 {
+		t.Errorf("mb shell deb over SSH: %s, want exit 3", r)
+	}
 	// mb ls shows the guest's address (from the agent).
 	e.eventually("an IP in mb ls", func() bool {
 		v := findVM(e.list(), "deb")

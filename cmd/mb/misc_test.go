@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/user"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,7 @@ import (
 func TestHelpHasExamples(t *testing.T) {
 	e := newEnv(t)
 	cmds := [][]string{{"start"}, {"stop"}, {"restart"}, {"rm"}, {"ls"}, {"info"}, {"logs"}, {"events"},
-		{"console"}, {"exec"}, {"top"}, {"metrics"}, {"daemon"}, {"daemon", "stop"}, {"daemon", "status"},
+		{"console"}, {"exec"}, {"shell"}, {"cp"}, {"set"}, {"top"}, {"metrics"}, {"daemon"}, {"daemon", "stop"}, {"daemon", "status"},
 		{"service"}, {"service", "install"}, {"service", "uninstall"}, {"service", "status"}, {"version"}, {"completion"},
 		{"monitor"}, {"monitor", "hosts"}, {"monitor", "alerts"}, {"monitor", "ack"}, {"monitor", "unack"},
 		{"monitor", "silence"}, {"monitor", "silence", "ls"}, {"monitor", "silence", "rm"}, {"monitor", "history"},
@@ -131,6 +133,13 @@ func TestServiceInstallCLI(t *testing.T) {
 	}
 	if !strings.Contains(out, unit) || !strings.Contains(out, "systemctl --user status mb.service") {
 		t.Errorf("mb service install did not say what it wrote and how to inspect it: %q", out)
+	}
+	// Without lingering, user services stop at logout: the step is named.
+	if u, err := user.Current(); err == nil && runtime.GOOS == "linux" {
+		_, lerr := os.Stat(filepath.Join("/var/lib/systemd/linger", u.Username))
+		if hint := strings.Contains(out, "loginctl enable-linger "+u.Username); hint != (lerr != nil) {
+			t.Errorf("mb service install, lingering on: %v; printed %q", lerr == nil, out)
+		}
 	}
 	e.ok("service", "uninstall", "--no-load")
 	if _, err := os.Stat(unit); !os.IsNotExist(err) {

@@ -72,6 +72,7 @@ to ~/.mb) and starts the daemon when it is not running.`,
 		a.imageCmd(), a.sshCmd(), a.sshConfigCmd(),
 		a.monitorCmd(),
 	)
+	root.AddCommand(a.shellCmd(), a.cpCmd(), a.setCmd()) // the daily loop: cmd_shell.go, cmd_cp.go, cmd_set.go
 	return root
 }
 

@@ -117,3 +117,12 @@ func absPath(p *string) error {
 	*p = a
 	return nil
 }
+
+// specFromFields is specFields' inverse.
+func specFromFields(m map[string]any) (*spec.Spec, error) {
+	data, err := yaml.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	return spec.Parse(data)
+}

@@ -39,6 +39,9 @@ const (
 	AgentSocket = "agent.sock"
 	// SerialLog is everything the guest wrote on its serial console.
 	SerialLog = "serial.log"
+	// SSHPortState is the SSH port the backend chose itself last time
+	// (the VM's state, not its spec), reused at the next start when free.
+	SSHPortState = "ssh_port"
 )
 
 // Keys of the paths vmhost reports in the info reply's "paths", so that

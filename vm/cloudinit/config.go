@@ -46,6 +46,8 @@ type Config struct {
 	MAC string
 	// UserData is the user's own #cloud-config, merged into mb's.
 	UserData string
+	// Shares are the host folder shares the guest mounts (virtiofs).
+	Shares []Share
 }
 
 func (c Config) user() string {
@@ -105,6 +107,9 @@ func UserData(c Config) ([]byte, error) {
 			"lock_passwd":         true,
 			"ssh_authorized_keys": toAny(c.AuthorizedKeys),
 		}},
+	}
+	if m := shareMounts(c.Shares); m != nil { // shares.go
+		base["mounts"] = m
 	}
 	if c.HostKeyPrivate != "" {
 		// With ssh_keys given, cloud-init deletes the image's host keys

@@ -27,6 +27,7 @@ func PrepareVM(dir string, s *spec.Spec) (string, error) {
 		HostKeyPrivate: string(keys.HostPrivate),
 		HostKeyPublic:  keys.HostPublic,
 		UserData:       s.UserData,
+		Shares:         SharesOf(s),
 	})
 	if err != nil {
 		return "", fmt.Errorf("VM %q: %w", s.Name, err)
