@@ -45,6 +45,7 @@ func (d *Daemon) routes() http.Handler {
 	route("POST", "/v1/vms/{name}/exec", d.withVM(d.handleExec))
 	route("GET", "/v1/vms/{name}/metrics", d.withVM(d.handleMetrics))
 	route("GET", "/v1/vms/{name}/logs", d.withVM(d.handleLogs))
+	route("POST", "/v1/vms/{name}/suspend", d.withVM(d.handleSuspend)) // snapshot.go
 	route("GET", "/v1/events", d.handleEvents)
 	route("GET", "/v1/images", d.handleImages) // images.go
 	route("POST", "/v1/images", d.handleImageCreate)
@@ -239,6 +240,10 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request, v *vm) {
 		v.mu.Lock()
 		v.waitApp, v.waitUntil = app, time.Now().Add(wait)
 		v.mu.Unlock()
+	}
+	if err := d.prepareStart(r.Context(), v, req); err != nil { // snapshot.go
+		writeError(w, err)
+		return
 	}
 	if _, err := d.startVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, false); err != nil {
 		writeError(w, err)

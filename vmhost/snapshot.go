@@ -1,0 +1,48 @@
+package vmhost
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// MethodSuspend saves the VM's state into its directory and ends the VM
+// (Suspender); a later start of the VM resumes it.
+const MethodSuspend Method = "suspend"
+
+// DefaultSuspendTimeout bounds a suspend without timeout_seconds.
+const DefaultSuspendTimeout = 2 * time.Minute
+
+// Suspender is implemented by controllers that can save a running VM's
+// memory and device state and end it, so that the next start resumes the
+// guest where it was (the QEMU backend; applevirt's
+// saveMachineStateTo/restoreMachineStateFrom on macOS 14 fit the same
+// interface). A failed Suspend leaves the VM running and no saved state
+// behind.
+type Suspender interface {
+	Suspend(ctx context.Context) error
+}
+
+// suspend answers MethodSuspend.
+func (s *Server) suspend(ctx context.Context, req *Request) *Response {
+	sp, ok := s.controller.(Suspender)
+	if !ok {
+		return errorReply(CodeNotAvailable, "the %s backend cannot suspend a VM: stop it instead", s.controller.Backend())
+	}
+	timeout := DefaultSuspendTimeout
+	if req.TimeoutSeconds > 0 {
+		timeout = time.Duration(req.TimeoutSeconds) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := sp.Suspend(ctx); err != nil {
+		code := ErrorCode(err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = CodeTimeout
+		}
+		return &Response{Error: err.Error(), Code: code}
+	}
+	r := s.base()
+	r.StoppedBy = "suspend"
+	return r
+}
