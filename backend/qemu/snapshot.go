@@ -102,6 +102,8 @@ func planWarm(dir string, cfg *bootConfig, now snapshot.Machine) error {
 	own := filepath.Join(dir, snapshot.MemoryName)
 	m, err := snapshot.Read(dir, snapshot.ManifestName)
 	if errors.Is(err, os.ErrNotExist) {
+		// A state without its manifest is an interrupted suspend.
+		_ = os.Remove(filepath.Join(dir, snapshot.StateName))
 		cfg.Warm = warmConfig{MemPath: own, Shared: true}
 		return freshMemory(own, cfg.MemoryMiB)
 	}
@@ -312,6 +314,7 @@ func (c *Controller) Suspend(ctx context.Context) error {
 	dir := c.cfg.Dir
 	m, err := c.save(ctx, filepath.Join(dir, snapshot.StateName))
 	if err == nil {
+		holdForTest(ctx)
 		m.Kind = "suspend"
 		err = snapshot.Write(dir, snapshot.ManifestName, m)
 	}
@@ -477,4 +480,30 @@ func (c *Controller) dropOwnMemory(stoppedBy string) {
 		return
 	}
 	_ = os.Remove(c.cfg.Warm.MemPath)
+}
+
+// SuspendHoldEnv names a file while which exists a suspend waits between
+// saving the device state and writing the manifest: the tests kill vmhost
+// or the daemon at that point. (The daemon passes MB_FAKE_* variables on
+// to vmhost.)
+const SuspendHoldEnv = "MB_FAKE_SUSPEND_HOLD"
+
+// holdForTest waits while the file SuspendHoldEnv names exists (at most
+// five minutes, or until ctx ends).
+func holdForTest(ctx context.Context) {
+	p := os.Getenv(SuspendHoldEnv)
+	if p == "" {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(p); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

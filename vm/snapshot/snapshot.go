@@ -90,8 +90,11 @@ type Manifest struct {
 	// Disk is the snapshot's frozen disk (a read-only qcow2), when the VM
 	// has a disk.
 	Disk *File `json:"disk,omitempty"`
-	// DiskFormat is the format of Disk's own backing file, pinned.
-	DiskBackingFormat string `json:"disk_backing_format,omitempty"`
+	// DiskVirtualSize is the guest-visible size of Disk.
+	DiskVirtualSize int64 `json:"disk_virtual_size,omitempty"`
+	// DiskParent is the snapshot disk that Disk sits on ("" for the
+	// image), so that the chain is known without opening the disks.
+	DiskParent string `json:"disk_parent,omitempty"`
 	// CloneHostname, when set, is told to the guest after a restore.
 	CloneHostname string `json:"clone_hostname,omitempty"`
 }
@@ -157,6 +160,11 @@ func (m *Manifest) Verify(dir string) error {
 	}
 	if m.Memory != nil {
 		if err := checkFile(dir, *m.Memory, false); err != nil {
+			return err
+		}
+	}
+	if m.Disk != nil {
+		if err := checkFile(dir, *m.Disk, false); err != nil {
 			return err
 		}
 	}
@@ -251,4 +259,64 @@ func Discard(dir string) error {
 		return fmt.Errorf("discard the saved state: %w", err)
 	}
 	return nil
+}
+
+// DiskBaseName, in a VM directory, names the snapshot disk the VM's
+// disk.qcow2 sits on, when it sits on one rather than on its image.
+const DiskBaseName = "disk.base.json"
+
+// diskBase is the content of DiskBaseName.
+type diskBase struct {
+	Path string `json:"path"`
+}
+
+// WriteDiskBase records that the VM in dir has its disk on the snapshot
+// disk base (atomically, 0600).
+func WriteDiskBase(dir, base string) error {
+	b, err := json.Marshal(diskBase{Path: base})
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, DiskBaseName), append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// ReadDiskBase returns the snapshot disk the VM in dir sits on, "" when it
+// sits on its image.
+func ReadDiskBase(dir string) (string, error) {
+	p := filepath.Join(dir, DiskBaseName)
+	f, err := os.OpenFile(p, os.O_RDONLY|noFollow, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b diskBase
+	if err := json.NewDecoder(io.LimitReader(f, 1<<16)).Decode(&b); err != nil {
+		return "", fmt.Errorf("%s is damaged: %w", p, err)
+	}
+	return b.Path, nil
+}
+
+// Dir is the directory of snapshot snap of the VM whose directory is
+// vmDir.
+func Dir(vmDir, snap string) string { return filepath.Join(vmDir, SnapshotsDir, snap) }
+
+// DiskOf splits a snapshot disk path under home (home/vms/VM/snapshots/
+// SNAP/disk.qcow2) into the VM and snapshot names; ok is false for any
+// other path.
+func DiskOf(home, p string) (vm, snap string, ok bool) {
+	rel, err := filepath.Rel(filepath.Join(home, "vms"), p)
+	if err != nil {
+		return "", "", false
+	}
+	parts := strings.Split(rel, string(filepath.Separator))
+	if len(parts) != 4 || parts[1] != SnapshotsDir || parts[3] != SnapDisk || parts[0] == ".." || parts[0] == "" || parts[2] == "" || strings.HasPrefix(parts[2], ".") {
+		return "", "", false
+	}
+	return parts[0], parts[2], true
 }
