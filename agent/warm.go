@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/mbvm/mb/agent/qgaproto"
 )
@@ -62,5 +63,37 @@ func cmdClone(_ context.Context, args json.RawMessage) (any, error) {
 			return nil, genericError("mb-clone: write /etc/hostname: %v", err)
 		}
 	}
+	addHostsEntry("/etc/hosts", a.Hostname)
 	return nil, nil
+}
+
+// addHostsEntry makes name resolve locally (sudo and others look the
+// hostname up), unless the file already names it or is not a regular file.
+func addHostsEntry(path, name string) {
+	st, err := os.Lstat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		for _, w := range f[min(1, len(f)):] {
+			if w == name {
+				return
+			}
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	line := "127.0.1.1 " + name + "\n"
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		line = "\n" + line
+	}
+	_, _ = f.WriteString(line)
 }

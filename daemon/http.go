@@ -45,7 +45,11 @@ func (d *Daemon) routes() http.Handler {
 	route("POST", "/v1/vms/{name}/exec", d.withVM(d.handleExec))
 	route("GET", "/v1/vms/{name}/metrics", d.withVM(d.handleMetrics))
 	route("GET", "/v1/vms/{name}/logs", d.withVM(d.handleLogs))
-	route("POST", "/v1/vms/{name}/suspend", d.withVM(d.handleSuspend)) // snapshot.go
+	route("POST", "/v1/vms/{name}/suspend", d.withVM(d.handleSuspend)) // snapshot.go, snapshot_ops.go
+	route("GET", "/v1/vms/{name}/snapshots", d.withVM(d.handleSnapshotList))
+	route("POST", "/v1/vms/{name}/snapshots", d.withVM(d.handleSnapshotSave))
+	route("DELETE", "/v1/vms/{name}/snapshots/{snap}", d.withVM(d.handleSnapshotRemove))
+	route("POST", "/v1/vms/{name}/clone", d.withVM(d.handleClone))
 	route("GET", "/v1/events", d.handleEvents)
 	route("GET", "/v1/images", d.handleImages) // images.go
 	route("POST", "/v1/images", d.handleImageCreate)

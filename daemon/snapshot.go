@@ -52,6 +52,9 @@ func (d *Daemon) suspendVM(ctx context.Context, v *vm, timeout time.Duration) (a
 	if timeout <= 0 {
 		timeout = vmhost.DefaultSuspendTimeout
 	}
+	if err := refuseShares(v, "suspended"); err != nil {
+		return api.VM{}, err
+	}
 	if err := v.op.lock(ctx); err != nil {
 		return api.VM{}, errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
@@ -114,9 +117,4 @@ func (d *Daemon) prepareStart(ctx context.Context, v *vm, req api.StartRequest) 
 		return nil
 	}
 	return d.prepareFrom(v, req.From)
-}
-
-// prepareFrom is filled in by the snapshot commands.
-func (d *Daemon) prepareFrom(v *vm, snap string) error {
-	return errorf(http.StatusBadRequest, "VM %s has no snapshot %q", v.name, snap)
 }

@@ -93,6 +93,9 @@ type Request struct {
 	// one line can carry; see MaxExecStdin).
 	StdinFollows int64 `json:"stdin_follows,omitempty"`
 
+	// Name is the snapshot of MethodSnapshot.
+	Name string `json:"name,omitempty"`
+
 	// After asks MethodMessages for the messages numbered after it.
 	After uint64 `json:"after,omitempty"`
 	// AgentPoll, on status, asks vmhost to ping the guest agent (and

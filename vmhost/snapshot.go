@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/mbvm/mb/vm/snapshot"
 )
 
 // MethodSuspend saves the VM's state into its directory and ends the VM
@@ -44,5 +46,41 @@ func (s *Server) suspend(ctx context.Context, req *Request) *Response {
 	}
 	r := s.base()
 	r.StoppedBy = "suspend"
+	return r
+}
+
+// MethodSnapshot takes a named snapshot of the running VM (Snapshotter):
+// memory, device state and disk at one instant; the VM runs on.
+const MethodSnapshot Method = "snapshot"
+
+// Snapshotter is implemented by controllers that can take named
+// snapshots. Snapshot pauses the guest only while it saves, and the
+// snapshot appears complete or not at all. The reply's Details carry the
+// snapshot's manifest.
+type Snapshotter interface {
+	Snapshot(ctx context.Context, name string) (*snapshot.Manifest, error)
+}
+
+// snapshot answers MethodSnapshot.
+func (s *Server) snapshot(ctx context.Context, req *Request) *Response {
+	sp, ok := s.controller.(Snapshotter)
+	if !ok {
+		return errorReply(CodeNotAvailable, "the %s backend cannot take snapshots", s.controller.Backend())
+	}
+	if req.Name == "" {
+		return errorReply(CodeBadRequest, `snapshot: give the snapshot's "name"`)
+	}
+	timeout := DefaultSuspendTimeout
+	if req.TimeoutSeconds > 0 {
+		timeout = time.Duration(req.TimeoutSeconds) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := sp.Snapshot(ctx, req.Name)
+	if err != nil {
+		return &Response{Error: err.Error(), Code: ErrorCode(err)}
+	}
+	r := s.base()
+	r.Details = map[string]any{"snapshot": m}
 	return r
 }

@@ -463,8 +463,21 @@ func (c *Controller) tellClone(ctx context.Context, client *qga.Client, hostname
 		return
 	}
 	args := map[string]any{"hostname": hostname, "entropy": seed}
-	if err := client.Call(ctx, qgaproto.CloneCommand, args, nil); err != nil {
-		c.log.Warn("cannot tell the clone its hostname and entropy (does the guest run mb-agent?)", "err", err)
+	err := client.Call(ctx, qgaproto.CloneCommand, args, nil)
+	var qe *qgaproto.Error
+	if errors.As(err, &qe) && qe.Class == qgaproto.ClassCommandNotFound {
+		// Stock qemu-ga: the same through guest-exec, with the guest's
+		// own hostname(1).
+		script := `hostname "$1" && { [ ! -f /etc/hostname ] || [ -L /etc/hostname ] || echo "$1" > /etc/hostname; } &&
+{ [ ! -f /etc/hosts ] || [ -L /etc/hosts ] || grep -q "[[:space:]]$1\$" /etc/hosts || echo "127.0.1.1 $1" >> /etc/hosts; } && cat > /dev/urandom`
+		var res *qga.ExecResult
+		res, err = client.Exec(ctx, qga.ExecRequest{Argv: []string{"/bin/sh", "-c", script, "sh", hostname}, Stdin: seed, Timeout: 10 * time.Second})
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("exit code %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+		}
+	}
+	if err != nil {
+		c.log.Warn("cannot tell the clone its hostname and entropy", "err", err)
 		return
 	}
 	c.log.Info("clone told its hostname and fresh entropy", "hostname", hostname)

@@ -71,7 +71,7 @@ to ~/.mb) and starts the daemon when it is not running.`,
 		a.daemonCmd(), a.serviceCmd(), a.versionCmd(), a.completionCmd(),
 		a.imageCmd(), a.sshCmd(), a.sshConfigCmd(),
 		a.monitorCmd(),
-		a.suspendCmd(), // cmd_suspend.go
+		a.suspendCmd(), a.snapshotCmd(), a.cloneCmd(), // cmd_suspend.go, cmd_snapshot.go, cmd_clone.go
 	)
 	return root
 }

@@ -261,19 +261,24 @@ func Discard(dir string) error {
 	return nil
 }
 
-// DiskBaseName, in a VM directory, names the snapshot disk the VM's
-// disk.qcow2 sits on, when it sits on one rather than on its image.
+// DiskBaseName, in a VM directory, records the snapshot disk the VM's
+// disk overlay sits on (when it sits on one rather than on its image), and
+// the overlay QEMU writes when a snapshot switched it while the VM ran.
 const DiskBaseName = "disk.base.json"
 
-// diskBase is the content of DiskBaseName.
-type diskBase struct {
-	Path string `json:"path"`
+// DiskState is the content of DiskBaseName.
+type DiskState struct {
+	// Base is the snapshot disk under the VM's overlay, "" for the image.
+	Base string `json:"base,omitempty"`
+	// Active, when set, is the file name in the VM directory of the
+	// overlay QEMU writes since a snapshot; it becomes disk.qcow2 before
+	// the next start (files QEMU holds open are never renamed).
+	Active string `json:"active,omitempty"`
 }
 
-// WriteDiskBase records that the VM in dir has its disk on the snapshot
-// disk base (atomically, 0600).
-func WriteDiskBase(dir, base string) error {
-	b, err := json.Marshal(diskBase{Path: base})
+// WriteDiskState writes dir's DiskBaseName atomically (0600).
+func WriteDiskState(dir string, st DiskState) error {
+	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
@@ -283,23 +288,25 @@ func WriteDiskBase(dir, base string) error {
 	return SyncDir(dir)
 }
 
-// ReadDiskBase returns the snapshot disk the VM in dir sits on, "" when it
-// sits on its image.
-func ReadDiskBase(dir string) (string, error) {
+// ReadDiskState reads dir's DiskBaseName; none is the zero DiskState.
+func ReadDiskState(dir string) (DiskState, error) {
+	var st DiskState
 	p := filepath.Join(dir, DiskBaseName)
 	f, err := os.OpenFile(p, os.O_RDONLY|noFollow, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return st, nil
 	}
 	if err != nil {
-		return "", err
+		return st, err
 	}
 	defer f.Close()
-	var b diskBase
-	if err := json.NewDecoder(io.LimitReader(f, 1<<16)).Decode(&b); err != nil {
-		return "", fmt.Errorf("%s is damaged: %w", p, err)
+	if err := json.NewDecoder(io.LimitReader(f, 1<<16)).Decode(&st); err != nil {
+		return st, fmt.Errorf("%s is damaged: %w", p, err)
 	}
-	return b.Path, nil
+	if st.Active != "" && (st.Active != filepath.Base(st.Active) || !strings.HasPrefix(st.Active, ".disk.")) {
+		return st, fmt.Errorf("%s names %q as the active disk: not a file mb made", p, st.Active)
+	}
+	return st, nil
 }
 
 // Dir is the directory of snapshot snap of the VM whose directory is
