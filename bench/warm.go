@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/mbvm/mb/bench/procfs"
 	"github.com/mbvm/mb/vm/snapshot"
 )
 
@@ -22,6 +24,13 @@ func warmPart() part {
 		{id: "warm.ratio", name: "warm: ratio resume / cold (of medians; spread of per-pair ratios)", unit: "×", target: &target{"<=", 0.1}},
 		{id: "warm.suspend", name: "warm: `mb suspend` until the command returns (state saved, QEMU gone)", unit: "ms"},
 		{id: "warm.state_size", name: "warm: saved state on disk after a suspend (device state + allocated RAM file)", unit: "MiB"},
+		{id: "warm.snapshot_time", name: "warm: `mb snapshot save` of the running mini VM until it returns", unit: "ms"},
+		{id: "warm.snapshot_size", name: "warm: snapshot size on disk (state + sparse RAM copy)", unit: "MiB"},
+		{id: "warm.clones", name: "warm: `mb clone` of N VMs from one snapshot until every clone's agent answers", unit: "s"},
+		{id: "warm.colds", name: "warm: N cold `mb start`s of mini VMs in parallel until every agent answers", unit: "s"},
+		{id: "warm.clones_ratio", name: "warm: ratio N clones / N cold starts", unit: "×"},
+		{id: "warm.clone_pss", name: "warm: QEMU PSS per clone (RAM shared copy-on-write with the snapshot)", unit: "MiB"},
+		{id: "warm.cold_pss", name: "warm: QEMU PSS per cold-booted VM", unit: "MiB"},
 	}, run: runWarm}
 }
 
@@ -81,7 +90,103 @@ func runWarm(ctx context.Context, e *env, r *results) error {
 	r.set("warm.suspend", susp)
 	r.set("warm.state_size", size)
 	r.setRatio("warm.ratio", median(resume)/median(cold), pairs)
+	return runClones(ctx, e, r, timed, mb.VMDir, func(n string) (string, error) {
+		return mb.WriteSpec(n, "name: "+n+"\nimage: mini\nmemory: 256M\ncpus: 1\nrestart: \"no\"\n")
+	})
+}
+
+// runClones takes a snapshot of the (stopped) VM warm after a cold boot,
+// starts N clones of it at once, then N fresh VMs cold at once, and
+// measures the time until all are ready and each one's QEMU PSS.
+func runClones(ctx context.Context, e *env, r *results, timed func(...string) (time.Duration, error), vmDir func(string) string, writeSpec func(string) (string, error)) error {
+	n := e.cfg.densityVMs
+	for _, id := range []string{"warm.clones", "warm.colds", "warm.clone_pss", "warm.cold_pss"} {
+		r.note(id, "N = %d", n)
+	}
+	if _, err := timed("start", "warm"); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	st, err := timed("snapshot", "save", "warm", "s")
+	if err != nil {
+		return err
+	}
+	r.set("warm.snapshot_time", []float64{ms(st)})
+	sdir := snapshot.Dir(vmDir("warm"), "s")
+	r.set("warm.snapshot_size", []float64{mib(diskUsage(sdir, snapshot.SnapState, snapshot.SnapMemory, snapshot.SnapManifest))})
+	if _, err := timed("stop", "warm"); err != nil {
+		return err
+	}
+	clones := make([]string, n)
+	for i := range clones {
+		clones[i] = fmt.Sprintf("c%d", i)
+	}
+	ct, err := timed(append([]string{"clone", "warm"}, append(clones, "--from", "s")...)...)
+	if err != nil {
+		return err
+	}
+	cpss, err := qemuPSS(vmDir, clones)
+	if err != nil {
+		return err
+	}
+	if _, err := timed(append([]string{"rm", "--force"}, clones...)...); err != nil {
+		return err
+	}
+	colds := make([]string, n)
+	specs := make([]string, n)
+	for i := range colds {
+		colds[i] = fmt.Sprintf("k%d", i)
+		if specs[i], err = writeSpec(colds[i]); err != nil {
+			return err
+		}
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range colds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = timed("start", colds[i], "-f", specs[i])
+		}()
+	}
+	wg.Wait()
+	kt := time.Since(t0)
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("cold start %s: %w", colds[i], err)
+		}
+	}
+	kpss, err := qemuPSS(vmDir, colds)
+	if err != nil {
+		return err
+	}
+	if _, err := timed(append([]string{"rm", "--force"}, colds...)...); err != nil {
+		return err
+	}
+	r.set("warm.clones", []float64{ct.Seconds()})
+	r.set("warm.colds", []float64{kt.Seconds()})
+	r.set("warm.clones_ratio", []float64{ct.Seconds() / kt.Seconds()})
+	r.set("warm.clone_pss", cpss)
+	r.set("warm.cold_pss", kpss)
 	return nil
+}
+
+// qemuPSS is the PSS of each named VM's QEMU, in MiB.
+func qemuPSS(vmDir func(string) string, names []string) ([]float64, error) {
+	var out []float64
+	for _, n := range names {
+		pid, err := qemuPID(vmDir(n))
+		if err != nil {
+			return nil, err
+		}
+		pss, err := procfs.PSS(pid)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, mib(pss))
+	}
+	return out, nil
 }
 
 // diskUsage is the space the named files in dir take on disk (allocated

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -414,4 +415,23 @@ func copyIfExists(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// refuseRemoveWithUsers refuses to remove v while other VMs, or other VMs'
+// snapshots, sit on the disk of one of its snapshots.
+func (d *Daemon) refuseRemoveWithUsers(v *vm) error {
+	snaps, _ := listSnapshots(v.dir)
+	var users []string
+	for _, s := range snaps {
+		for _, dep := range d.dependents(v.name, s) {
+			if dep != v.name && !strings.HasPrefix(dep, v.name+"/") {
+				users = append(users, dep)
+			}
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	sort.Strings(users)
+	return errorc(http.StatusConflict, api.CodeConflict, "VM %s cannot be removed: its snapshots hold the disks of %s; remove those first", v.name, strings.Join(slices.Compact(users), ", "))
 }

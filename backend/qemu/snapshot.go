@@ -113,6 +113,13 @@ func planWarm(dir string, cfg *bootConfig, now snapshot.Machine) error {
 	if err := snapshot.Compatible(m.Machine, now); err != nil {
 		return err
 	}
+	// A restore reads only its own files or a snapshot's under $MB_HOME.
+	home := filepath.Dir(filepath.Dir(dir))
+	for _, f := range []*snapshot.File{&m.State, m.Memory} {
+		if f != nil && filepath.IsAbs(f.Path) && !snapshot.InSnapshot(home, f.Path) {
+			return fmt.Errorf("%s names %s, which is not in a snapshot under %s: start with --cold to boot afresh", filepath.Join(dir, snapshot.ManifestName), f.Path, home)
+		}
+	}
 	if err := m.Verify(dir); err != nil {
 		return err
 	}

@@ -327,3 +327,14 @@ func DiskOf(home, p string) (vm, snap string, ok bool) {
 	}
 	return parts[0], parts[2], true
 }
+
+// InSnapshot reports whether p lies in a snapshot directory under home
+// (home/vms/VM/snapshots/SNAP/FILE).
+func InSnapshot(home, p string) bool {
+	rel, err := filepath.Rel(filepath.Join(home, "vms"), filepath.Clean(p))
+	if err != nil {
+		return false
+	}
+	parts := strings.Split(rel, string(filepath.Separator))
+	return len(parts) == 4 && parts[0] != ".." && parts[0] != "" && parts[1] == SnapshotsDir && parts[2] != "" && !strings.HasPrefix(parts[2], ".")
+}
