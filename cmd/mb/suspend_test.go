@@ -27,25 +27,25 @@ func TestQEMUSuspendResume(t *testing.T) {
 
 	// plant writes a marker into guest memory (the initramfs root is RAM)
 	// and starts a long sleep, returning the marker and the sleep's PID.
-	plant := func() (string, string) {
+	plant := func(t *testing.T) (string, string) {
 		t.Helper()
 		marker := strconv.FormatInt(time.Now().UnixNano(), 36)
 		out := e.ok("exec", name, "--", "sh", "-c", "echo "+marker+" > /marker; sleep 100000 >/dev/null 2>&1 </dev/null & echo $!")
 		return marker, strings.TrimSpace(out)
 	}
 	// survived checks that marker and process are still in the guest.
-	survived := func(marker, pid string) {
+	survived := func(t *testing.T, marker, pid string) {
 		t.Helper()
 		out := e.ok("exec", name, "--", "sh", "-c", "cat /marker; kill -0 "+pid+" && echo alive")
 		if !strings.Contains(out, marker) || !strings.Contains(out, "alive") {
 			t.Fatalf("after the resume the guest lost its state: want marker %s and sleep %s alive, got %q", marker, pid, out)
 		}
 	}
-	state := func() string {
+	state := func(t *testing.T) string {
 		t.Helper()
 		return e.vm(name).State
 	}
-	suspend := func() {
+	suspend := func(t *testing.T) {
 		t.Helper()
 		out := e.ok("suspend", name, "--json")
 		if !strings.Contains(out, `"state": "suspended"`) {
@@ -53,10 +53,10 @@ func TestQEMUSuspendResume(t *testing.T) {
 		}
 	}
 
-	marker, pid := plant()
+	marker, pid := plant(t)
 	t.Run("suspend and resume", func(t *testing.T) {
-		suspend()
-		if s := state(); s != api.StateSuspended {
+		suspend(t)
+		if s := state(t); s != api.StateSuspended {
 			t.Fatalf("mb ls shows %s after a suspend, want suspended", s)
 		}
 		if pids := e.vmhostPIDs(name); len(pids) != 0 {
@@ -75,7 +75,7 @@ func TestQEMUSuspendResume(t *testing.T) {
 		// behind, so that a clock left unset shows.
 		time.Sleep(4 * time.Second)
 		e.ok("start", name)
-		survived(marker, pid)
+		survived(t, marker, pid)
 		if snapshot.Suspended(dir) {
 			t.Fatal("the suspend manifest is still there after the resume")
 		}
@@ -91,7 +91,7 @@ func TestQEMUSuspendResume(t *testing.T) {
 	})
 
 	t.Run("a restore with other memory is refused", func(t *testing.T) {
-		suspend()
+		suspend(t)
 		specPath := filepath.Join(dir, "spec.yaml")
 		orig, err := os.ReadFile(specPath)
 		if err != nil {
@@ -116,11 +116,11 @@ func TestQEMUSuspendResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.ok("start", name)
-		survived(marker, pid)
+		survived(t, marker, pid)
 	})
 
 	t.Run("a truncated state is refused, --cold boots", func(t *testing.T) {
-		suspend()
+		suspend(t)
 		p := filepath.Join(dir, snapshot.StateName)
 		st, err := os.Stat(p)
 		if err != nil {
@@ -140,12 +140,12 @@ func TestQEMUSuspendResume(t *testing.T) {
 		if out := e.ok("exec", name, "--", "sh", "-c", "cat /marker 2>/dev/null || echo none"); strings.TrimSpace(out) != "none" {
 			t.Fatalf("--cold did not boot afresh: /marker holds %q", out)
 		}
-		marker, pid = plant()
+		marker, pid = plant(t)
 	})
 
 	// midSuspend starts mb suspend with the hold file present and returns
 	// once the device state is saved and the manifest not yet written.
-	midSuspend := func() (wait func()) {
+	midSuspend := func(t *testing.T) (wait func()) {
 		t.Helper()
 		if err := os.WriteFile(hold, nil, 0o600); err != nil {
 			t.Fatal(err)
@@ -164,8 +164,13 @@ func TestQEMUSuspendResume(t *testing.T) {
 		return func() { _ = cmd.Wait() }
 	}
 
+	t.Run("snapshot, start --from and clones", func(t *testing.T) {
+		snapshotAndClone(t, e, name, plant, survived)
+		marker, pid = plant(t)
+	})
+
 	t.Run("kill -9 of the daemon mid-suspend", func(t *testing.T) {
-		wait := midSuspend()
+		wait := midSuspend(t)
 		dpid := e.daemonPID()
 		if dpid <= 0 {
 			t.Fatal("no daemon PID")
@@ -179,13 +184,13 @@ func TestQEMUSuspendResume(t *testing.T) {
 		}
 		// vmhost finishes the suspend on its own; a new daemon finds the
 		// VM suspended with a complete state.
-		e.eventually("the VM suspended", func() bool { return state() == api.StateSuspended })
+		e.eventually("the VM suspended", func() bool { return state(t) == api.StateSuspended })
 		e.ok("start", name)
-		survived(marker, pid)
+		survived(t, marker, pid)
 	})
 
 	t.Run("kill -9 of vmhost mid-suspend", func(t *testing.T) {
-		wait := midSuspend()
+		wait := midSuspend(t)
 		pids := e.vmhostPIDs(name)
 		if len(pids) != 1 {
 			t.Fatalf("want one vmhost, got %v", pids)
@@ -195,7 +200,7 @@ func TestQEMUSuspendResume(t *testing.T) {
 		}
 		wait()
 		_ = os.Remove(hold)
-		e.eventually("the VM crashed", func() bool { return state() == api.StateCrashed })
+		e.eventually("the VM crashed", func() bool { return state(t) == api.StateCrashed })
 		if snapshot.Suspended(dir) {
 			t.Fatal("a suspend killed before its manifest left a manifest")
 		}
