@@ -17,6 +17,9 @@ import (
 // hyphens).
 var validHostname = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
+// goodHostname reports whether h is a hostname the guest may be given.
+func goodHostname(h string) bool { return len(h) <= 253 && validHostname.MatchString(h) }
+
 // cmdSetTime answers guest-set-time: the clock is set to the given
 // nanoseconds since the epoch. Without a time qemu-ga reads the RTC; this
 // agent has no RTC access of its own and refuses.
@@ -44,7 +47,7 @@ func cmdClone(_ context.Context, args json.RawMessage) (any, error) {
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
-	if len(a.Hostname) > 253 || !validHostname.MatchString(a.Hostname) {
+	if !goodHostname(a.Hostname) {
 		return nil, genericError("mb-clone: bad hostname %q", a.Hostname)
 	}
 	if len(a.Entropy) > 4096 {
