@@ -194,6 +194,9 @@ func vmSummary(vm *api.VM) string {
 // passes.
 func (a *app) waitReady(ctx context.Context, c *api.Client, name, app string, begin time.Time, timeout time.Duration, prog *progress) (*api.VM, error) {
 	deadline := begin.Add(timeout)
+	// Polled quickly at first: a resumed VM is ready in a fraction of a
+	// second.
+	delay := 20 * time.Millisecond
 	for {
 		vm, err := c.Inspect(ctx, name)
 		if err != nil {
@@ -222,8 +225,9 @@ func (a *app) waitReady(ctx context.Context, c *api.Client, name, app string, be
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, 200*time.Millisecond)
 	}
 }
 
