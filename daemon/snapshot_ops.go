@@ -215,7 +215,11 @@ func (d *Daemon) dependents(name, snap string) []string {
 		dir := layout.VMDir(home, n)
 		ds, _ := snapshot.ReadDiskState(dir)
 		if onChain(ds.Base) {
-			out = append(out, n)
+			if n == name {
+				out = append(out, n+" (its own disk, which sits on the snapshot)")
+			} else {
+				out = append(out, n)
+			}
 		} else if m, err := snapshot.Read(dir, snapshot.ManifestName); err == nil && (strings.HasPrefix(m.State.Path, sdir+"/") || (m.Memory != nil && strings.HasPrefix(m.Memory.Path, sdir+"/"))) {
 			out = append(out, n)
 		}
@@ -242,7 +246,15 @@ func (d *Daemon) removeSnapshot(ctx context.Context, v *vm, snap string) error {
 	if _, err := os.Lstat(filepath.Join(dir, snapshot.SnapManifest)); err != nil {
 		return errorc(http.StatusNotFound, api.CodeNotFound, "VM %s has no snapshot %q: list them with `mb snapshot ls %s`", v.name, snap, v.name)
 	}
-	if deps := d.dependents(v.name, snap); len(deps) > 0 {
+	deps := d.dependents(v.name, snap)
+	if len(deps) == 1 && strings.HasPrefix(deps[0], v.name+" ") {
+		// Only the VM's own disk sits on it: merged into the disk first.
+		if err := d.mergeOwnDisk(ctx, v, dir); err != nil {
+			return err
+		}
+		deps = nil
+	}
+	if len(deps) > 0 {
 		return errorc(http.StatusConflict, api.CodeConflict, "snapshot %s of VM %s is in use by %s: remove those first (mb rm), or keep the snapshot", snap, v.name, strings.Join(deps, ", "))
 	}
 	// Renamed away first, so a half-removed snapshot is never listed.
@@ -424,7 +436,7 @@ func (d *Daemon) refuseRemoveWithUsers(v *vm) error {
 	var users []string
 	for _, s := range snaps {
 		for _, dep := range d.dependents(v.name, s) {
-			if dep != v.name && !strings.HasPrefix(dep, v.name+"/") {
+			if dep != v.name && !strings.HasPrefix(dep, v.name+"/") && !strings.HasPrefix(dep, v.name+" ") {
 				users = append(users, dep)
 			}
 		}
@@ -434,4 +446,44 @@ func (d *Daemon) refuseRemoveWithUsers(v *vm) error {
 	}
 	sort.Strings(users)
 	return errorc(http.StatusConflict, api.CodeConflict, "VM %s cannot be removed: its snapshots hold the disks of %s; remove those first", v.name, strings.Join(slices.Compact(users), ", "))
+}
+
+// mergeOwnDisk moves the stopped VM v's disk overlay off snapshot sdir's
+// disk, onto what that disk sits on (an earlier snapshot's disk or the
+// image), copying what the guest sees; then the snapshot can go.
+func (d *Daemon) mergeOwnDisk(ctx context.Context, v *vm, sdir string) error {
+	if v.current() != nil {
+		return errorc(http.StatusConflict, api.CodeRunning, "VM %s's disk sits on this snapshot: stop the VM first (mb stop %s), and the snapshot's disk is merged into the VM's on removal", v.name, v.name)
+	}
+	m, err := snapshot.Read(sdir, snapshot.SnapManifest)
+	if err != nil {
+		return err
+	}
+	base, format := m.DiskParent, "qcow2"
+	if base == "" {
+		v.mu.Lock()
+		im := v.manifest
+		v.mu.Unlock()
+		if im == nil || im.Disk == "" {
+			return fmt.Errorf("VM %s: its image is not loaded, so its disk cannot be moved off the snapshot", v.name)
+		}
+		base, format = im.Path(im.Disk), im.Format
+	}
+	if err := snapshot.Settle(v.dir); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := disk.Rebase(rctx, v.file(disk.OverlayFile), base, format); err != nil {
+		return err
+	}
+	st := snapshot.DiskState{}
+	if m.DiskParent != "" {
+		st.Base = m.DiskParent
+	}
+	if err := snapshot.WriteDiskState(v.dir, st); err != nil {
+		return err
+	}
+	d.log.Info("merged a snapshot's disk into the VM's", "vm", v.name, "snapshot", m.Name)
+	return nil
 }

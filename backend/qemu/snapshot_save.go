@@ -134,7 +134,7 @@ func (c *Controller) snapshotDrive() (string, error) {
 // (.disk.N.qcow2) is made on that link, disk.base.json records both, and
 // QEMU switches to it (blockdev-snapshot-sync, mode existing). No file
 // QEMU holds is renamed while it runs (it reopens images by name); the new
-// overlay becomes disk.qcow2 before the next start (settleDisk). It
+// overlay becomes disk.qcow2 before the next start (snapshot.Settle). It
 // returns the snapshot's disk, its virtual size and the snapshot disk the
 // frozen overlay itself sits on.
 func (c *Controller) freezeDisk(ctx context.Context, mon *monitor, drive, final string) (*snapshot.File, int64, string, error) {
@@ -185,31 +185,6 @@ func (c *Controller) freezeDisk(ctx context.Context, mon *monitor, drive, final 
 		return nil, 0, "", err
 	}
 	return &snapshot.File{Path: snapshot.SnapDisk, Size: st.Size()}, size, was.Base, nil
-}
-
-// settleDisk, before QEMU starts, makes the overlay a snapshot switched
-// the VM to its disk.qcow2 and removes the other names left by earlier
-// switches (links to snapshot disks, which keep their own).
-func settleDisk(dir string) error {
-	st, err := snapshot.ReadDiskState(dir)
-	if err != nil {
-		return err
-	}
-	if st.Active != "" {
-		err := os.Rename(filepath.Join(dir, st.Active), filepath.Join(dir, disk.OverlayFile))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("settle the disk after a snapshot: %w", err)
-		}
-		st.Active = ""
-		if err := snapshot.WriteDiskState(dir, st); err != nil {
-			return err
-		}
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, ".disk.*.qcow2"))
-	for _, p := range old {
-		_ = os.Remove(p)
-	}
-	return nil
 }
 
 // virtualSize is the disk size QEMU reports for drive.
@@ -283,7 +258,7 @@ func copySparse(src, dst string) (int64, error) {
 // mb made), qcow2 with its backing format pinned, down to the image's
 // base with the image's format. Nothing else may be a backing file.
 func onSnapshotDisk(ctx context.Context, dir string, o *disk.Overlay) error {
-	if err := settleDisk(dir); err != nil {
+	if err := snapshot.Settle(dir); err != nil {
 		return err
 	}
 	ds, err := snapshot.ReadDiskState(dir)

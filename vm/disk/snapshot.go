@@ -33,3 +33,16 @@ func CreateOverlayOn(ctx context.Context, path, base string, size int64) error {
 	}
 	return nil
 }
+
+// Rebase moves the overlay at path (qcow2) onto base (of format), copying
+// into it whatever its old backing file held that base does not: the
+// guest sees the same disk. QEMU must not have the overlay open.
+func Rebase(ctx context.Context, path, base, format string) error {
+	if err := CheckFormat(format); err != nil {
+		return err
+	}
+	if _, err := runQemuImg(ctx, "rebase", "-q", "-f", "qcow2", "-b", base, "-F", format, path); err != nil {
+		return fmt.Errorf("move disk %s onto %s: %w", path, base, err)
+	}
+	return nil
+}

@@ -338,3 +338,28 @@ func InSnapshot(home, p string) bool {
 	parts := strings.Split(rel, string(filepath.Separator))
 	return len(parts) == 4 && parts[0] != ".." && parts[0] != "" && parts[1] == SnapshotsDir && parts[2] != "" && !strings.HasPrefix(parts[2], ".")
 }
+
+// Settle, while QEMU does not run, makes the overlay a snapshot switched
+// the VM to (DiskState.Active) its disk.qcow2 and removes the other names
+// earlier switches left (links to snapshot disks, which keep their own).
+func Settle(dir string) error {
+	st, err := ReadDiskState(dir)
+	if err != nil {
+		return err
+	}
+	if st.Active != "" {
+		err := os.Rename(filepath.Join(dir, st.Active), filepath.Join(dir, "disk.qcow2"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("settle the disk after a snapshot: %w", err)
+		}
+		st.Active = ""
+		if err := WriteDiskState(dir, st); err != nil {
+			return err
+		}
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, ".disk.*.qcow2"))
+	for _, p := range old {
+		_ = os.Remove(p)
+	}
+	return nil
+}
