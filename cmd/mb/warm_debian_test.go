@@ -1,10 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mbvm/mb/vm/image"
 )
 
 // A real distribution cloned twice from a snapshot: each clone has what
@@ -57,5 +61,29 @@ func TestDebianSnapshotClones(t *testing.T) {
 	if r := e.mb("rm", "--force", "deb"); r.code == 0 || !strings.Contains(r.stderr, "d1") {
 		t.Errorf("mb rm of the VM whose snapshot two clones sit on: want a refusal naming them, got %s", r)
 	}
-	e.mb("stop", "--force", "d1", "d2", "deb")
+	// Without the clones only deb's own disk sits on s1: removing it
+	// needs deb stopped, then merges s1's disk into deb's.
+	e.ok("rm", "--force", "d1", "d2")
+	if r := e.mb("snapshot", "rm", "deb", "s1"); r.code == 0 || !strings.Contains(r.stderr, "stop the VM first") {
+		t.Errorf("mb snapshot rm under a running VM's disk: want a refusal saying to stop it, got %s", r)
+	}
+	e.ok("stop", "deb")
+	e.ok("snapshot", "rm", "deb", "s1")
+	m, err := image.Load(e.home, "debian")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("qemu-img", "info", "-U", "--output=json", filepath.Join(e.home, "vms", "deb", "disk.qcow2")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Backing string `json:"full-backing-filename"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Backing != m.Path(m.Disk) {
+		t.Errorf("after the merge deb's disk sits on %q, want the image %s", info.Backing, m.Path(m.Disk))
+	}
 }
