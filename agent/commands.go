@@ -22,6 +22,8 @@ func (s *server) commandTable() map[string]command {
 		"guest-get-host-name":          {run: cmdHostName},
 		"guest-get-osinfo":             {run: cmdOSInfo},
 		"guest-get-time":               {run: cmdTime},
+		"guest-set-time":               {run: cmdSetTime}, // warm.go
+		qgaproto.CloneCommand:          {run: cmdClone},
 		"guest-network-get-interfaces": {run: s.cmdInterfaces},
 		"guest-shutdown":               {run: s.cmdShutdown, noReply: true},
 		"guest-exec":                   {run: s.cmdExec},

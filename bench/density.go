@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mbvm/mb/bench/procfs"
+	"github.com/mbvm/mb/vm/snapshot"
 	"github.com/mbvm/mb/vmhost"
 )
 
@@ -145,7 +146,9 @@ func vmMemory(vmhostPID, qemuPID int, guestBytes uint64) (vmMem, error) {
 	}
 	guest := -1
 	for i, mp := range maps {
-		if mp.Name == "" && mp.Size() >= guestBytes && mp.Size() <= guestBytes+4<<20 {
+		// Anonymous, or the RAM file of a warm-startable VM (memory.ram).
+		ram := mp.Name == "" || strings.HasSuffix(mp.Name, "/"+snapshot.MemoryName)
+		if ram && mp.Size() >= guestBytes && mp.Size() <= guestBytes+4<<20 {
 			if guest < 0 || mp.RSS > maps[guest].RSS {
 				guest = i
 			}

@@ -194,6 +194,7 @@ func (d *Daemon) adopt(v *vm) (bool, exitKind) {
 	} else {
 		o = outcome{state: api.StateStopped}
 	}
+	o = suspendedOutcome(v, o) // snapshot.go
 	v.mu.Lock()
 	if v.specErr == nil {
 		v.state, v.reason, v.exitCode, v.stoppedBy = o.state, o.reason, o.exitCode, o.stoppedBy

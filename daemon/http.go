@@ -46,6 +46,11 @@ func (d *Daemon) routes() http.Handler {
 	route("POST", "/v1/vms/{name}/exec/stream", d.withVM(d.handleExecStream)) // exec_stream.go
 	route("GET", "/v1/vms/{name}/metrics", d.withVM(d.handleMetrics))
 	route("GET", "/v1/vms/{name}/logs", d.withVM(d.handleLogs))
+	route("POST", "/v1/vms/{name}/suspend", d.withVM(d.handleSuspend)) // snapshot.go, snapshot_ops.go
+	route("GET", "/v1/vms/{name}/snapshots", d.withVM(d.handleSnapshotList))
+	route("POST", "/v1/vms/{name}/snapshots", d.withVM(d.handleSnapshotSave))
+	route("DELETE", "/v1/vms/{name}/snapshots/{snap}", d.withVM(d.handleSnapshotRemove))
+	route("POST", "/v1/vms/{name}/clone", d.withVM(d.handleClone))
 	route("GET", "/v1/events", d.handleEvents)
 	route("GET", "/v1/images", d.handleImages) // images.go
 	route("POST", "/v1/images", d.handleImageCreate)
@@ -240,6 +245,10 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request, v *vm) {
 		v.mu.Lock()
 		v.waitApp, v.waitUntil = app, time.Now().Add(wait)
 		v.mu.Unlock()
+	}
+	if err := d.prepareStart(r.Context(), v, req); err != nil { // snapshot.go
+		writeError(w, err)
+		return
 	}
 	if _, err := d.startVM(r.Context(), v, time.Duration(req.TimeoutSeconds)*time.Second, false); err != nil {
 		writeError(w, err)

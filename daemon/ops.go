@@ -355,6 +355,9 @@ func (d *Daemon) deleteVM(ctx context.Context, v *vm, force bool) error {
 		return errorc(http.StatusConflict, api.CodeBusy, "VM %s is busy with another operation: %v", v.name, err)
 	}
 	defer v.op.unlock()
+	if err := d.refuseRemoveWithUsers(v); err != nil { // snapshot_ops.go
+		return err
+	}
 	if v.current() != nil {
 		if !force {
 			return errorc(http.StatusConflict, api.CodeRunning, "VM %s is running: stop it first with `mb stop %s`, or use `mb rm --force %s`", v.name, v.name, v.name)

@@ -88,7 +88,7 @@ func (d *Daemon) watch(v *vm, r *run) {
 		r.ref.close()
 	}
 	rec, _ := vmhost.ReadExitRecord(v.dir)
-	o := classify(rec, r.pid, r.waitStatus)
+	o := suspendedOutcome(v, classify(rec, r.pid, r.waitStatus)) // snapshot.go
 	if o.kind == exitStartFailed && rec == nil {
 		if tail := lastLine(v.file(VMHostLogName)); tail != "" {
 			o.reason += ": " + tail

@@ -100,6 +100,9 @@ type Request struct {
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
 
+	// Name is the snapshot of MethodSnapshot.
+	Name string `json:"name,omitempty"`
+
 	// After asks MethodMessages for the messages numbered after it.
 	After uint64 `json:"after,omitempty"`
 	// AgentPoll, on status, asks vmhost to ping the guest agent (and

@@ -518,8 +518,12 @@ func (s *Server) Handle(ctx context.Context, req *Request) *Response {
 		return s.metrics(ctx, req)
 	case MethodMessages:
 		return s.messages(req)
+	case MethodSuspend:
+		return s.suspend(ctx, req) // snapshot.go
+	case MethodSnapshot:
+		return s.snapshot(ctx, req)
 	}
-	return errorReply(CodeUnknownMethod, "unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics, messages", req.Method)
+	return errorReply(CodeUnknownMethod, "unknown method %q: accepted methods are status, stop, force_stop, info, exec, metrics, messages, suspend, snapshot", req.Method)
 }
 
 // errorReply is an ok:false reply with a code and a message for people.

@@ -54,6 +54,9 @@ type bootConfig struct {
 	// AgentInterval is how often the guest agent is pinged (0: the
 	// default).
 	AgentInterval time.Duration
+
+	// Warm is the guest memory file and the restore to run (snapshot.go).
+	Warm warmConfig
 }
 
 func (c *bootConfig) path(name string) string { return filepath.Join(c.Dir, name) }
@@ -66,9 +69,10 @@ func buildArgs(c *bootConfig) []string {
 	}
 	args := []string{
 		"-name", c.Name,
-		"-machine", machine,
+		"-machine", machine + c.Warm.machineOpt(),
 		"-accel", accelArg(c.Accel),
 	}
+	args = append(args, c.Warm.args(c)...)
 	if c.Arch == archAArch64 {
 		cpu := "max"
 		if c.Accel == spec.AccelHVF || c.Accel == spec.AccelKVM {

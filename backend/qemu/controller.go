@@ -184,7 +184,9 @@ func (c *Controller) reap(done <-chan error) {
 	c.stopAgent()
 	c.mu.Lock()
 	c.stoppedBy = c.phase
+	stoppedBy := c.stoppedBy
 	c.mu.Unlock()
+	c.dropOwnMemory(stoppedBy)
 	c.exitErr = c.classifyExit(waitErr)
 	if c.exitErr != nil {
 		c.log.Error("qemu exited", "err", c.exitErr)

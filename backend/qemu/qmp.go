@@ -80,10 +80,15 @@ func dialMonitor(ctx context.Context, path string, timeout time.Duration, onEven
 // run executes one QMP command with a deadline and returns its "return"
 // value. A command that times out marks the monitor broken.
 func (m *monitor) run(ctx context.Context, command string) (json.RawMessage, error) {
+	return m.runArgs(ctx, command, nil)
+}
+
+// runArgs is run with arguments (nil: none).
+func (m *monitor) runArgs(ctx context.Context, command string, args any) (json.RawMessage, error) {
 	if m.broken.Load() {
 		return nil, fmt.Errorf("%s: %w", command, errMonitorBroken)
 	}
-	req, err := json.Marshal(qmp.Command{Execute: command})
+	req, err := json.Marshal(qmp.Command{Execute: command, Args: args})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", command, err)
 	}

@@ -88,6 +88,9 @@ func resolveDisk(ctx context.Context, c *bootConfig, s *spec.Spec, m *image.Mani
 		c.Drives = []disk.Drive{{Path: s.Disk, Format: format}}
 	case m != nil && m.Disk != "":
 		o := disk.Overlay{Path: filepath.Join(c.Dir, disk.OverlayFile), Base: m.Path(m.Disk), BaseFormat: m.Format, Size: uint64(s.DiskSize)}
+		if err := onSnapshotDisk(ctx, c.Dir, &o); err != nil { // snapshot_save.go
+			return err
+		}
 		if err := o.Ensure(ctx); err != nil {
 			return err
 		}

@@ -82,9 +82,14 @@ func shareArgs(c *bootConfig) []string {
 	if len(c.Shares) == 0 {
 		return nil
 	}
-	args := []string{
-		"-object", fmt.Sprintf("memory-backend-memfd,id=mbshmem,size=%dM,share=on", c.MemoryMiB),
-		"-numa", "node,memdev=mbshmem",
+	var args []string
+	// virtiofsd maps the guest's memory: it must be shared. The warm-start
+	// memory file (snapshot.go) is, when it is the VM's own; a second
+	// backend next to it would give the guest two RAMs and QEMU refuses.
+	if c.Warm.MemPath == "" || !c.Warm.Shared {
+		args = append(args,
+			"-object", fmt.Sprintf("memory-backend-memfd,id=mbshmem,size=%dM,share=on", c.MemoryMiB),
+			"-numa", "node,memdev=mbshmem")
 	}
 	for i, sh := range c.Shares {
 		id := fmt.Sprintf("vfs%d", i)

@@ -25,6 +25,14 @@ func TestShareArgsAndCmdline(t *testing.T) {
 			t.Errorf("args lack %q: %s", want, args)
 		}
 	}
+	// With the VM's RAM in its shared memory file (warm start), that file
+	// is what virtiofsd maps: no second memory backend.
+	c.Warm = warmConfig{MemPath: "/vm/memory.ram", Shared: true}
+	full := strings.Join(buildArgs(c), " ")
+	if n := strings.Count(full, "memory-backend"); n != 2 || strings.Contains(full, "-numa") ||
+		!strings.Contains(full, "memory-backend-file,id=mem0,size=512M,mem-path=/vm/memory.ram,share=on") {
+		t.Errorf("shares with the warm-start memory file: want the one shared file backend (named on -machine), got: %s", full)
+	}
 	p := sharesCmdline(shares)
 	got, err := guestinit.ParseShares(strings.TrimPrefix(p, guestinit.SharesParam+"="))
 	if err != nil || len(got) != 2 || got[0] != (guestinit.Share{Tag: "mb-share-0", Path: "/src"}) || got[1] != (guestinit.Share{Tag: "docs", Path: "/docs", ReadOnly: true}) {

@@ -114,6 +114,9 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := planWarm(dir, cfg, machineOf(cfg, bin)); err != nil { // snapshot.go
+		return nil, err
+	}
 	if err := checkExplicitPorts(&s); err != nil {
 		return nil, err
 	}
@@ -214,6 +217,13 @@ func launch(ctx context.Context, log *slog.Logger, cfg *bootConfig, accel accelC
 	log.Info("qemu running", "pid", cmd.Process.Pid, "qemu_version", bin.Version, "ssh_port", cfg.SSHPort)
 	go keepLogBounded(hctx, cfg.path(serialLogName), serialLogCheckEvery, log)
 	c.startAgent(hctx)
+	if cfg.Warm.Restore != nil {
+		if err := c.restore(ctx, hctx); err != nil {
+			c.kill()
+			<-c.exited
+			return nil, err
+		}
+	}
 	return c, nil
 }
 

@@ -27,6 +27,8 @@ type startOptions struct {
 	timeout                              time.Duration
 	noWait                               bool
 	wait                                 string
+	cold                                 bool   // cmd_suspend.go
+	from                                 string // cmd_snapshot.go
 }
 
 func (a *app) startCmd() *cobra.Command {
@@ -49,7 +51,9 @@ is stopped.`,
   mb start dev -f dev.yaml
   mb start k --kernel bzImage --initrd initrd.img --cmdline "console=ttyS0"
   mb start demo --no-wait
-  mb start web --wait app:web`,
+  mb start web --wait app:web
+  mb start demo --cold         # a suspended VM, booted afresh
+  mb start demo --from before  # back to snapshot "before"`,
 		Args:              nameArgs(1, 1),
 		ValidArgsFunction: a.completeVMNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -74,6 +78,8 @@ is stopped.`,
 	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the VM to be ready")
 	f.BoolVar(&o.noWait, "no-wait", false, "return as soon as the VM runs, without waiting for the guest")
 	f.StringVar(&o.wait, "wait", "agent", "what to wait for: agent, app (any mb.ready from the guest) or app:NAME")
+	f.BoolVar(&o.cold, "cold", false, "boot a suspended VM afresh, discarding its saved state")
+	f.StringVar(&o.from, "from", "", "restore the VM from its snapshot SNAP (memory and disk)")
 	return cmd
 }
 
@@ -129,7 +135,7 @@ func (a *app) start(cmd *cobra.Command, name string, o *startOptions) error {
 	wasRunning := vm.State == api.StateRunning
 	portBefore := qemu.RememberedSSHPort(vm.Dir)
 	prog.set("starting")
-	vm, err = c.StartWith(ctx, name, api.StartRequest{TimeoutSeconds: int((o.timeout + time.Second - 1) / time.Second), Wait: o.wait})
+	vm, err = c.StartWith(ctx, name, api.StartRequest{TimeoutSeconds: int((o.timeout + time.Second - 1) / time.Second), Wait: o.wait, Cold: o.cold, From: o.from})
 	if err != nil {
 		if created {
 			return a.dropFailedVM(c, name, err)
@@ -191,6 +197,9 @@ func vmSummary(vm *api.VM) string {
 // passes.
 func (a *app) waitReady(ctx context.Context, c *api.Client, name, app string, begin time.Time, timeout time.Duration, prog *progress) (*api.VM, error) {
 	deadline := begin.Add(timeout)
+	// Polled quickly at first: a resumed VM is ready in a fraction of a
+	// second.
+	delay := 20 * time.Millisecond
 	for {
 		vm, err := c.Inspect(ctx, name)
 		if err != nil {
@@ -219,8 +228,9 @@ func (a *app) waitReady(ctx context.Context, c *api.Client, name, app string, be
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, 200*time.Millisecond)
 	}
 }
 

@@ -71,6 +71,7 @@ to ~/.mb) and starts the daemon when it is not running.`,
 		a.daemonCmd(), a.serviceCmd(), a.versionCmd(), a.completionCmd(),
 		a.imageCmd(), a.sshCmd(), a.sshConfigCmd(),
 		a.monitorCmd(),
+		a.suspendCmd(), a.snapshotCmd(), a.cloneCmd(), // cmd_suspend.go, cmd_snapshot.go, cmd_clone.go
 	)
 	root.AddCommand(a.shellCmd(), a.cpCmd(), a.setCmd()) // the daily loop: cmd_shell.go, cmd_cp.go, cmd_set.go
 	return root

@@ -139,6 +139,11 @@ type StartRequest struct {
 	// readiness shows at once; the wait lasts at most the start timeout
 	// (2 minutes by default).
 	Wait string `json:"wait,omitempty"`
+	// Cold boots a suspended VM afresh, discarding its saved state.
+	Cold bool `json:"cold,omitempty"`
+	// From restores the VM from its snapshot of that name (memory and
+	// disk together).
+	From string `json:"from,omitempty"`
 }
 
 // ParseWait checks a StartRequest.Wait value and returns the readiness

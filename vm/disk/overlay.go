@@ -26,6 +26,10 @@ type Overlay struct {
 	// Size is the disk's virtual size in bytes; 0 keeps the base's size.
 	// It may grow an existing overlay, never shrink it.
 	Size uint64
+	// BaseIsOverlay says Base is itself an overlay mb made (a snapshot's
+	// frozen disk) whose chain the caller has checked; it need not stand
+	// alone.
+	BaseIsOverlay bool
 }
 
 // Ensure creates the overlay when it does not exist yet (qemu-img create
@@ -52,8 +56,10 @@ func (o Overlay) Ensure(ctx context.Context) error {
 		return fmt.Errorf("disk overlay %s: base image %s: %w", o.Path, base, err)
 	}
 	// The base itself must not pull in other files.
-	if err := CheckStandalone(base, format); err != nil {
-		return fmt.Errorf("disk overlay %s: %w", o.Path, err)
+	if !o.BaseIsOverlay {
+		if err := CheckStandalone(base, format); err != nil {
+			return fmt.Errorf("disk overlay %s: %w", o.Path, err)
+		}
 	}
 	// QEMU writes the overlay: it must be the VM's own file, not a link.
 	if fi, err := os.Lstat(o.Path); err == nil && !fi.Mode().IsRegular() {
