@@ -203,10 +203,17 @@ func TestQEMUGuestSession(t *testing.T) {
 	if out := e.ok("exec", "demo", "--", "sh", "-c", "sleep 300 & echo started"); strings.TrimSpace(out) != "started" {
 		t.Errorf("exec with a background child printed %q", out)
 	}
-	// 20 MiB of output is cut at the agent's cap, and mb says so.
+	// 20 MB of output streams through whole (mb-agent's streamed exec has
+	// no output cap) ...
 	big := e.mb("exec", "demo", "--", "sh", "-c", "head -c 20000000 /dev/zero")
+	if big.code != 0 || len(big.stdout) != 20000000 || strings.Contains(big.stderr, "truncated") {
+		t.Errorf("20 MB of output, streamed: exit %d, %d bytes, stderr %q; want all 20000000 bytes and no warning", big.code, len(big.stdout), big.stderr)
+	}
+	// ... while the one-shot form (--timeout) is cut at the agent's cap,
+	// and mb says so.
+	big = e.mb("exec", "--timeout", "2m", "demo", "--", "sh", "-c", "head -c 20000000 /dev/zero")
 	if big.code != 0 || len(big.stdout) != 16<<20 || !strings.Contains(big.stderr, "truncated") {
-		t.Errorf("20 MiB of output: exit %d, %d bytes, stderr %q; want 16 MiB and a truncation warning", big.code, len(big.stdout), big.stderr)
+		t.Errorf("20 MB of output, one-shot: exit %d, %d bytes, stderr %q; want 16 MiB and a truncation warning", big.code, len(big.stdout), big.stderr)
 	}
 	// A port forward reaches a listener started in the guest.
 	e.ok("exec", "demo", "--", "sh", "-c", "mkdir -p /tmp/www && echo hello-forward > /tmp/www/index.html && httpd -p 80 -h /tmp/www")
