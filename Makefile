@@ -51,6 +51,9 @@ deps:
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/ ./cmd/mb ./cmd/vmhost
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/mb-agent ./cmd/mb-agent
+	# The monitor serves these at /download/ for install.sh on other machines.
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -o $(BIN)/mb-agent-linux-amd64 ./cmd/mb-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -o $(BIN)/mb-agent-linux-arm64 ./cmd/mb-agent
 
 # Regenerate the protobuf code (committed) from its .proto files: protoc
 # from Debian's protobuf-compiler, protoc-gen-go built at the version go.mod
