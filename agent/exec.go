@@ -214,10 +214,10 @@ func (s *server) cmdExecStatus(_ context.Context, args json.RawMessage) (any, er
 	}
 }
 
-// startExec starts the command in its own process group and collects its
-// output and status in the background.
-// onExit runs once the command exited and its status is recorded.
-func startExec(a qgaproto.ExecArgs, onExit func(pid int)) (*execProc, int, error) {
+// newGuestCmd is the command of a guest-exec request: its environment
+// (the agent's when the request has none, with a PATH added when it
+// lacks one), the program looked up on that PATH, run in /.
+func newGuestCmd(a qgaproto.ExecArgs) (*exec.Cmd, error) {
 	env := a.Env
 	if env == nil {
 		env = os.Environ()
@@ -227,15 +227,20 @@ func startExec(a qgaproto.ExecArgs, onExit func(pid int)) (*execProc, int, error
 	}
 	path, err := lookPath(a.Path, envValue(env, "PATH"))
 	if err != nil {
+		return nil, err
+	}
+	return &exec.Cmd{Path: path, Args: append([]string{a.Path}, a.Arg...), Env: env, Dir: "/"}, nil
+}
+
+// startExec starts the command in its own process group and collects its
+// output and status in the background.
+// onExit runs once the command exited and its status is recorded.
+func startExec(a qgaproto.ExecArgs, onExit func(pid int)) (*execProc, int, error) {
+	cmd, err := newGuestCmd(a)
+	if err != nil {
 		return nil, 0, err
 	}
-	cmd := &exec.Cmd{
-		Path:        path,
-		Args:        append([]string{a.Path}, a.Arg...),
-		Env:         env,
-		Dir:         "/",
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 
 	var closeAfterStart []*os.File
 	var stdinW *os.File

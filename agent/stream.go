@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 	"time"
@@ -123,18 +122,10 @@ func (o *outStream) readInto(f *os.File, stderr bool) {
 // startStream starts a command for mb-stream: output to an outStream,
 // stdin streamed, optionally on a new pseudo-terminal.
 func startStream(a qgaproto.ExecArgs, onExit func(pid int)) (*execProc, int, error) {
-	env := a.Env
-	if env == nil {
-		env = os.Environ()
-	}
-	if envValue(env, "PATH") == "" {
-		env = append(env[:len(env):len(env)], "PATH="+pathOf(os.Environ()))
-	}
-	path, err := lookPath(a.Path, envValue(env, "PATH"))
+	cmd, err := newGuestCmd(a)
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := &exec.Cmd{Path: path, Args: append([]string{a.Path}, a.Arg...), Env: env, Dir: "/"}
 
 	var closeAfterStart, readers []*os.File
 	closeAll := func() {
