@@ -146,8 +146,9 @@ func vmMemory(vmhostPID, qemuPID int, guestBytes uint64) (vmMem, error) {
 	}
 	guest := -1
 	for i, mp := range maps {
-		// Anonymous, or the RAM file of a warm-startable VM (memory.ram).
-		ram := mp.Name == "" || strings.HasSuffix(mp.Name, "/"+snapshot.MemoryName)
+		// Anonymous, the memfd of a cold-booted VM (backend/qemu
+		// ram_linux.go), or the RAM file of a resumed VM (memory.ram).
+		ram := mp.Name == "" || strings.HasPrefix(mp.Name, "/memfd:mb-guest-ram") || strings.HasSuffix(mp.Name, "/"+snapshot.MemoryName)
 		if ram && mp.Size() >= guestBytes && mp.Size() <= guestBytes+4<<20 {
 			if guest < 0 || mp.RSS > maps[guest].RSS {
 				guest = i

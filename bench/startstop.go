@@ -294,6 +294,11 @@ func bareCommandLine(vmDir, bareDir string) ([]string, error) {
 	out := []string{exe}
 	copied := map[string]bool{}
 	for _, a := range argv[1:] {
+		if strings.HasPrefix(a, "memory-backend-file,") && strings.Contains(a, ",mem-path=/proc/self/fd/") {
+			// vmhost hands QEMU the guest RAM as a memfd (its fd 3); the
+			// bare QEMU makes the same kind of memory itself.
+			a = bareMemfd(a)
+		}
 		if strings.Contains(a, vmDir+"/") {
 			// A regular file in the VM directory (a disk overlay, a seed)
 			// is copied; sockets, logs and the PID file are made by QEMU.
@@ -311,6 +316,19 @@ func bareCommandLine(vmDir, bareDir string) ([]string, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// bareMemfd turns a memory-backend-file on an inherited memfd into a
+// memory-backend-memfd with the same id, size and sharing.
+func bareMemfd(arg string) string {
+	fields := strings.Split(arg, ",")
+	out := []string{"memory-backend-memfd"}
+	for _, f := range fields[1:] {
+		if !strings.HasPrefix(f, "mem-path=") {
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // filesUnder returns the names of files inside dir that an argument names

@@ -108,3 +108,10 @@ func TestVerdicts(t *testing.T) {
 		t.Errorf("noisy ratio with a median under the target: verdict %q, want inconclusive", got)
 	}
 }
+
+func TestBareMemfd(t *testing.T) {
+	got := bareMemfd("memory-backend-file,id=mem0,size=256M,mem-path=/proc/self/fd/3,share=on")
+	if want := "memory-backend-memfd,id=mem0,size=256M,share=on"; got != want {
+		t.Errorf("bareMemfd = %q, want %q", got, want)
+	}
+}

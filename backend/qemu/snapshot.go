@@ -33,8 +33,14 @@ const PhaseSuspend = "suspend"
 
 // warmConfig is the memory backing of a VM and the restore to run.
 type warmConfig struct {
-	// MemPath is the guest RAM file; "" keeps QEMU's anonymous RAM.
+	// MemPath is the guest RAM file QEMU maps; "" keeps QEMU's anonymous
+	// RAM. It is ramFDPath when RAM is set.
 	MemPath string
+	// RAM, when set, is the memfd that holds a cold-booted guest's RAM
+	// (ram_linux.go): QEMU gets it as its first extra file, and a suspend
+	// or a snapshot copies it into a file. A resumed VM runs on its
+	// memory.ram instead, mapped shared.
+	RAM *os.File
 	// Shared maps MemPath shared (the VM's own memory.ram, which then
 	// holds its RAM); otherwise it is mapped private, copy-on-write (a
 	// snapshot's memory, shared between the VMs restored from it).
@@ -91,21 +97,33 @@ func machineOf(cfg *bootConfig, bin qemuBinary) snapshot.Machine {
 }
 
 // suspendTemp is the state file being written by a suspend; a leftover
-// one is an interrupted suspend.
-const suspendTemp = "." + snapshot.StateName + ".tmp"
+// one is an interrupted suspend. memoryTemp is the same for the RAM copy.
+const (
+	suspendTemp = "." + snapshot.StateName + ".tmp"
+	memoryTemp  = "." + snapshot.MemoryName + ".tmp"
+)
+
+// ramMemfdName names the memfd of a cold-booted guest's RAM (it shows in
+// /proc/PID/maps as /memfd:mb-guest-ram); ramFDPath is where QEMU finds
+// it: the first extra file of its command is its fd 3.
+const (
+	ramMemfdName = "mb-guest-ram"
+	ramFDPath    = "/proc/self/fd/3"
+)
 
 // planWarm decides how the VM in dir starts: restored from its suspend
 // manifest when there is one (checked against now and its files), else a
 // cold boot on a fresh memory file.
 func planWarm(dir string, cfg *bootConfig, now snapshot.Machine) error {
 	_ = os.Remove(filepath.Join(dir, suspendTemp))
+	_ = os.Remove(filepath.Join(dir, memoryTemp))
 	own := filepath.Join(dir, snapshot.MemoryName)
 	m, err := snapshot.Read(dir, snapshot.ManifestName)
 	if errors.Is(err, os.ErrNotExist) {
 		// A state without its manifest is an interrupted suspend.
 		_ = os.Remove(filepath.Join(dir, snapshot.StateName))
 		cfg.Warm = warmConfig{MemPath: own, Shared: true}
-		return freshMemory(own, cfg.MemoryMiB)
+		return cfg.Warm.freshRAM(cfg.MemoryMiB)
 	}
 	if err != nil {
 		return err
@@ -133,9 +151,54 @@ func planWarm(dir string, cfg *bootConfig, now snapshot.Machine) error {
 		}
 		return nil
 	case snapshot.RAMStream:
-		return freshMemory(own, cfg.MemoryMiB)
+		return cfg.Warm.freshRAM(cfg.MemoryMiB)
 	}
 	return fmt.Errorf("%s: unknown RAM mode %q: start with --cold to boot afresh", filepath.Join(dir, snapshot.ManifestName), m.RAM)
+}
+
+// freshRAM gives a VM that does not map a saved RAM file new, empty RAM:
+// a memfd where the system has them, else a sparse file at w.MemPath. A
+// guest on a file in the VM directory boots about 0.4 s slower under tcg
+// (2.8 s against 2.4 s for the mini image): every first touch of a page
+// allocates a block of the file system, and the kernel writes the dirty
+// pages back while the guest runs.
+func (w *warmConfig) freshRAM(mib uint64) error {
+	f, err := anonRAM(mib)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return freshMemory(w.MemPath, mib)
+	}
+	if err != nil {
+		return err
+	}
+	// A memory file left by a VM that ran on one is stale now.
+	if err := os.Remove(w.MemPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		f.Close()
+		return fmt.Errorf("remove old memory file: %w", err)
+	}
+	w.RAM, w.MemPath = f, ramFDPath
+	return nil
+}
+
+// clearRAM empties the memfd before QEMU is started again on it (a start
+// that failed may have loaded firmware into it).
+func (w *warmConfig) clearRAM(mib uint64) error {
+	if w.RAM == nil {
+		return nil
+	}
+	if err := w.RAM.Truncate(0); err != nil {
+		return fmt.Errorf("clear the guest memory: %w", err)
+	}
+	if err := w.RAM.Truncate(int64(mib) << 20); err != nil {
+		return fmt.Errorf("clear the guest memory: %w", err)
+	}
+	return nil
+}
+
+// closeRAM lets the memfd go: its pages are freed once QEMU has exited.
+func (w *warmConfig) closeRAM() {
+	if w.RAM != nil {
+		_ = w.RAM.Close()
+	}
 }
 
 // freshMemory replaces path with an empty (sparse) RAM file of mib MiB,
@@ -275,8 +338,22 @@ func (c *Controller) waitMigration(ctx context.Context, mon *monitor) error {
 	}
 }
 
-// syncMemory flushes the VM's own RAM file to disk.
+// syncMemory makes the VM's RAM durable in its memory.ram: a memfd is
+// copied there (holes kept, synced, then renamed into place), a memory.ram
+// the VM runs on is flushed.
 func (c *Controller) syncMemory() error {
+	if ram := c.cfg.Warm.RAM; ram != nil {
+		tmp := filepath.Join(c.cfg.Dir, memoryTemp)
+		_ = os.Remove(tmp)
+		if _, err := copySparseFrom(ram, tmp); err != nil {
+			_ = os.Remove(tmp)
+			return fmt.Errorf("save the guest memory: %w", err)
+		}
+		if err := os.Rename(tmp, filepath.Join(c.cfg.Dir, snapshot.MemoryName)); err != nil {
+			return fmt.Errorf("save the guest memory: %w", err)
+		}
+		return nil
+	}
 	f, err := os.OpenFile(c.cfg.Warm.MemPath, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
@@ -290,11 +367,11 @@ func (c *Controller) syncMemory() error {
 
 // memoryRecord is the manifest entry of the VM's own RAM file.
 func (c *Controller) memoryRecord() (*snapshot.File, error) {
-	st, err := os.Lstat(c.cfg.Warm.MemPath)
+	st, err := os.Lstat(filepath.Join(c.cfg.Dir, snapshot.MemoryName))
 	if err != nil {
 		return nil, err
 	}
-	return &snapshot.File{Path: filepath.Base(c.cfg.Warm.MemPath), Size: st.Size()}, nil
+	return &snapshot.File{Path: snapshot.MemoryName, Size: st.Size()}, nil
 }
 
 // Suspend implements vmhost.Suspender: it pauses the guest, saves its
@@ -490,10 +567,12 @@ func (c *Controller) tellClone(ctx context.Context, client *qga.Client, hostname
 	c.log.Info("clone told its hostname and fresh entropy", "hostname", hostname)
 }
 
-// dropOwnMemory removes the VM's own RAM file after QEMU ended for any
-// reason but a suspend: it holds nothing worth keeping then.
+// dropOwnMemory lets the memfd go and removes the VM's own RAM file after
+// QEMU ended for any reason but a suspend: it holds nothing worth keeping
+// then.
 func (c *Controller) dropOwnMemory(stoppedBy string) {
-	if !c.cfg.Warm.Shared || c.cfg.Warm.MemPath == "" || stoppedBy == PhaseSuspend {
+	c.cfg.Warm.closeRAM()
+	if !c.cfg.Warm.Shared || c.cfg.Warm.RAM != nil || c.cfg.Warm.MemPath == "" || stoppedBy == PhaseSuspend {
 		return
 	}
 	if snapshot.Suspended(c.cfg.Dir) {

@@ -95,7 +95,7 @@ func (c *Controller) Snapshot(ctx context.Context, name string) (*snapshot.Manif
 		return nil, err
 	}
 	if m.RAM == snapshot.RAMFile {
-		size, err := copySparse(c.cfg.Warm.MemPath, filepath.Join(final, snapshot.SnapMemory))
+		size, err := c.copyMemory(filepath.Join(final, snapshot.SnapMemory))
 		if err != nil {
 			return nil, fmt.Errorf("copy the guest memory: %w", err)
 		}
@@ -212,14 +212,24 @@ func (c *Controller) virtualSize(ctx context.Context, mon *monitor, drive string
 	return 0, fmt.Errorf("QMP query-block: no drive %s", drive)
 }
 
-// copySparse copies src to a new file dst (0600), leaving holes where src
-// has zeros, and returns the size.
-func copySparse(src, dst string) (int64, error) {
-	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+// copyMemory copies the running VM's RAM (its memfd or its memory.ram)
+// to a new file dst and returns the size.
+func (c *Controller) copyMemory(dst string) (int64, error) {
+	if c.cfg.Warm.RAM != nil {
+		return copySparseFrom(c.cfg.Warm.RAM, dst)
+	}
+	in, err := os.OpenFile(c.cfg.Warm.MemPath, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer in.Close()
+	return copySparseFrom(in, dst)
+}
+
+// copySparseFrom copies in (from its start, whatever its offset) to a new
+// file dst (0600), leaving holes where in has zeros, syncs it and returns
+// the size.
+func copySparseFrom(in io.ReaderAt, dst string) (int64, error) {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return 0, err
@@ -229,14 +239,14 @@ func copySparse(src, dst string) (int64, error) {
 	zero := make([]byte, len(buf))
 	var off int64
 	for {
-		n, err := io.ReadFull(in, buf)
+		n, err := in.ReadAt(buf, off)
 		if n > 0 && !bytes.Equal(buf[:n], zero[:n]) {
 			if _, werr := out.WriteAt(buf[:n], off); werr != nil {
 				return 0, werr
 			}
 		}
 		off += int64(n)
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -117,6 +117,14 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 	if err := planWarm(dir, cfg, machineOf(cfg, bin)); err != nil { // snapshot.go
 		return nil, err
 	}
+	// From here on the guest RAM (a memfd) is the Controller's, or is let
+	// go on a failed start.
+	started := false
+	defer func() {
+		if !started {
+			cfg.Warm.closeRAM()
+		}
+	}()
 	if err := checkExplicitPorts(&s); err != nil {
 		return nil, err
 	}
@@ -146,6 +154,7 @@ func Start(ctx context.Context, opts Options) (*Controller, error) {
 			if s.SSHPort == 0 {
 				rememberSSHPort(log, cfg.Dir, cfg.SSHPort)
 			}
+			started = true
 			return c, nil
 		}
 		if s.SSHPort == 0 && errors.Is(err, errHostFwd) && attempt < maxPortAttempts {
@@ -179,9 +188,15 @@ func launch(ctx context.Context, log *slog.Logger, cfg *bootConfig, accel accelC
 			return nil, fmt.Errorf("remove stale %s: %w", cfg.path(n), err)
 		}
 	}
+	if err := cfg.Warm.clearRAM(cfg.MemoryMiB); err != nil {
+		return nil, err
+	}
 	args := buildArgs(cfg)
 	cmd := exec.Command(bin.Path, args...)
 	cmd.Dir = cfg.Dir
+	if cfg.Warm.RAM != nil {
+		cmd.ExtraFiles = []*os.File{cfg.Warm.RAM} // fd 3: ramFDPath
+	}
 	stderr := newTailWriter(log, 20)
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr

@@ -4,7 +4,8 @@
 //
 // A suspended VM keeps its state in the VM directory: suspend.json (the
 // manifest), suspend.state (device state, a QEMU migration stream) and
-// memory.ram (the guest's RAM, the file QEMU mapped as guest memory). A
+// memory.ram (the guest's RAM, which QEMU maps as guest memory on the
+// resume). A
 // named snapshot keeps the same files, plus the disk it froze, under
 // snapshots/NAME. The manifest is written last, so a state without one is
 // incomplete and never restored.
@@ -31,7 +32,8 @@ const (
 	ManifestName = "suspend.json"
 	// StateName is the suspended VM's device state.
 	StateName = "suspend.state"
-	// MemoryName is the guest RAM file of a VM (live while it runs).
+	// MemoryName is the guest RAM file of a suspended VM (live while a
+	// resumed VM runs on it).
 	MemoryName = "memory.ram"
 	// SnapshotsDir holds a VM's named snapshots, one directory each.
 	SnapshotsDir = "snapshots"
