@@ -125,12 +125,17 @@ func (c *Client) ExecStream(ctx context.Context, req StreamRequest, in <-chan St
 			<-inputDone
 		}
 	}()
+	// The first read does not wait either: a client's first stdin (or its
+	// end, for a command that reads none) follows the start at once, and
+	// a read waiting for output would hold it back for streamReadWait.
+	first := true
 	for {
 		var r qgaproto.ExecRead
 		wait := int(streamReadWait / time.Millisecond)
-		if inputBusy.Load() || time.Since(time.Unix(0, lastInput.Load())) < inputActive {
+		if first || inputBusy.Load() || time.Since(time.Unix(0, lastInput.Load())) < inputActive {
 			wait = 0
 		}
+		first = false
 		err := c.do(ctx, c.opts.CallTimeout+streamReadWait, func(s *session) error {
 			return s.call(qgaproto.ExecReadCommand, qgaproto.ExecReadArgs{PID: pid.PID, WaitMs: wait}, &r)
 		})

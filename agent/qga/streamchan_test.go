@@ -1,27 +1,71 @@
 package qga_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/mbvm/mb/agent/qga"
+	"github.com/mbvm/mb/agent/qgaproto"
 )
+
+// recordingConn keeps every request line the client writes.
+type recordingConn struct {
+	net.Conn
+	mu    *sync.Mutex
+	lines *[]qgaproto.Request
+}
+
+func (c recordingConn) Write(b []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var req struct {
+			Execute   string          `json:"execute"`
+			Arguments json.RawMessage `json:"arguments"`
+		}
+		if json.Unmarshal(line, &req) == nil && req.Execute != "" {
+			c.mu.Lock()
+			*c.lines = append(*c.lines, qgaproto.Request{Execute: req.Execute, Arguments: req.Arguments})
+			c.mu.Unlock()
+		}
+	}
+	return c.Conn.Write(b)
+}
+
+// streamClient returns a client of a real mb-agent that counts its
+// connects and records its requests.
+func streamClient(t *testing.T) (c *qga.Client, dials *atomic.Int32, requests func() []qgaproto.Request) {
+	t.Helper()
+	_, path := startAgent(t)
+	dials = new(atomic.Int32)
+	var mu sync.Mutex
+	var lines []qgaproto.Request
+	c = qga.NewClient(path, qga.ClientOptions{CallTimeout: long, Logger: quietLogger(),
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, err
+			}
+			return recordingConn{Conn: conn, mu: &mu, lines: &lines}, nil
+		}})
+	t.Cleanup(func() { c.Close() })
+	return c, dials, func() []qgaproto.Request {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]qgaproto.Request(nil), lines...)
+	}
+}
 
 // A streamed exec that ends normally leaves the agent channel as it found
 // it: the calls after it use the same connection, without a reconnect and
 // resynchronisation (which cost a slow guest tens of milliseconds each).
 func TestExecStreamKeepsTheChannel(t *testing.T) {
-	_, path := startAgent(t)
-	var dials atomic.Int32
-	c := qga.NewClient(path, qga.ClientOptions{CallTimeout: long, Logger: quietLogger(),
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			dials.Add(1)
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		}})
-	t.Cleanup(func() { c.Close() })
+	c, dials, _ := streamClient(t)
 	ctx := context.Background()
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
@@ -43,4 +87,29 @@ func TestExecStreamKeepsTheChannel(t *testing.T) {
 			t.Fatalf("after streamed exec %d the client connected %d times, want once", i, n)
 		}
 	}
+}
+
+// The first mb-exec-read after the start answers at once: the client's
+// first stdin (or its end) follows the start, and a read waiting for
+// output would hold it back on the shared channel.
+func TestExecStreamFirstReadDoesNotWait(t *testing.T) {
+	c, _, requests := streamClient(t)
+	code, err := c.ExecStream(context.Background(), qga.StreamRequest{Argv: []string{"sh", "-c", "exit 3"}}, nil, qga.StreamHandlers{})
+	if err != nil || code != 3 {
+		t.Fatalf("exec: code %d, %v; want 3", code, err)
+	}
+	for _, req := range requests() {
+		if req.Execute != qgaproto.ExecReadCommand {
+			continue
+		}
+		var a qgaproto.ExecReadArgs
+		if err := json.Unmarshal(req.Arguments.(json.RawMessage), &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.WaitMs != 0 {
+			t.Errorf("the first %s waits %d ms for output; want 0", req.Execute, a.WaitMs)
+		}
+		return
+	}
+	t.Fatalf("no %s among the requests %+v", qgaproto.ExecReadCommand, requests())
 }
