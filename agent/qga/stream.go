@@ -224,6 +224,9 @@ func (c *Client) pumpInput(ctx context.Context, stop <-chan struct{}, pid int, i
 			data = data[min(res.Written, n):]
 			if args.EOF && res.Written == n {
 				ev.EOF = false
+				// No stdin follows its end: reads may wait for output
+				// again at once.
+				last.Store(0)
 			}
 			if res.Written == 0 && (len(data) > 0 || ev.EOF) {
 				// The command takes nothing now: give the read loop the

@@ -113,3 +113,42 @@ func TestExecStreamFirstReadDoesNotWait(t *testing.T) {
 	}
 	t.Fatalf("no %s among the requests %+v", qgaproto.ExecReadCommand, requests())
 }
+
+// Once stdin's end is delivered no more stdin can come, so the reads that
+// follow wait for output again instead of polling the agent (which, in a
+// guest, takes CPU from the command itself).
+func TestExecStreamReadsWaitAfterStdinEnds(t *testing.T) {
+	c, _, requests := streamClient(t)
+	in := make(chan qga.StreamInput, 1)
+	// The command outlives its stdin a while, so that reads follow it.
+	code, err := c.ExecStream(context.Background(), qga.StreamRequest{Argv: []string{"sh", "-c", "cat; sleep 0.3"}}, in, qga.StreamHandlers{
+		Started: func(int) { in <- qga.StreamInput{EOF: true} },
+	})
+	if err != nil || code != 0 {
+		t.Fatalf("exec: code %d, %v", code, err)
+	}
+	eof, polls, reads := false, 0, 0
+	for _, req := range requests() {
+		switch req.Execute {
+		case qgaproto.ExecInputCommand:
+			eof = true
+		case qgaproto.ExecReadCommand:
+			var a qgaproto.ExecReadArgs
+			if err := json.Unmarshal(req.Arguments.(json.RawMessage), &a); err != nil {
+				t.Fatal(err)
+			}
+			if eof {
+				reads++
+				if a.WaitMs == 0 {
+					polls++
+				}
+			}
+		}
+	}
+	t.Logf("after stdin's end: %d reads, %d of them without waiting", reads, polls)
+	// One or two reads may still be on their way when the end goes out;
+	// polling until the input pause is over makes hundreds.
+	if !eof || polls > 10 {
+		t.Errorf("after stdin's end (sent: %v), %d of %d reads did not wait for output; want a few at most", eof, polls, reads)
+	}
+}
