@@ -98,18 +98,44 @@ func (c *Client) ExecStream(ctx context.Context, req StreamRequest, in <-chan St
 	// lastInput is when stdin last arrived (unix nanoseconds): more is
 	// likely to follow soon, so reads keep not waiting for a while.
 	var lastInput atomic.Int64
+	// stopInput ends the stdin pump once the command is done with. A call
+	// the pump has in flight then finishes instead of being cancelled:
+	// cancelling it leaves its reply unread, which drops the channel, and
+	// the next call (the next exec) would reconnect and resynchronise, a
+	// round trip the agent answers only after its idle-port backoff.
+	// A stream that failed cancels the call at once.
+	stopInput := make(chan struct{})
 	inputDone := make(chan struct{})
 	go func() {
 		defer close(inputDone)
-		c.pumpInput(ctx, pid.PID, in, &inputBusy, &lastInput)
+		c.pumpInput(ctx, stopInput, pid.PID, in, &inputBusy, &lastInput)
 	}()
-	defer func() { cancel(nil); <-inputDone }()
+	exited := false
+	defer func() {
+		if !exited {
+			cancel(nil)
+		}
+		close(stopInput)
+		t := time.NewTimer(inputFinish)
+		defer t.Stop()
+		select {
+		case <-inputDone:
+		case <-t.C:
+			cancel(nil)
+			<-inputDone
+		}
+	}()
+	// The first read does not wait either: a client's first stdin (or its
+	// end, for a command that reads none) follows the start at once, and
+	// a read waiting for output would hold it back for streamReadWait.
+	first := true
 	for {
 		var r qgaproto.ExecRead
 		wait := int(streamReadWait / time.Millisecond)
-		if inputBusy.Load() || time.Since(time.Unix(0, lastInput.Load())) < inputActive {
+		if first || inputBusy.Load() || time.Since(time.Unix(0, lastInput.Load())) < inputActive {
 			wait = 0
 		}
+		first = false
 		err := c.do(ctx, c.opts.CallTimeout+streamReadWait, func(s *session) error {
 			return s.call(qgaproto.ExecReadCommand, qgaproto.ExecReadArgs{PID: pid.PID, WaitMs: wait}, &r)
 		})
@@ -126,6 +152,7 @@ func (c *Client) ExecStream(ctx context.Context, req StreamRequest, in <-chan St
 			return 0, fmt.Errorf("read the output of %q (guest pid %d): %w (%v)", req.Argv[0], pid.PID, err, kerr)
 		}
 		if r.Exited {
+			exited = true
 			switch {
 			case r.ExitCode != nil:
 				return *r.ExitCode, nil
@@ -137,10 +164,24 @@ func (c *Client) ExecStream(ctx context.Context, req StreamRequest, in <-chan St
 	}
 }
 
+// inputFinish bounds how long the end of a streamed exec waits for a stdin
+// call in flight to finish before cancelling it.
+const inputFinish = 5 * time.Second
+
 // pumpInput hands stdin and resizes from in to the agent until in is
-// closed or ctx ends. Stdin the command does not take yet is sent again;
-// failures after the command exited are expected and dropped.
-func (c *Client) pumpInput(ctx context.Context, pid int, in <-chan StreamInput, busy *atomic.Bool, last *atomic.Int64) {
+// closed, stop is closed (the command is done with; input still queued is
+// dropped, a call in flight finishes) or ctx ends. Stdin the command does
+// not take yet is sent again; failures after the command exited are
+// expected and dropped.
+func (c *Client) pumpInput(ctx context.Context, stop <-chan struct{}, pid int, in <-chan StreamInput, busy *atomic.Bool, last *atomic.Int64) {
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
 	for {
 		var ev StreamInput
 		var ok bool
@@ -148,10 +189,15 @@ func (c *Client) pumpInput(ctx context.Context, pid int, in <-chan StreamInput, 
 		select {
 		case <-ctx.Done():
 			return
+		case <-stop:
+			return
 		case ev, ok = <-in:
 			if !ok {
 				return
 			}
+		}
+		if stopped() {
+			return
 		}
 		busy.Store(true)
 		last.Store(time.Now().UnixNano())
@@ -162,7 +208,7 @@ func (c *Client) pumpInput(ctx context.Context, pid int, in <-chan StreamInput, 
 			}
 		}
 		data := ev.Data
-		for len(data) > 0 || ev.EOF {
+		for (len(data) > 0 || ev.EOF) && !stopped() {
 			n := min(len(data), streamInputChunk)
 			args := qgaproto.ExecInputArgs{PID: pid, Data: data[:n], EOF: ev.EOF && n == len(data)}
 			var res qgaproto.ExecInputResult
@@ -178,6 +224,9 @@ func (c *Client) pumpInput(ctx context.Context, pid int, in <-chan StreamInput, 
 			data = data[min(res.Written, n):]
 			if args.EOF && res.Written == n {
 				ev.EOF = false
+				// No stdin follows its end: reads may wait for output
+				// again at once.
+				last.Store(0)
 			}
 			if res.Written == 0 && (len(data) > 0 || ev.EOF) {
 				// The command takes nothing now: give the read loop the
@@ -186,6 +235,9 @@ func (c *Client) pumpInput(ctx context.Context, pid int, in <-chan StreamInput, 
 				t := time.NewTimer(streamReadWait)
 				select {
 				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-stop:
 					t.Stop()
 					return
 				case <-t.C:
