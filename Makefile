@@ -35,7 +35,7 @@ VM_PKG_RE := /(agent/guestinit|backend/qemu|vm/disk|daemon|cmd/mb|failtest|bench
 # coordinator can report a spurious "context deadline exceeded" at the end
 # of the window on a loaded machine (golang/go#75804, fixed in Go 1.27).
 # Longer runs: `FUZZTIME=5000000x make fuzz`.
-FUZZ     := ./vmhost:FuzzDecodeRequest ./agent:FuzzRequestParser ./agent/cmdsock:FuzzReadRequest ./agent/qga:FuzzReplyParser ./vm/disk:FuzzQcow2References ./internal/safetext:FuzzClean
+FUZZ     := ./vmhost:FuzzDecodeRequest ./agent:FuzzRequestParser ./agent/cmdsock:FuzzReadRequest ./agent/qga:FuzzReplyParser ./agent/qgaproto:FuzzParseExecInput ./vm/disk:FuzzQcow2References ./internal/safetext:FuzzClean
 FUZZTIME ?= 50000x
 TEST_TIMEOUT ?= 25m
 # What `mb version` prints: the git revision (dev outside a checkout).

@@ -152,6 +152,11 @@ func (s *server) cmdExecInput(_ context.Context, args json.RawMessage) (any, err
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
+	return s.execInput(a)
+}
+
+// execInput hands one decoded chunk of stdin to its command.
+func (s *server) execInput(a qgaproto.ExecInputArgs) (any, error) {
 	s.execs.mu.Lock()
 	p, ok := s.execs.procs[a.PID]
 	s.execs.mu.Unlock()

@@ -125,6 +125,10 @@ func (s *server) serveStream(ctx context.Context, r io.Reader, w io.Writer) erro
 // handle runs one request and returns the encoded reply, or nil when the
 // command sends none.
 func (s *server) handle(ctx context.Context, obj []byte) []byte {
+	if a, ok := qgaproto.ParseExecInput(obj); ok {
+		v, err := s.execInput(a)
+		return s.encodeResult(qgaproto.ExecInputCommand, command{}, v, err, nil)
+	}
 	var req request
 	if err := json.Unmarshal(obj, &req); err != nil {
 		return encodeReply(reply{Error: genericError("invalid request: %v", err)})
@@ -142,13 +146,18 @@ func (s *server) handle(ctx context.Context, obj []byte) []byte {
 		args = json.RawMessage("{}")
 	}
 	v, err := cmd.run(ctx, args)
+	return s.encodeResult(req.Execute, cmd, v, err, req.ID)
+}
+
+// encodeResult is the reply to command execute, which returned v and err.
+func (s *server) encodeResult(execute string, cmd command, v any, err error, id json.RawMessage) []byte {
 	if err != nil {
 		var qe *qgaproto.Error
 		if !errors.As(err, &qe) {
 			qe = &qgaproto.Error{Class: qgaproto.ClassGenericError, Desc: err.Error()}
 		}
-		s.log.Debug("command failed", "command", req.Execute, "error", qe.Desc)
-		return encodeReply(reply{Error: qe, ID: req.ID})
+		s.log.Debug("command failed", "command", execute, "error", qe.Desc)
+		return encodeReply(reply{Error: qe, ID: id})
 	}
 	if cmd.noReply {
 		return nil
@@ -156,7 +165,7 @@ func (s *server) handle(ctx context.Context, obj []byte) []byte {
 	if v == nil {
 		v = struct{}{}
 	}
-	out := encodeReply(reply{Return: v, ID: req.ID})
+	out := encodeReply(reply{Return: v, ID: id})
 	if cmd.delimited {
 		out = append([]byte{0xFF}, out...)
 	}
