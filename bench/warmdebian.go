@@ -89,10 +89,13 @@ func runWarmDebian(ctx context.Context, e *env, r *results) error {
 		if _, err := run(append(append([]string{"start", name}, args...), "--timeout", debianTimeout.String())...); err != nil {
 			return 0, err
 		}
+		started := time.Since(t0)
 		if err := sshReady(ctx, mb, name); err != nil {
 			return 0, err
 		}
-		return time.Since(t0), nil
+		d := time.Since(t0)
+		e.log.Info("warmdebian to SSH-ready", "start", args, "start_ms", ms(started), "ssh_ms", ms(d-started))
+		return d, nil
 	}
 	marker := func() (string, error) {
 		out, err := run("ssh", name, "--", "cat "+debianMarker+" 2>/dev/null || echo none")
