@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,7 @@ func warmDebianPart() part {
 		{id: "warmdebian.suspend", name: "warmdebian: `mb suspend` of the restored VM until the command returns", unit: "ms"},
 		{id: "warmdebian.resume", name: "warmdebian: `mb start` of the suspended VM (resume) to SSH-ready", unit: "ms"},
 		{id: "warmdebian.resume_ratio", name: "warmdebian: ratio resume / cold, both to SSH-ready (of medians; spread of per-pair ratios)", unit: "×"},
+		{id: "warmdebian.ssh", name: "warmdebian: `mb ssh deb -- true` on the running VM, SSH already up (the floor of every SSH-ready time)", unit: "ms"},
 		{id: "warmdebian.snapshot_time", name: "warmdebian: `mb snapshot save` of the running Debian VM until it returns", unit: "ms"},
 		{id: "warmdebian.snapshot_size", name: "warmdebian: snapshot size on disk (state + sparse RAM copy + frozen disk layer)", unit: "MiB"},
 	}, run: runWarmDebian}
@@ -90,7 +92,7 @@ func runWarmDebian(ctx context.Context, e *env, r *results) error {
 			return 0, err
 		}
 		started := time.Since(t0)
-		if err := sshReady(ctx, mb, name); err != nil {
+		if err := sshReady(ctx, e.log, mb, name); err != nil {
 			return 0, err
 		}
 		d := time.Since(t0)
@@ -128,7 +130,7 @@ func runWarmDebian(ctx context.Context, e *env, r *results) error {
 	} else if _, err := run("stop", name); err != nil {
 		return err
 	}
-	var cold, from, resume, susp, snapTime, snapSize, fromRatios, resumeRatios []float64
+	var cold, from, resume, susp, sshT, snapTime, snapSize, fromRatios, resumeRatios []float64
 	for i := range pairs {
 		c := first
 		if i > 0 || !e.cfg.quick {
@@ -143,13 +145,17 @@ func runWarmDebian(ctx context.Context, e *env, r *results) error {
 		if _, err := run("ssh", name, "--", "echo "+want+" >"+debianMarker); err != nil {
 			return fmt.Errorf("write the marker: %w", err)
 		}
+		sst, err := timed("ssh", name, "--", "true")
+		if err != nil {
+			return fmt.Errorf("ssh %d: %w", i, err)
+		}
 		snap := fmt.Sprintf("s%d", i)
 		st, err := timed("snapshot", "save", name, snap)
 		if err != nil {
 			return fmt.Errorf("snapshot %d: %w", i, err)
 		}
 		sdir := snapshot.Dir(mb.VMDir(name), snap)
-		snapTime = append(snapTime, ms(st))
+		snapTime, sshT = append(snapTime, ms(st)), append(sshT, ms(sst))
 		snapSize = append(snapSize, mib(diskUsage(sdir, snapshot.SnapState, snapshot.SnapMemory, snapshot.SnapManifest, snapshot.SnapDisk)))
 		if _, err := run("stop", name); err != nil {
 			return fmt.Errorf("stop %d: %w", i, err)
@@ -184,6 +190,7 @@ func runWarmDebian(ctx context.Context, e *env, r *results) error {
 	r.set("warmdebian.from", from)
 	r.set("warmdebian.resume", resume)
 	r.set("warmdebian.suspend", susp)
+	r.set("warmdebian.ssh", sshT)
 	r.set("warmdebian.snapshot_time", snapTime)
 	r.set("warmdebian.snapshot_size", snapSize)
 	r.setRatio("warmdebian.ratio", median(from)/median(cold), fromRatios)
@@ -194,14 +201,22 @@ func runWarmDebian(ctx context.Context, e *env, r *results) error {
 // sshReady runs `mb ssh NAME -- true` until it exits 0. mb ssh itself
 // waits for SSH to accept the VM's key; the loop only covers a failure
 // after that (a refused login while the guest is still coming up).
-func sshReady(ctx context.Context, mb *rig.MB, name string) error {
+func sshReady(ctx context.Context, log *slog.Logger, mb *rig.MB, name string) error {
 	cctx, cancel := context.WithTimeout(ctx, debianTimeout)
 	defer cancel()
 	for {
-		_, err := mb.Run(cctx, "ssh", name, "--timeout", debianTimeout.String(), "--", "true")
+		cmd := mb.Command(cctx, "ssh", name, "--timeout", debianTimeout.String(), "--", "true")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
 		if err == nil {
+			// mb ssh says so when its first handshake failed and it waited.
+			if strings.Contains(stderr.String(), "waiting") {
+				log.Info("warmdebian: mb ssh waited for SSH", "vm", name)
+			}
 			return nil
 		}
+		err = fmt.Errorf("mb ssh: %w: %s", err, strings.TrimSpace(stderr.String()))
 		select {
 		case <-cctx.Done():
 			return fmt.Errorf("SSH to %s: %w", name, err)
