@@ -118,6 +118,7 @@ func runWarmDebian(ctx context.Context, e *env, r *results) error {
 	if err != nil {
 		return fmt.Errorf("first boot: %w", err)
 	}
+	e.noteAccel(mb.VMDir(name))
 	if _, err := run("ssh", name, "--", "cloud-init status --wait >/dev/null"); err != nil {
 		return fmt.Errorf("wait for cloud-init's first boot: %w", err)
 	}
