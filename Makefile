@@ -127,7 +127,7 @@ screenshots: deps image
 demo: deps image build
 	./scripts/demo.sh
 
-bench: deps image build
+bench: deps image debian-image build
 	$(GO) run ./bench
 
 chaos: deps image build

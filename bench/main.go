@@ -11,7 +11,7 @@
 //	go run ./bench                 # full run, writes bench/results.json and bench/RESULTS.md
 //	BENCH_QUICK=1 go run ./bench   # quick run
 //	go run ./bench -out /tmp/b     # write the files elsewhere
-//	go run ./bench -parts control  # only some parts (start,stop,control,scale,density,agent,fleet,fleetagent,dashboard,monitor,daily,warm)
+//	go run ./bench -parts control  # only some parts (start,stop,control,scale,density,agent,fleet,fleetagent,dashboard,monitor,daily,warm,warmdebian)
 //
 // BENCH_SRC=DIR builds the measured binaries from another checkout of the
 // module (for example an export of a commit) instead of this one.
@@ -34,7 +34,7 @@ import (
 
 func main() {
 	out := flag.String("out", "", "directory for results.json and RESULTS.md (default: bench/ in the repository)")
-	only := flag.String("parts", "", "comma-separated parts to run (start,stop,control,scale,density,agent,fleet,fleetagent,dashboard,monitor,daily,warm); default all")
+	only := flag.String("parts", "", "comma-separated parts to run (start,stop,control,scale,density,agent,fleet,fleetagent,dashboard,monitor,daily,warm,warmdebian); default all")
 	cycles := flag.Int("cycles", 0, "start/stop cycles of the start/stop part (default 20, quick 4: one per stop row in turn)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -134,7 +134,7 @@ type part struct {
 }
 
 func allParts() []part {
-	return []part{startStopPart(), controlPart(), scalePart(), densityPart(), agentPart(), fleetPart(), fleetAgentPart(), dashboardPart(), monitorPart(), dailyPart(), warmPart()}
+	return []part{startStopPart(), controlPart(), scalePart(), densityPart(), agentPart(), fleetPart(), fleetAgentPart(), dashboardPart(), monitorPart(), dailyPart(), warmPart(), warmDebianPart()}
 }
 
 // run builds the binaries and runs every part, in order.
