@@ -78,23 +78,10 @@ code is the remote command's (255 for an SSH error).`,
 			if err := checkSSHKey(t); err != nil {
 				return err
 			}
-			keys, err := sshkeys.Load(t.Dir)
+			argv, err := a.sshArgv(ctx, bin, t, timeout, args[1:])
 			if err != nil {
 				return err
 			}
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err = sshkeys.Probe(pctx, keys, user, t.Port)
-			cancel()
-			if err != nil {
-				fmt.Fprintf(a.stderr, "mb: waiting up to %s for SSH on 127.0.0.1:%d\n", timeout, t.Port)
-				wctx, cancel := context.WithTimeout(ctx, timeout)
-				err = sshkeys.WaitReady(wctx, keys, user, t.Port, time.Second)
-				cancel()
-				if err != nil {
-					return fmt.Errorf("VM %q: %w (is sshd running in the guest? see mb logs %s)", t.Name, err, t.Name)
-				}
-			}
-			argv := sshkeys.Argv(t, args[1:])
 			// Not CommandContext: an interrupt belongs to ssh (and the
 			// remote command), not to mb.
 			c := exec.Command(bin, argv[1:]...)
@@ -113,6 +100,55 @@ code is the remote command's (255 for an SSH error).`,
 	cmd.Flags().StringVarP(&user, "user", "l", sshkeys.DefaultUser, "guest user to log in as")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for SSH to accept")
 	return cmd
+}
+
+// sshArgv waits, up to timeout, until the VM's SSH accepts its key, and
+// returns the ssh command line for cmd. The VM's shared connection (an
+// OpenSSH ControlMaster, kept MuxPersist after its last session) is the
+// readiness check and the connection at once: a guest under emulation
+// spends about a second on each new connection, so `mb ssh` opens at most
+// one, and none while the shared one lives. Where it cannot be had, a
+// handshake from mb checks readiness and ssh connects on its own.
+func (a *app) sshArgv(ctx context.Context, bin string, t sshkeys.Target, timeout time.Duration, cmd []string) ([]string, error) {
+	mux := t.MuxPath() != ""
+	if mux && t.MuxAlive() {
+		return sshkeys.MuxArgv(t, cmd), nil
+	}
+	if mux {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := sshkeys.StartMux(sctx, bin, t)
+		cancel()
+		if err == nil {
+			return sshkeys.MuxArgv(t, cmd), nil
+		}
+		// Not up yet, or no sharing to be had: the handshake tells.
+	}
+	keys, err := sshkeys.Load(t.Dir)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = sshkeys.Probe(pctx, keys, t.User, t.Port)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(a.stderr, "mb: waiting up to %s for SSH on 127.0.0.1:%d\n", timeout, t.Port)
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		err = sshkeys.WaitReady(wctx, keys, t.User, t.Port, time.Second)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("VM %q: %w (is sshd running in the guest? see mb logs %s)", t.Name, err, t.Name)
+		}
+	}
+	if mux {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := sshkeys.StartMux(sctx, bin, t)
+		cancel()
+		if err == nil {
+			return sshkeys.MuxArgv(t, cmd), nil
+		}
+		// SSH is up but will not share: ssh connects on its own.
+	}
+	return sshkeys.Argv(t, cmd), nil
 }
 
 // checkSSHKey fails clearly for a VM that has no SSH key: mb makes keys

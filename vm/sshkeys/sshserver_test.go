@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -15,6 +16,8 @@ import (
 type testServer struct {
 	ln   net.Listener
 	Port int
+	// conns counts the connections accepted.
+	conns atomic.Int32
 }
 
 func startServer(t *testing.T, hostSigner ssh.Signer, authorized ssh.PublicKey) *testServer {
@@ -85,14 +88,16 @@ func startServerOn(t *testing.T, addr string, hostSigner ssh.Signer, authorized 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	srv := &testServer{ln: ln, Port: ln.Addr().(*net.TCPAddr).Port}
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			srv.conns.Add(1)
 			go serveConn(c, cfg)
 		}
 	}()
-	return &testServer{ln: ln, Port: ln.Addr().(*net.TCPAddr).Port}
+	return srv
 }
