@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -23,6 +24,41 @@ func TestCloneHostnames(t *testing.T) {
 	// An unknown argument is refused before anything changes.
 	if _, err := cmdClone(context.Background(), json.RawMessage(`{"hostname":"d1","x":1}`)); err == nil {
 		t.Error("mb-clone accepted an unknown argument")
+	}
+}
+
+// goodHostname is checked by hand; it must agree with the RFC 1123
+// grammar written as a regular expression, on every short string over an
+// alphabet with each kind of character and on the length limits.
+func TestGoodHostnameMatchesGrammar(t *testing.T) {
+	label := `[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?`
+	grammar := regexp.MustCompile(`^` + label + `(\.` + label + `)*$`)
+	want := func(h string) bool { return len(h) <= 253 && grammar.MatchString(h) }
+	check := func(h string) {
+		if got := goodHostname(h); got != want(h) {
+			t.Errorf("goodHostname(%q) = %v, the grammar says %v", h, got, !got)
+		}
+	}
+	const alphabet = "aZ0-._ \xc3"
+	var gen func(prefix string, n int)
+	gen = func(prefix string, n int) {
+		check(prefix)
+		if n == 0 {
+			return
+		}
+		for i := 0; i < len(alphabet); i++ {
+			gen(prefix+alphabet[i:i+1], n-1)
+		}
+	}
+	gen("", 5)
+	l63, l64 := strings.Repeat("a", 63), strings.Repeat("b", 64)
+	for _, h := range []string{
+		l63, l64, l63 + "." + l63, l63 + "." + l64, "x-" + l63[2:], l63[1:] + "-",
+		strings.Repeat(l63+".", 3) + strings.Repeat("c", 61), // 253
+		strings.Repeat(l63+".", 3) + strings.Repeat("c", 62), // 254
+		"é.example", "a.b.", ".a.b",
+	} {
+		check(h)
 	}
 }
 

@@ -207,7 +207,7 @@ if [ "$VARIANT" = qemu-ga ]; then
 elif [ -z "$AGENT_BIN" ]; then
 	say "building mb-agent for linux/$GOARCH"
 	(cd "$REPO" && CGO_ENABLED=0 GOOS=linux GOARCH=$GOARCH go build -trimpath -buildvcs=false \
-		-ldflags='-s -w' -o "$WORK/mb-agent" ./cmd/mb-agent) ||
+		-tags nethttpomithttp2 -ldflags='-s -w' -o "$WORK/mb-agent" ./cmd/mb-agent) ||
 		die "building cmd/mb-agent failed"
 	AGENT_BIN=$WORK/mb-agent
 fi

@@ -29,7 +29,7 @@ import (
 )
 
 // agentGCPercent is the agent role's GOGC.
-const agentGCPercent = 50
+const agentGCPercent = 20
 
 func main() {
 	if os.Getpid() == 1 {
@@ -86,9 +86,10 @@ func run(args []string) int {
 		return 2
 	}
 	setProcName()
-	// A guest's memory is the user's: collect garbage at half the
-	// default heap growth (the agent's live heap is small, so GC costs
-	// little), which keeps a polled socktop server's RSS down.
+	// A guest's memory is the user's: collect garbage at a fifth of the
+	// default heap growth (the agent's live heap is a few hundred KB, so a
+	// collection costs little), which keeps a polled socktop server's heap
+	// near 1.8 MB instead of 2.5 MB at GOGC 50.
 	debug.SetGCPercent(agentGCPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
