@@ -57,7 +57,14 @@ func qemuImgCommand(ctx context.Context, bin string, args ...string) *exec.Cmd {
 		return exec.CommandContext(ctx, bin, args...)
 	}
 	script := "ulimit -v " + strconv.Itoa(qemuImgMemKiB) + ` || exit 125; exec "$@"`
-	return exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "sh", bin}, args...)...)
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "sh", bin}, args...)...)
+	// glibc gives each thread that allocates its own malloc arena, with
+	// 64 MiB of address space reserved, up to eight per core: qemu-img's
+	// I/O threads then run out of the limit while using little memory
+	// ("qemu_thread_create: Resource temporarily unavailable", "failed to
+	// allocate memory for stack"), more often the busier the host.
+	cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=2")
+	return cmd
 }
 
 // runQemuImg runs qemu-img with args and returns its standard output; the
