@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,7 +39,11 @@ func (a *app) sshTarget(ctx context.Context, name, user string) (sshkeys.Target,
 		}
 		dir = layout.VMDir(h, name)
 	}
-	return sshkeys.Target{Name: name, Dir: dir, User: user, Port: v.SSHPort}, nil
+	t := sshkeys.Target{Name: name, Dir: dir, User: user, Port: v.SSHPort}
+	if v.StartedAt != nil {
+		t.Boot = strconv.FormatInt(v.StartedAt.UnixNano(), 36)
+	}
+	return t, nil
 }
 
 func (a *app) sshCmd() *cobra.Command {

@@ -25,11 +25,15 @@ const MuxPersist = 60 * time.Second
 // OpenSSH adds to the temporary name it binds first.
 const maxSocketPath = 80
 
-// MuxPath is the control socket of the shared connection for t's user
-// and port, in the VM directory (0700, so only its owner reaches it), or
+// MuxPath is the control socket of the shared connection for t's user,
+// port and run of the VM, in the VM directory (0700, so only its owner reaches it), or
 // "" when the path is too long for a unix socket (then no sharing).
 func (t Target) MuxPath() string {
-	p := filepath.Join(t.Dir, "ssh-"+t.user()+"-"+strconv.Itoa(t.Port)+".mux")
+	name := "ssh-" + t.user() + "-" + strconv.Itoa(t.Port)
+	if t.Boot != "" {
+		name += "-" + t.Boot
+	}
+	p := filepath.Join(t.Dir, name+".mux")
 	if len(p) > maxSocketPath {
 		return ""
 	}

@@ -80,6 +80,13 @@ func TestMuxStaleSocketAndLongPath(t *testing.T) {
 	if _, err := os.Lstat(tg.MuxPath()); !os.IsNotExist(err) {
 		t.Errorf("the stale control socket is still there: %v", err)
 	}
+	// A new run of the VM on the same port never meets its last run's
+	// master, whose connection may not have noticed the end yet.
+	run1, run2 := tg, tg
+	run1.Boot, run2.Boot = "a1", "a2"
+	if run1.MuxPath() == run2.MuxPath() || run1.MuxPath() == tg.MuxPath() {
+		t.Errorf("two runs of a VM share the control socket %s", run1.MuxPath())
+	}
 	long := Target{Name: "vm", Dir: filepath.Join("/tmp", strings.Repeat("d", 90)), Port: 2222}
 	if p := long.MuxPath(); p != "" {
 		t.Errorf("MuxPath for a %d-byte directory = %q; want none", len(long.Dir), p)

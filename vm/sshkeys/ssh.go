@@ -20,6 +20,10 @@ type Target struct {
 	User string
 	// Port is the host port on 127.0.0.1 forwarded to the guest's sshd.
 	Port int
+	// Boot names this run of the VM (its start time); a shared
+	// connection (MuxPath) belongs to one run, so a VM restarted or
+	// restored on the same port never reaches a master of its last run.
+	Boot string
 }
 
 func (t Target) user() string {
