@@ -107,6 +107,7 @@ func spawnDaemon(h string) (<-chan int, error) {
 	cmd.Env = append(daemon.CleanEnv(os.Environ()), layout.Env+"="+h)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	keepInheritedFromChildren()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the mb daemon (%s daemon): %w", exe, err)
 	}
