@@ -179,18 +179,18 @@ func (w *warmConfig) freshRAM(mib uint64) error {
 	return nil
 }
 
-// clearRAM empties the memfd before QEMU is started again on it (a start
-// that failed may have loaded firmware into it).
-func (w *warmConfig) clearRAM(mib uint64) error {
+// renewRAM gives a QEMU start a memfd of its own: a start that failed
+// (a forwarded port taken) had the last one, and its exit closed it.
+func (w *warmConfig) renewRAM(mib uint64) error {
 	if w.RAM == nil {
 		return nil
 	}
-	if err := w.RAM.Truncate(0); err != nil {
-		return fmt.Errorf("clear the guest memory: %w", err)
+	f, err := anonRAM(mib)
+	if err != nil {
+		return err
 	}
-	if err := w.RAM.Truncate(int64(mib) << 20); err != nil {
-		return fmt.Errorf("clear the guest memory: %w", err)
-	}
+	_ = w.RAM.Close()
+	w.RAM = f
 	return nil
 }
 
