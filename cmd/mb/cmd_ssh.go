@@ -119,14 +119,14 @@ func (a *app) sshArgv(ctx context.Context, bin string, t sshkeys.Target, timeout
 	if mux && t.MuxAlive() {
 		return sshkeys.MuxArgv(t, cmd), nil
 	}
-	if mux {
+	startMux := func() bool {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := sshkeys.StartMux(sctx, bin, t)
-		cancel()
-		if err == nil {
-			return sshkeys.MuxArgv(t, cmd), nil
-		}
-		// Not up yet, or no sharing to be had: the handshake tells.
+		defer cancel()
+		return sshkeys.StartMux(sctx, bin, t) == nil
+	}
+	// Not up yet, or no sharing to be had: the handshake below tells.
+	if mux && startMux() {
+		return sshkeys.MuxArgv(t, cmd), nil
 	}
 	keys, err := sshkeys.Load(t.Dir)
 	if err != nil {
@@ -144,15 +144,10 @@ func (a *app) sshArgv(ctx context.Context, bin string, t sshkeys.Target, timeout
 			return nil, fmt.Errorf("VM %q: %w (is sshd running in the guest? see mb logs %s)", t.Name, err, t.Name)
 		}
 	}
-	if mux {
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := sshkeys.StartMux(sctx, bin, t)
-		cancel()
-		if err == nil {
-			return sshkeys.MuxArgv(t, cmd), nil
-		}
-		// SSH is up but will not share: ssh connects on its own.
+	if mux && startMux() {
+		return sshkeys.MuxArgv(t, cmd), nil
 	}
+	// SSH is up but will not share: ssh connects on its own.
 	return sshkeys.Argv(t, cmd), nil
 }
 

@@ -102,26 +102,3 @@ func StartMux(ctx context.Context, bin string, t Target) error {
 	}
 	return nil
 }
-
-// WaitMux starts the shared connection, trying every interval until ctx
-// ends; waiting is called once, before the first retry.
-func WaitMux(ctx context.Context, bin string, t Target, interval time.Duration, waiting func()) error {
-	for first := true; ; first = false {
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := StartMux(actx, bin, t)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if first && waiting != nil {
-			waiting()
-		}
-		tm := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			tm.Stop()
-			return fmt.Errorf("SSH on 127.0.0.1:%d not ready (%w); last attempt: %v", t.Port, ctx.Err(), err)
-		case <-tm.C:
-		}
-	}
-}

@@ -18,16 +18,7 @@ import (
 // gone, MuxAlive says so and clears its socket.
 func TestMuxSharesOneConnection(t *testing.T) {
 	sshBin := testenv.Tool(t, "ssh", "openssh-client")
-	dir := t.TempDir()
-	k, err := Ensure(dir, "vm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, err := sshSigner(k.HostPrivate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := startServer(t, hostSigner, k.ClientSigner().PublicKey())
+	dir, _, srv := keyedServer(t)
 	tg := Target{Name: "vm", Dir: dir, Port: srv.Port}
 	if tg.MuxPath() == "" {
 		t.Fatalf("no control socket for the VM directory %s (%d bytes)", dir, len(dir))

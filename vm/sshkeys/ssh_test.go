@@ -169,16 +169,7 @@ func TestWaitReadyRetriesUntilServerUp(t *testing.T) {
 // code pass through.
 func TestArgvWithOpenSSH(t *testing.T) {
 	sshBin := testenv.Tool(t, "ssh", "openssh-client")
-	dir := t.TempDir()
-	k, err := Ensure(dir, "vm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostSigner, err := sshSigner(k.HostPrivate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := startServer(t, hostSigner, k.ClientSigner().PublicKey())
+	dir, k, srv := keyedServer(t)
 	argv := Argv(Target{Name: "vm", Dir: dir, Port: srv.Port}, []string{"echo", "hi"})
 	cmd := exec.CommandContext(ctxT(t), sshBin, append([]string{"-F", "/dev/null", "-o", "BatchMode=yes"}, argv[1:]...)...)
 	out, err := cmd.CombinedOutput()

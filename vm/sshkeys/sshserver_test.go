@@ -101,3 +101,19 @@ func startServerOn(t *testing.T, addr string, hostSigner ssh.Signer, authorized 
 	}()
 	return srv
 }
+
+// keyedServer makes a VM directory with fresh keys and a server that
+// presents its host key and accepts its client key.
+func keyedServer(t *testing.T) (dir string, k *Keys, srv *testServer) {
+	t.Helper()
+	dir = t.TempDir()
+	k, err := Ensure(dir, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostSigner, err := sshSigner(k.HostPrivate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, k, startServer(t, hostSigner, k.ClientSigner().PublicKey())
+}
