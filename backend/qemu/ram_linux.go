@@ -7,6 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// haveMemfd: a cold boot's guest RAM is a memfd (anonRAM).
+const haveMemfd = true
+
 // anonRAM makes the guest RAM of a cold boot: a memfd of mib MiB, held by
 // vmhost and passed to QEMU, which maps it shared. It lives in memory only
 // (no disk blocks to allocate or write back while the guest runs) and is

@@ -34,10 +34,11 @@ const PhaseSuspend = "suspend"
 // warmConfig is the memory backing of a VM and the restore to run.
 type warmConfig struct {
 	// MemPath is the guest RAM file QEMU maps; "" keeps QEMU's anonymous
-	// RAM. It is ramFDPath when RAM is set.
+	// RAM. It is ramFDPath for a memfd (RAM).
 	MemPath string
-	// RAM, when set, is the memfd that holds a cold-booted guest's RAM
-	// (ram_linux.go): QEMU gets it as its first extra file, and a suspend
+	// RAM is the memfd that holds a cold-booted guest's RAM
+	// (ram_linux.go), made at each QEMU start (newRAM) when MemPath is
+	// ramFDPath: QEMU gets it as its first extra file, and a suspend
 	// or a snapshot copies it into a file. A resumed VM runs on its
 	// memory.ram instead, mapped shared.
 	RAM *os.File
@@ -163,33 +164,29 @@ func planWarm(dir string, cfg *bootConfig, now snapshot.Machine) error {
 // allocates a block of the file system, and the kernel writes the dirty
 // pages back while the guest runs.
 func (w *warmConfig) freshRAM(mib uint64) error {
-	f, err := anonRAM(mib)
-	if errors.Is(err, errors.ErrUnsupported) {
+	if !haveMemfd {
 		return freshMemory(w.MemPath, mib)
-	}
-	if err != nil {
-		return err
 	}
 	// A memory file left by a VM that ran on one is stale now.
 	if err := os.Remove(w.MemPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		f.Close()
 		return fmt.Errorf("remove old memory file: %w", err)
 	}
-	w.RAM, w.MemPath = f, ramFDPath
+	w.MemPath = ramFDPath
 	return nil
 }
 
-// renewRAM gives a QEMU start a memfd of its own: a start that failed
-// (a forwarded port taken) had the last one, and its exit closed it.
-func (w *warmConfig) renewRAM(mib uint64) error {
-	if w.RAM == nil {
+// newRAM gives a QEMU start on a memfd (MemPath ramFDPath) a memfd of its
+// own: a start that failed (a forwarded port taken) had the last one, and
+// its exit closed it.
+func (w *warmConfig) newRAM(mib uint64) error {
+	if w.MemPath != ramFDPath {
 		return nil
 	}
 	f, err := anonRAM(mib)
 	if err != nil {
 		return err
 	}
-	_ = w.RAM.Close()
+	w.closeRAM()
 	w.RAM = f
 	return nil
 }

@@ -188,7 +188,7 @@ func launch(ctx context.Context, log *slog.Logger, cfg *bootConfig, accel accelC
 			return nil, fmt.Errorf("remove stale %s: %w", cfg.path(n), err)
 		}
 	}
-	if err := cfg.Warm.renewRAM(cfg.MemoryMiB); err != nil {
+	if err := cfg.Warm.newRAM(cfg.MemoryMiB); err != nil {
 		return nil, err
 	}
 	args := buildArgs(cfg)
