@@ -70,8 +70,8 @@ func cmdClone(_ context.Context, args json.RawMessage) (any, error) {
 		return nil, genericError("mb-clone: at most 4096 bytes of entropy")
 	}
 	if len(a.Entropy) > 0 {
-		if err := os.WriteFile("/dev/urandom", a.Entropy, 0); err != nil {
-			return nil, genericError("mb-clone: mix entropy: %v", err)
+		if err := mixEntropy(a.Entropy); err != nil {
+			return nil, genericError("mb-clone: %v", err)
 		}
 	}
 	if err := setHostname(a.Hostname); err != nil {

@@ -494,7 +494,7 @@ func (c *Controller) restore(ctx context.Context, hctx context.Context) error {
 const guestTellWait = 2 * time.Minute
 
 // tellGuest sets the restored guest's clock from the host as soon as its
-// agent answers (guest-set-time, which mb-agent and qemu-ga both have),
+// agent answers (setGuestClock),
 // and hands a clone its new hostname and fresh entropy (mb-agent only).
 func (c *Controller) tellGuest(ctx context.Context, m *snapshot.Manifest) {
 	c.mu.Lock()
@@ -522,17 +522,111 @@ func (c *Controller) tellGuest(ctx context.Context, m *snapshot.Manifest) {
 		}
 	}
 	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
-	err := client.Call(cctx, "guest-set-time", map[string]any{"time": time.Now().UnixNano()}, nil)
+	how, err := c.setGuestClock(cctx, client)
 	ccancel()
 	if err != nil {
 		c.log.Warn("cannot set the restored guest's clock", "err", err)
 	} else {
-		c.log.Info("restored guest's clock set")
+		c.log.Info("restored guest's clock set", "by", how)
 	}
 	if m.CloneHostname != "" {
 		c.tellClone(ctx, client, m.CloneHostname)
 	}
 }
+
+// clockOffBy is how far from the host's a clock set through date(1) may
+// be before guest-set-time sets it again.
+const clockOffBy = 500 * time.Millisecond
+
+// setGuestClock sets the guest's clock to the host's and says how.
+// mb-agent's guest-set-time only sets the clock. Stock qemu-ga's then runs
+// hwclock -w, which busy-waits up to a second for the RTC's next tick: on
+// a freshly restored guest under TCG, with one vCPU, that second is taken
+// from whatever the guest was restored to serve (an SSH handshake took
+// 0.5 s longer). So a stock agent's guest is stepped with date(1) through
+// guest-exec, checked with guest-get-time, and guest-set-time remains the
+// fallback (for a guest whose date has no relative form).
+func (c *Controller) setGuestClock(ctx context.Context, client *qga.Client) (string, error) {
+	info, err := client.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if !info.IsMBAgent() && info.Supports("guest-exec") && info.Supports("guest-get-time") {
+		off, err := dateClock(ctx, client)
+		if err == nil {
+			return fmt.Sprintf("date (now %v off)", off.Round(time.Millisecond)), nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+		c.log.Info("cannot step the guest's clock with date(1); guest-set-time instead", "err", err)
+	}
+	return "guest-set-time", client.Call(ctx, "guest-set-time", map[string]any{"time": time.Now().UnixNano()}, nil)
+}
+
+// dateClock steps the guest's clock by its offset from the host's, as
+// guest-get-time measures it, with GNU date's relative form (date -s
+// "-2.5 seconds"): date reads the clock it then sets, so the time the
+// guest takes to start it does not count. It checks the result the same
+// way and returns the offset left.
+func dateClock(ctx context.Context, client *qga.Client) (time.Duration, error) {
+	off, err := guestClockOffset(ctx, client)
+	if err != nil {
+		return 0, err
+	}
+	step := fmt.Sprintf("%+.9f seconds", -off.Seconds())
+	res, err := client.Exec(ctx, qga.ExecRequest{Argv: []string{"date", "-u", "-s", step}, Timeout: 5 * time.Second})
+	if err != nil {
+		return 0, err
+	}
+	if res.ExitCode != 0 {
+		return 0, fmt.Errorf("date -s: exit code %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	if off, err = guestClockOffset(ctx, client); err != nil {
+		return 0, err
+	}
+	if off > clockOffBy || off < -clockOffBy {
+		return off, fmt.Errorf("date -s left the guest's clock %v off", off.Round(time.Millisecond))
+	}
+	return off, nil
+}
+
+// guestClockOffset is the guest's clock less the host's, read with
+// guest-get-time against the middle of the call's round trip; of three
+// readings, the one with the shortest round trip (a guest just restored
+// under emulation answers some calls late).
+func guestClockOffset(ctx context.Context, client *qga.Client) (time.Duration, error) {
+	var best, bestRTT time.Duration
+	for i := range 3 {
+		var guest int64
+		before := time.Now()
+		if err := client.Call(ctx, "guest-get-time", nil, &guest); err != nil {
+			return 0, err
+		}
+		rtt := time.Since(before)
+		if i == 0 || rtt < bestRTT {
+			best, bestRTT = time.Unix(0, guest).Sub(before.Add(rtt/2)), rtt
+		}
+	}
+	return best, nil
+}
+
+// noReseed is what cloneScript prints when it found no way to reseed the
+// kernel's random generator.
+const noReseed = "mb: no reseed"
+
+// cloneScript gives a stock qemu-ga guest its new hostname ($1) and mixes
+// the entropy on stdin into the kernel's pool. Writing /dev/urandom only
+// mixes; the RNDRESEEDCRNG ioctl (0x5207) makes the kernel reseed from the
+// pool at once, which matters where no vmgenid driver did it at the
+// restore (Debian's cloud kernel has none): the shell has no ioctl, so
+// perl (Essential on Debian and Ubuntu) or python3 makes the call.
+const cloneScript = `cat > /dev/urandom || exit 1
+perl -e 'open(my $f, ">", "/dev/urandom") or exit 1; ioctl($f, 0x5207, 0) or exit 1' 2>/dev/null ||
+python3 -c 'import fcntl, os; fcntl.ioctl(os.open("/dev/urandom", os.O_WRONLY), 0x5207)' 2>/dev/null ||
+echo "` + noReseed + `"
+hostname "$1" && { [ ! -f /etc/hostname ] || [ -L /etc/hostname ] || echo "$1" > /etc/hostname; } &&
+{ [ ! -f /etc/hosts ] || [ -L /etc/hosts ] || grep -q "[[:space:]]$1\$" /etc/hosts || echo "127.0.1.1 $1" >> /etc/hosts; }`
 
 // tellClone gives a clone its hostname and fresh entropy through mb-agent.
 func (c *Controller) tellClone(ctx context.Context, client *qga.Client, hostname string) {
@@ -548,13 +642,15 @@ func (c *Controller) tellClone(ctx context.Context, client *qga.Client, hostname
 	var qe *qgaproto.Error
 	if errors.As(err, &qe) && qe.Class == qgaproto.ClassCommandNotFound {
 		// Stock qemu-ga: the same through guest-exec, with the guest's
-		// own hostname(1).
-		script := `hostname "$1" && { [ ! -f /etc/hostname ] || [ -L /etc/hostname ] || echo "$1" > /etc/hostname; } &&
-{ [ ! -f /etc/hosts ] || [ -L /etc/hosts ] || grep -q "[[:space:]]$1\$" /etc/hosts || echo "127.0.1.1 $1" >> /etc/hosts; } && cat > /dev/urandom`
+		// own tools. The entropy comes first, so that a guest that
+		// already answers to its new name has it.
 		var res *qga.ExecResult
-		res, err = client.Exec(ctx, qga.ExecRequest{Argv: []string{"/bin/sh", "-c", script, "sh", hostname}, Stdin: seed, Timeout: 10 * time.Second})
+		res, err = client.Exec(ctx, qga.ExecRequest{Argv: []string{"/bin/sh", "-c", cloneScript, "sh", hostname}, Stdin: seed, Timeout: 10 * time.Second})
 		if err == nil && res.ExitCode != 0 {
 			err = fmt.Errorf("exit code %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+		}
+		if err == nil && strings.Contains(string(res.Stdout), noReseed) {
+			c.log.Warn("the clone's kernel random generator was not reseeded (no perl or python3 in the guest for the RNDRESEEDCRNG ioctl): the fresh entropy is used at its next scheduled reseed, within a minute")
 		}
 	}
 	if err != nil {

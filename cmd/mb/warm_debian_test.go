@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mbvm/mb/vm/image"
 )
@@ -29,6 +31,9 @@ func TestDebianSnapshotClones(t *testing.T) {
 	e.ok("start", "deb", "-f", specFile, "--timeout", "10m")
 	e.ok("ssh", "deb", "--timeout", "5m", "--", "cloud-init status --wait >/dev/null; echo installed | sudo tee /etc/mb-marker >/dev/null")
 	e.ok("snapshot", "save", "deb", "s1")
+	// The clones' clocks start where the snapshot's stood: let it fall
+	// behind, so that a clock left unset shows.
+	time.Sleep(4 * time.Second)
 	e.ok("clone", "deb", "d1", "d2", "--from", "s1", "--timeout", "5m")
 
 	random := map[string]string{}
@@ -47,6 +52,21 @@ func TestDebianSnapshotClones(t *testing.T) {
 			}
 		}
 		random[c] = out[1]
+		// Stock qemu-ga's guest-set-time runs hwclock -w, which busy-waits
+		// the guest's one vCPU for up to a second; its clock is set with
+		// date(1) instead, and must be right.
+		e.eventually("clone "+c+"'s clock within 2 s of the host's", func() bool {
+			before := time.Now().Unix()
+			out := e.ok("ssh", c, "--", "date +%s")
+			after := time.Now().Unix()
+			g, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+			return err == nil && g >= before-2 && g <= after+2
+		})
+		if log, err := os.ReadFile(filepath.Join(e.home, "vms", c, "vmhost.log")); err != nil {
+			t.Error(err)
+		} else if !strings.Contains(string(log), "clock set") || !strings.Contains(string(log), "by=\"date") {
+			t.Errorf("clone %s: vmhost.log does not say the clock was set with date(1):\n%s", c, log)
+		}
 	}
 	e.ok("ssh", "d1", "--", "echo d1 | sudo tee /etc/only-d1 >/dev/null")
 	for _, other := range []string{"d2", "deb"} {
