@@ -73,16 +73,9 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 	if err != nil {
 		return err
 	}
-	rss, own, err := agentMemory(ctx, mb, before)
-	if err != nil {
-		return err
-	}
-	r.set("agent.rss", []float64{mib(rss)})
-	r.set("agent.rss.own", []float64{mib(own)})
-	r.note("agent.rss", "%d processes, command socket and socktop on", len(before.procs))
 
 	// The reads themselves run through the agent and cost it CPU. Two
-	// back-to-back reads measure that cost, which is then taken off the
+	// back-to-back reads measure that cost, which is then taken off each
 	// idle window (which also starts and ends with a read).
 	// The smallest of three back-to-back costs is taken off, so the
 	// correction never exceeds what a read really costs.
@@ -102,29 +95,54 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 		}
 		next = snap
 	}
-	e.log.Info("agent: guest idling", "seconds", e.cfg.idle.Seconds())
-	select {
-	case <-time.After(e.cfg.idle):
-	case <-ctx.Done():
-		return ctx.Err()
+	// Five idle windows (one in quick mode), each followed by a reading
+	// of the memory: five samples of each, for a confidence interval.
+	windows, window := 5, e.cfg.idle/2
+	if e.cfg.quick {
+		windows, window = 1, e.cfg.idle
 	}
-	after, err := guestAgentProcs(ctx, mb)
-	if err != nil {
-		return err
+	var pssS, ownS, cpuS []float64
+	var ticksAll uint64
+	var wallAll float64
+	for w := range windows {
+		if w > 0 {
+			if next, err = guestAgentProcs(ctx, mb); err != nil {
+				return err
+			}
+		}
+		e.log.Info("agent: guest idling", "window", w, "seconds", window.Seconds())
+		select {
+		case <-time.After(window):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		after, err := guestAgentProcs(ctx, mb)
+		if err != nil {
+			return err
+		}
+		ticks, err := agentTicks(next, after)
+		if err != nil {
+			return err
+		}
+		wall := after.uptime - next.uptime
+		if wall <= 0 {
+			return fmt.Errorf("guest uptime did not advance (%.2f → %.2f)", next.uptime, after.uptime)
+		}
+		idle := float64(ticks) - float64(readCost)
+		cpuS = append(cpuS, max(idle, 0)/userHZ/wall*100)
+		ticksAll, wallAll = ticksAll+ticks, wallAll+wall
+		pss, own, err := agentMemory(ctx, mb, after)
+		if err != nil {
+			return err
+		}
+		pssS, ownS = append(pssS, mib(pss)), append(ownS, mib(own))
 	}
-	ticks, err := agentTicks(next, after)
-	if err != nil {
-		return err
-	}
-	wall := after.uptime - next.uptime
-	if wall <= 0 {
-		return fmt.Errorf("guest uptime did not advance (%.2f → %.2f)", next.uptime, after.uptime)
-	}
-	idle := float64(ticks) - float64(readCost)
-	cpu := max(idle, 0) / userHZ / wall * 100
-	r.set("agent.cpu", []float64{cpu})
-	r.note("agent.cpu", "%.0f s idle window on the guest clock, vmhost's agent pings included; %d ticks measured, minus %d ticks that one read through mb exec costs at least (raw %.2f %%)",
-		wall, ticks, readCost, float64(ticks)/userHZ/wall*100)
+	r.set("agent.rss", pssS)
+	r.set("agent.rss.own", ownS)
+	r.note("agent.rss", "%d processes, command socket and socktop on; read after each idle window", len(before.procs))
+	r.set("agent.cpu", cpuS)
+	r.note("agent.cpu", "%d idle windows of %.0f s on the guest clock, vmhost's agent pings included; %d ticks measured in all, minus %d ticks a window that one read through mb exec costs at least (raw %.2f %%)",
+		windows, wallAll/float64(windows), ticksAll, readCost, float64(ticksAll)/userHZ/wallAll*100)
 
 	// The same window with a socktop client polling metrics.
 	pctx, stopPoll := context.WithCancel(ctx)
@@ -147,17 +165,18 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 	if err != nil {
 		return err
 	}
-	ticks, err = agentTicks(first, last)
+	ticks, err := agentTicks(first, last)
 	if err != nil {
 		return err
 	}
-	wall = last.uptime - first.uptime
+	wall := last.uptime - first.uptime
 	if wall <= 0 || replies == 0 {
 		return fmt.Errorf("socktop polling: %d replies in %.1f s of guest time", replies, wall)
 	}
 	r.set("agent.cpu.poll", []float64{max(float64(ticks)-float64(readCost), 0) / userHZ / wall * 100})
 	r.note("agent.cpu.poll", "%.0f s window, %d get_metrics replies, minus %d ticks for one read through mb exec", wall, replies, readCost)
-	if rss, _, err = agentMemory(ctx, mb, last); err != nil {
+	rss, _, err := agentMemory(ctx, mb, last)
+	if err != nil {
 		return err
 	}
 	r.set("agent.rss.poll", []float64{mib(rss)})
