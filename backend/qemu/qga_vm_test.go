@@ -56,6 +56,28 @@ func TestStockQemuGAInVM(t *testing.T) {
 		t.Errorf("metrics through qemu-ga = %s, %v; want source qemu-ga", raw, err)
 	}
 
+	// A restored guest's clock: busybox's date has no relative form, so
+	// setGuestClock falls back to qemu-ga's guest-set-time, and the clock
+	// is right either way.
+	res, err = c.Exec(ctx, vmhost.ExecRequest{Argv: []string{"date", "-s", "2020-01-01 00:00:00"}})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("set the guest's clock back: %+v, %v", res, err)
+	}
+	c.mu.Lock()
+	w, ok := c.agent.(interface{ Client() *qga.Client })
+	c.mu.Unlock()
+	if !ok {
+		t.Fatalf("the agent %T has no QGA client", c.agent)
+	}
+	how, err := c.setGuestClock(ctx, w.Client())
+	if how != "guest-set-time" {
+		t.Errorf("setGuestClock on busybox = %q, %v; want the guest-set-time fallback", how, err)
+	}
+	off, err := guestClockOffset(ctx, w.Client())
+	if err != nil || off > 2*time.Second || off < -2*time.Second {
+		t.Errorf("after setGuestClock the guest's clock is %v off (%v), want within 2 s", off, err)
+	}
+
 	sctx, scancel := context.WithTimeout(context.Background(), stopDeadline)
 	defer scancel()
 	r, err := c.StopMode(sctx, 60*time.Second, vmhost.ModeAuto)
