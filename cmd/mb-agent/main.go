@@ -93,6 +93,7 @@ func run(args []string) int {
 	debug.SetGCPercent(agentGCPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go releaseIdleMemory(ctx)
 	if *relayPort != 0 {
 		if err := startRelay(ctx, *relayPort, logger); err != nil {
 			logger.Error("port relay not started", "err", err)
