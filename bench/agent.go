@@ -74,12 +74,48 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 		return err
 	}
 
-	// The reads themselves run through the agent and cost it CPU. Two
-	// back-to-back reads measure that cost, which is then taken off each
-	// idle window (which also starts and ends with a read).
-	// The smallest of three back-to-back costs is taken off, so the
-	// correction never exceeds what a read really costs.
-	next := before
+	// Five idle windows (one in quick mode), measured from inside the
+	// guest by a shell loop, so that no exec through the agent (the
+	// measurement's own traffic) falls in them: only vmhost's liveness
+	// pings reach the agent, as on any idle VM.
+	windows, window := 5, e.cfg.idle/2
+	if e.cfg.quick {
+		windows, window = 1, e.cfg.idle
+	}
+	samples, err := sampleIdleAgent(ctx, mb, before, windows, window)
+	if err != nil {
+		return err
+	}
+	var pssS, ownS, cpuS []float64
+	var ticksAll uint64
+	var wallAll float64
+	for w := 1; w < len(samples); w++ {
+		ticks, err := agentTicks(samples[w-1].procs, samples[w].procs)
+		if err != nil {
+			return err
+		}
+		wall := samples[w].procs.uptime - samples[w-1].procs.uptime
+		if wall <= 0 {
+			return fmt.Errorf("guest uptime did not advance (%.2f → %.2f)", samples[w-1].procs.uptime, samples[w].procs.uptime)
+		}
+		cpuS = append(cpuS, float64(ticks)/userHZ/wall*100)
+		ticksAll, wallAll = ticksAll+ticks, wallAll+wall
+		pssS, ownS = append(pssS, mib(samples[w].pss)), append(ownS, mib(samples[w].ownRSS))
+	}
+	r.set("agent.rss", pssS)
+	r.set("agent.rss.own", ownS)
+	r.note("agent.rss", "%d processes, command socket and socktop on; read in the guest at the end of each idle window", len(before.procs))
+	r.set("agent.cpu", cpuS)
+	r.note("agent.cpu", "%d idle windows of %.0f s on the guest clock, read by a shell loop in the guest (no exec through the agent in them), vmhost's agent pings included; %d ticks in all",
+		windows, wallAll/float64(windows), ticksAll)
+	// The reads after this point run through the agent and cost it CPU:
+	// two back-to-back reads measure that cost, taken off the polled
+	// window below (which starts and ends with a read). The smallest of
+	// three is taken, so the correction never exceeds what a read costs.
+	next, err := guestAgentProcs(ctx, mb)
+	if err != nil {
+		return err
+	}
 	var readCost uint64
 	for i := range 3 {
 		snap, err := guestAgentProcs(ctx, mb)
@@ -95,54 +131,6 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 		}
 		next = snap
 	}
-	// Five idle windows (one in quick mode), each followed by a reading
-	// of the memory: five samples of each, for a confidence interval.
-	windows, window := 5, e.cfg.idle/2
-	if e.cfg.quick {
-		windows, window = 1, e.cfg.idle
-	}
-	var pssS, ownS, cpuS []float64
-	var ticksAll uint64
-	var wallAll float64
-	for w := range windows {
-		if w > 0 {
-			if next, err = guestAgentProcs(ctx, mb); err != nil {
-				return err
-			}
-		}
-		e.log.Info("agent: guest idling", "window", w, "seconds", window.Seconds())
-		select {
-		case <-time.After(window):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		after, err := guestAgentProcs(ctx, mb)
-		if err != nil {
-			return err
-		}
-		ticks, err := agentTicks(next, after)
-		if err != nil {
-			return err
-		}
-		wall := after.uptime - next.uptime
-		if wall <= 0 {
-			return fmt.Errorf("guest uptime did not advance (%.2f → %.2f)", next.uptime, after.uptime)
-		}
-		idle := float64(ticks) - float64(readCost)
-		cpuS = append(cpuS, max(idle, 0)/userHZ/wall*100)
-		ticksAll, wallAll = ticksAll+ticks, wallAll+wall
-		pss, own, err := agentMemory(ctx, mb, after)
-		if err != nil {
-			return err
-		}
-		pssS, ownS = append(pssS, mib(pss)), append(ownS, mib(own))
-	}
-	r.set("agent.rss", pssS)
-	r.set("agent.rss.own", ownS)
-	r.note("agent.rss", "%d processes, command socket and socktop on; read after each idle window", len(before.procs))
-	r.set("agent.cpu", cpuS)
-	r.note("agent.cpu", "%d idle windows of %.0f s on the guest clock, vmhost's agent pings included; %d ticks measured in all, minus %d ticks a window that one read through mb exec costs at least (raw %.2f %%)",
-		windows, wallAll/float64(windows), ticksAll, readCost, float64(ticksAll)/userHZ/wallAll*100)
 
 	// The same window with a socktop client polling metrics.
 	pctx, stopPoll := context.WithCancel(ctx)
@@ -181,6 +169,121 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 	}
 	r.set("agent.rss.poll", []float64{mib(rss)})
 	return nil
+}
+
+// idleSample is one reading of the guest's mb-agent processes taken in
+// the guest: their CPU ticks, the PSS of all and the resident set of the
+// agent process (not PID 1), in bytes.
+type idleSample struct {
+	procs       guestProcs
+	pss, ownRSS uint64
+}
+
+// idleSampler is the guest-side loop: after a first reading, one reading
+// every $2 seconds, $1 times, of /proc/uptime, the stat line and the
+// smaps_rollup Rss and Pss of each PID after $2, into $3; "done" ends it.
+const idleSampler = `n=$1 w=$2 out=$3; shift 3
+i=0
+while :; do
+	echo "=== $i"
+	cat /proc/uptime
+	for p in "$@"; do cat /proc/$p/stat; done
+	for p in "$@"; do echo "mem $p $(grep -E '^(Rss|Pss):' /proc/$p/smaps_rollup | tr -s ' ' | cut -d' ' -f2 | tr '\n' ' ')"; done
+	[ $i -ge $n ] && break
+	i=$((i+1))
+	sleep $w
+done > $out.tmp
+echo done >> $out.tmp
+mv $out.tmp $out
+`
+
+// sampleIdleAgent runs idleSampler in the guest, detached from the exec
+// that starts it, waits for it and returns its windows+1 readings.
+func sampleIdleAgent(ctx context.Context, mb *rig.MB, g guestProcs, windows int, window time.Duration) ([]idleSample, error) {
+	const out = "/tmp/mb-bench-idle.log"
+	args := []string{"exec", "demo", "--", "sh", "-c", `cat > /tmp/mb-bench-idle.sh || exit 1; sh /tmp/mb-bench-idle.sh "$@" </dev/null >/dev/null 2>&1 &`, "sh",
+		strconv.Itoa(windows), strconv.Itoa(int(window.Seconds())), out}
+	for _, p := range g.procs {
+		args = append(args, strconv.Itoa(p.PID))
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	cmd := mb.Command(cctx, args...)
+	cmd.Stdin = strings.NewReader(idleSampler)
+	b, err := cmd.CombinedOutput()
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("start the idle sampler in the guest: %w: %s", err, b)
+	}
+	select {
+	case <-time.After(time.Duration(windows)*window + 2*time.Second):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var text string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		text, err = mb.Run(cctx, "exec", "demo", "--", "sh", "-c", "cat "+out+" 2>/dev/null || true")
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if strings.HasSuffix(strings.TrimSpace(text), "done") || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return parseIdleSamples(text, windows+1)
+}
+
+// parseIdleSamples reads idleSampler's output: want readings, each a
+// "=== i" line, /proc/uptime, stat lines and "mem PID RSS PSS" lines (kB).
+func parseIdleSamples(text string, want int) ([]idleSample, error) {
+	text = strings.TrimSpace(text)
+	if !strings.HasSuffix(text, "done") {
+		return nil, fmt.Errorf("the guest's idle sampler did not finish: %q", text)
+	}
+	var out []idleSample
+	for _, block := range strings.Split(strings.TrimSuffix(text, "done"), "=== ")[1:] {
+		var stat strings.Builder
+		var s idleSample
+		_, rest, _ := strings.Cut(block, "\n")
+		for l := range strings.SplitSeq(rest, "\n") {
+			f := strings.Fields(l)
+			if len(f) == 0 {
+				continue
+			}
+			if f[0] != "mem" {
+				stat.WriteString(l + "\n")
+				continue
+			}
+			if len(f) != 4 {
+				return nil, fmt.Errorf("bad memory line from the guest: %q", l)
+			}
+			rss, err1 := strconv.ParseUint(f[2], 10, 64)
+			pss, err2 := strconv.ParseUint(f[3], 10, 64)
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("bad memory line from the guest: %q", l)
+			}
+			s.pss += pss * 1024
+			if f[1] != "1" {
+				s.ownRSS = max(s.ownRSS, rss*1024)
+			}
+		}
+		var err error
+		if s.procs, err = parseAgentProcs(stat.String()); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	if len(out) != want {
+		return nil, fmt.Errorf("the guest's idle sampler gave %d readings, want %d", len(out), want)
+	}
+	return out, nil
 }
 
 // agentMemory sums the proportional set size (PSS) of the mb-agent
@@ -283,6 +386,13 @@ func guestAgentProcs(ctx context.Context, mb *rig.MB) (guestProcs, error) {
 	if err != nil {
 		return guestProcs{}, err
 	}
+	return parseAgentProcs(out)
+}
+
+// parseAgentProcs reads the guest's /proc/uptime followed by /proc/PID/stat
+// lines, and keeps the mb-agent processes among them.
+func parseAgentProcs(out string) (guestProcs, error) {
+	var err error
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var g guestProcs
 	if len(lines) == 0 {
