@@ -113,7 +113,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error)
 	if len(req.Stdin) > MaxStockStdin {
 		if err := c.sendStdin(ctx, pid.PID, req.Stdin); err != nil {
 			if ctx.Err() != nil {
-				return nil, c.abandon(ctx, info, pid.PID, req.Argv[0])
+				return nil, c.abandon(ctx, info, pid.PID, req.Argv[0], context.Cause(ctx))
 			}
 			// The command may have stopped reading on purpose (head -c):
 			// its status still tells what happened.
@@ -135,7 +135,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error)
 	delay := 5 * time.Millisecond
 	for {
 		if ctx.Err() != nil {
-			return nil, c.abandon(ctx, info, pid.PID, req.Argv[0])
+			return nil, c.abandon(ctx, info, pid.PID, req.Argv[0], context.Cause(ctx))
 		}
 		var st qgaproto.ExecStatus
 		err := c.do(waitCtx, longCallTimeout, func(s *session) error {
@@ -143,7 +143,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecResult, error)
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, c.abandon(ctx, info, pid.PID, req.Argv[0])
+				return nil, c.abandon(ctx, info, pid.PID, req.Argv[0], context.Cause(ctx))
 			}
 			if req.Timeout > 0 && waitCtx.Err() != nil {
 				return nil, fmt.Errorf("%w after %v: %q (guest pid %d) may still run in the guest: the agent (%s) could not stop it",
@@ -195,19 +195,20 @@ func (c *Client) sendStdin(ctx context.Context, pid int, data []byte) error {
 	}
 }
 
-// abandon is called when the caller gave up on a running command: an
-// mb-agent kills its process group; a stock qemu-ga cannot, and the
-// command runs on.
-func (c *Client) abandon(ctx context.Context, info *qgaproto.Info, pid int, prog string) error {
+// abandon is called when the caller gave up on a running command, for
+// the reason why (the context's cause, or the error that ended the
+// wait): an mb-agent kills its process group; a stock qemu-ga cannot, and
+// the command runs on.
+func (c *Client) abandon(ctx context.Context, info *qgaproto.Info, pid int, prog string, why error) error {
 	if !info.Supports(qgaproto.ExecKillCommand) {
-		return fmt.Errorf("exec of %q cancelled: %w; the command (guest pid %d) runs on: the agent (%s) cannot kill it", prog, context.Cause(ctx), pid, agentKind(info))
+		return fmt.Errorf("exec of %q given up: %w; the command (guest pid %d) runs on: the agent (%s) cannot kill it", prog, why, pid, agentKind(info))
 	}
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
 	defer cancel()
 	if err := c.Call(kctx, qgaproto.ExecKillCommand, qgaproto.ExecKillArgs{PID: pid}, nil); err != nil {
-		return fmt.Errorf("exec of %q cancelled: %w; killing its process group (guest pid %d) failed: %v", prog, context.Cause(ctx), pid, err)
+		return fmt.Errorf("exec of %q given up: %w; killing its process group (guest pid %d) failed: %v", prog, why, pid, err)
 	}
-	return fmt.Errorf("exec of %q cancelled: %w; its process group (guest pid %d) was killed", prog, context.Cause(ctx), pid)
+	return fmt.Errorf("exec of %q given up: %w; its process group (guest pid %d) was killed", prog, why, pid)
 }
 
 // startReason turns a refused guest-exec into ErrExecStart, wrapping the

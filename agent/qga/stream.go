@@ -145,11 +145,11 @@ func (c *Client) ExecStream(ctx context.Context, req StreamRequest, in <-chan St
 			}
 		}
 		if ctx.Err() != nil {
-			return 0, c.abandon(ctx, info, pid.PID, req.Argv[0])
+			return 0, c.abandon(ctx, info, pid.PID, req.Argv[0], context.Cause(ctx))
 		}
 		if err != nil {
-			kerr := c.abandon(context.WithoutCancel(ctx), info, pid.PID, req.Argv[0])
-			return 0, fmt.Errorf("read the output of %q (guest pid %d): %w (%v)", req.Argv[0], pid.PID, err, kerr)
+			return 0, c.abandon(context.WithoutCancel(ctx), info, pid.PID, req.Argv[0],
+				fmt.Errorf("read its output: %w", err))
 		}
 		if r.Exited {
 			exited = true
