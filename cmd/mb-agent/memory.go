@@ -7,49 +7,61 @@ import (
 	"time"
 )
 
-// Every releaseEvery the agent role gives the guest back the heap memory
-// it no longer uses, when there is at least releaseMin of it.
+// Every releaseEvery the agent role collects its garbage and gives the
+// freed memory back to the guest, when it allocated releaseMin or more
+// since the last time.
 const (
 	releaseEvery = 30 * time.Second
-	releaseMin   = 256 << 10
+	releaseMin   = 64 << 10
 )
 
-// freeHeapMetric is the runtime's count of heap memory that is free and
-// still held (neither in use nor returned to the kernel).
-const freeHeapMetric = "/memory/classes/heap/free:bytes"
+// Runtime metrics the release reads.
+const (
+	allocsMetric   = "/gc/heap/allocs:bytes"           // allocated, ever
+	freeHeapMetric = "/memory/classes/heap/free:bytes" // free, not yet returned
+)
 
-// releaseIdleMemory returns freed heap memory to the guest every
-// releaseEvery until ctx ends. The runtime's own scavenger does so slowly
-// (about 1% of a CPU at most), so a burst of work (a large exec, a
-// socktop client) left the agent's resident set up to 1 MiB larger for
-// minutes; a forced collection of a heap of a few hundred KB costs a few
-// milliseconds, and is skipped while there is little to give back.
+// releaseIdleMemory collects and returns memory every releaseEvery until
+// ctx ends. An idle agent still allocates a little for each of vmhost's
+// liveness pings (about 5 KB a second); left to the collector's own pace
+// (GOGC 20 of a heap of a few hundred KB, and its floor of 800 KB) and
+// to the slow background scavenger, that grew its resident set by 150 KB
+// every 30 s for minutes. A forced collection of such a heap costs a few
+// milliseconds of the guest's CPU.
 func releaseIdleMemory(ctx context.Context) {
 	t := time.NewTicker(releaseEvery)
 	defer t.Stop()
+	r := releaser{last: readMetric(allocsMetric)}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		releaseFreeHeap(releaseMin)
+		r.release(releaseMin)
 	}
 }
 
-// releaseFreeHeap returns the free heap memory to the kernel when there is
-// at least atLeast bytes of it, and reports whether it did.
-func releaseFreeHeap(atLeast uint64) bool {
-	if freeHeap() < atLeast {
+// releaser remembers how much the runtime had allocated at the last
+// release.
+type releaser struct{ last uint64 }
+
+// release collects garbage and returns the free heap to the kernel when
+// atLeast bytes or more were allocated since the last release, and
+// reports whether it did.
+func (r *releaser) release(atLeast uint64) bool {
+	if readMetric(allocsMetric)-r.last < atLeast {
 		return false
 	}
 	debug.FreeOSMemory()
+	r.last = readMetric(allocsMetric)
 	return true
 }
 
-// freeHeap is the heap memory the runtime holds free, not yet returned.
-func freeHeap() uint64 {
-	sample := []metrics.Sample{{Name: freeHeapMetric}}
+// readMetric reads one uint64 runtime metric (0 when the runtime has no
+// such metric).
+func readMetric(name string) uint64 {
+	sample := []metrics.Sample{{Name: name}}
 	metrics.Read(sample)
 	if sample[0].Value.Kind() != metrics.KindUint64 {
 		return 0

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"runtime"
 	"runtime/debug"
 	"testing"
 )
@@ -9,26 +8,24 @@ import (
 // sink keeps the test's allocations from being optimised away.
 var sink [][]byte
 
-// After a burst of garbage the agent gives the freed heap back at once;
-// with little to give back it leaves the heap alone.
+// Garbage allocated since the last release is collected and its memory
+// given back at the next; with nothing allocated since, the heap is left
+// alone.
 func TestReleaseFreeHeap(t *testing.T) {
-	old := debug.SetGCPercent(-1) // no collection of the burst before the test's own
+	old := debug.SetGCPercent(-1) // the test's garbage waits for the release
 	defer debug.SetGCPercent(old)
+	r := releaser{last: readMetric(allocsMetric)}
 	for range 64 {
 		sink = append(sink, make([]byte, 128<<10))
 	}
 	sink = nil
-	runtime.GC() // the burst is garbage now: free, not yet returned
-	if f := freeHeap(); f < releaseMin {
-		t.Fatalf("after 8 MiB of garbage only %d bytes of the heap are free", f)
+	if !r.release(releaseMin) {
+		t.Fatal("release after 8 MiB of allocations did not collect")
 	}
-	if !releaseFreeHeap(releaseMin) {
-		t.Fatalf("releaseFreeHeap with %d bytes free did not release", freeHeap())
+	if f := readMetric(freeHeapMetric); f >= releaseMin {
+		t.Errorf("after the release %d bytes of the heap are free and still held, want under %d", f, releaseMin)
 	}
-	if f := freeHeap(); f >= releaseMin {
-		t.Errorf("after releaseFreeHeap %d bytes are still free and held, want under %d", f, releaseMin)
-	}
-	if releaseFreeHeap(releaseMin) {
-		t.Error("releaseFreeHeap released again with nothing to give back")
+	if r.release(releaseMin) {
+		t.Error("release collected again with nothing allocated since")
 	}
 }
