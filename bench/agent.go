@@ -163,20 +163,33 @@ func runAgent(ctx context.Context, e *env, r *results) error {
 	}
 	r.set("agent.cpu.poll", []float64{max(float64(ticks)-float64(readCost), 0) / userHZ / wall * 100})
 	r.note("agent.cpu.poll", "%.0f s window, %d get_metrics replies, minus %d ticks for one read through mb exec", wall, replies, readCost)
-	rss, _, err := agentMemory(ctx, mb, last)
+	m, err := agentMemory(ctx, mb, last)
 	if err != nil {
 		return err
 	}
-	r.set("agent.rss.poll", []float64{mib(rss)})
+	r.set("agent.rss.poll", []float64{mib(m.pss)})
 	return nil
 }
 
+// agentMem is the memory of the guest's mb-agent processes, in bytes: the
+// PSS of all of them (init and the agent are one binary: summing their RSS
+// would count its shared pages twice, PSS counts each page once) and the
+// resident set of the agent process (the one that is not PID 1).
+type agentMem struct{ pss, ownRSS uint64 }
+
+// add counts one process's resident set and PSS.
+func (m *agentMem) add(pid int, rss, pss uint64) {
+	m.pss += pss
+	if pid != 1 {
+		m.ownRSS = max(m.ownRSS, rss)
+	}
+}
+
 // idleSample is one reading of the guest's mb-agent processes taken in
-// the guest: their CPU ticks, the PSS of all and the resident set of the
-// agent process (not PID 1), in bytes.
+// the guest: their CPU ticks and their memory.
 type idleSample struct {
-	procs       guestProcs
-	pss, ownRSS uint64
+	procs guestProcs
+	agentMem
 }
 
 // idleSampler is the guest-side loop: after a first reading, one reading
@@ -264,15 +277,13 @@ func parseIdleSamples(text string, want int) ([]idleSample, error) {
 			if len(f) != 4 {
 				return nil, fmt.Errorf("bad memory line from the guest: %q", l)
 			}
+			pid, err0 := strconv.Atoi(f[1])
 			rss, err1 := strconv.ParseUint(f[2], 10, 64)
 			pss, err2 := strconv.ParseUint(f[3], 10, 64)
-			if err1 != nil || err2 != nil {
+			if err0 != nil || err1 != nil || err2 != nil {
 				return nil, fmt.Errorf("bad memory line from the guest: %q", l)
 			}
-			s.pss += pss * 1024
-			if f[1] != "1" {
-				s.ownRSS = max(s.ownRSS, rss*1024)
-			}
+			s.add(pid, rss*1024, pss*1024)
 		}
 		var err error
 		if s.procs, err = parseAgentProcs(stat.String()); err != nil {
@@ -286,30 +297,26 @@ func parseIdleSamples(text string, want int) ([]idleSample, error) {
 	return out, nil
 }
 
-// agentMemory sums the proportional set size (PSS) of the mb-agent
-// processes of g, and returns the resident set of the agent process (the
-// one that is not PID 1). Init and the agent are one binary: summing their
-// RSS would count its shared pages twice, PSS counts each page once.
-func agentMemory(ctx context.Context, mb *rig.MB, g guestProcs) (pss, ownRSS uint64, err error) {
+// agentMemory reads the memory of the mb-agent processes of g through
+// mb exec.
+func agentMemory(ctx context.Context, mb *rig.MB, g guestProcs) (agentMem, error) {
+	var m agentMem
 	for _, p := range g.procs {
 		out, err := mb.Run(ctx, "exec", "demo", "--", "cat", fmt.Sprintf("/proc/%d/smaps_rollup", p.PID))
 		if err != nil {
-			return 0, 0, err
+			return m, err
 		}
-		v, err := statusKB(out, "Pss:")
+		pss, err := statusKB(out, "Pss:")
 		if err != nil {
-			return 0, 0, fmt.Errorf("mb-agent (guest PID %d): %w", p.PID, err)
+			return m, fmt.Errorf("mb-agent (guest PID %d): %w", p.PID, err)
 		}
-		pss += v
-		if p.PID != 1 {
-			rss, err := statusKB(out, "Rss:")
-			if err != nil {
-				return 0, 0, fmt.Errorf("mb-agent (guest PID %d): %w", p.PID, err)
-			}
-			ownRSS = max(ownRSS, rss)
+		rss, err := statusKB(out, "Rss:")
+		if err != nil {
+			return m, fmt.Errorf("mb-agent (guest PID %d): %w", p.PID, err)
 		}
+		m.add(p.PID, rss, pss)
 	}
-	return pss, ownRSS, nil
+	return m, nil
 }
 
 // pollSocktop asks the socktop server at url for metrics every interval

@@ -63,17 +63,15 @@ func TestStockQemuGAInVM(t *testing.T) {
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("set the guest's clock back: %+v, %v", res, err)
 	}
-	c.mu.Lock()
-	w, ok := c.agent.(interface{ Client() *qga.Client })
-	c.mu.Unlock()
-	if !ok {
-		t.Fatalf("the agent %T has no QGA client", c.agent)
+	client := c.qgaClient()
+	if client == nil {
+		t.Fatal("the VM's agent has no QGA client")
 	}
-	how, err := c.setGuestClock(ctx, w.Client())
+	how, err := c.setGuestClock(ctx, client)
 	if how != "guest-set-time" {
 		t.Errorf("setGuestClock on busybox = %q, %v; want the guest-set-time fallback", how, err)
 	}
-	off, err := guestClockOffset(ctx, w.Client())
+	off, err := guestClockOffset(ctx, client)
 	if err != nil || off > 2*time.Second || off < -2*time.Second {
 		t.Errorf("after setGuestClock the guest's clock is %v off (%v), want within 2 s", off, err)
 	}

@@ -493,18 +493,25 @@ func (c *Controller) restore(ctx context.Context, hctx context.Context) error {
 // guestTellWait bounds how long a restored guest's agent is waited for.
 const guestTellWait = 2 * time.Minute
 
-// tellGuest sets the restored guest's clock from the host as soon as its
-// agent answers (setGuestClock),
-// and hands a clone its new hostname and fresh entropy (mb-agent only).
-func (c *Controller) tellGuest(ctx context.Context, m *snapshot.Manifest) {
+// qgaClient is the QGA client of the VM's agent, or nil when it has none.
+func (c *Controller) qgaClient() *qga.Client {
 	c.mu.Lock()
 	a := c.agent
 	c.mu.Unlock()
-	w, ok := a.(interface{ Client() *qga.Client })
-	if !ok {
+	if w, ok := a.(interface{ Client() *qga.Client }); ok {
+		return w.Client()
+	}
+	return nil
+}
+
+// tellGuest sets the restored guest's clock from the host as soon as its
+// agent answers (setGuestClock), and hands a clone its new hostname and
+// fresh entropy (tellClone).
+func (c *Controller) tellGuest(ctx context.Context, m *snapshot.Manifest) {
+	client := c.qgaClient()
+	if client == nil {
 		return
 	}
-	client := w.Client()
 	ctx, cancel := context.WithTimeout(ctx, guestTellWait)
 	defer cancel()
 	for {

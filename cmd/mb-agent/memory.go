@@ -15,11 +15,8 @@ const (
 	releaseMin   = 64 << 10
 )
 
-// Runtime metrics the release reads.
-const (
-	allocsMetric   = "/gc/heap/allocs:bytes"           // allocated, ever
-	freeHeapMetric = "/memory/classes/heap/free:bytes" // free, not yet returned
-)
+// allocsMetric is the runtime's count of the bytes it ever allocated.
+const allocsMetric = "/gc/heap/allocs:bytes"
 
 // releaseIdleMemory collects and returns memory every releaseEvery until
 // ctx ends. An idle agent still allocates a little for each of vmhost's

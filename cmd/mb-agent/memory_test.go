@@ -5,6 +5,10 @@ import (
 	"testing"
 )
 
+// freeHeapMetric is the heap memory the runtime holds free, not yet
+// returned to the kernel.
+const freeHeapMetric = "/memory/classes/heap/free:bytes"
+
 // sink keeps the test's allocations from being optimised away.
 var sink [][]byte
 
